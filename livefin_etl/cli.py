@@ -1,0 +1,389 @@
+"""``livefin``: a thin typer CLI over :mod:`livefin_etl.pipeline` and the stage modules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from livefin_etl.config import LivefinError, get_settings
+
+app = typer.Typer(
+    help="livefin: nightly financing limits for live-commerce merchants from their platform data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Model registry: train on your own features, promote, roll back.")
+app.add_typer(model_app, name="model")
+console = Console()
+err = Console(stderr=True)
+
+PII_LOG_GUARD = ("buyer_phone", "buyer_name", "buyer_address")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy to ship to any log store."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": datetime.fromtimestamp(record.created).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("livefin_etl").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("great_expectations", "matplotlib", "numexpr", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="JSON logs at INFO level on stderr")] = False,
+) -> None:
+    _setup_logging(verbose or os.environ.get("LIVEFIN_VERBOSE") == "1")
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
+
+
+DateArg = Annotated[str, typer.Option(help="Business date YYYY-MM-DD")]
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- sample
+
+
+@app.command()
+def sample(
+    scale: Annotated[str, typer.Option(help="tiny | small | large")] = "tiny",
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, byte-identical files")] = 42,
+    start: Annotated[str, typer.Option(help="First business date")] = "2025-01-01",
+    days: Annotated[int | None, typer.Option(help="Number of days (default: the preset's)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output landing folder (default: $LIVEFIN_HOME/landing)")] = None,
+    merchants: Annotated[int | None, typer.Option(help="Override the preset's merchant count")] = None,
+    force: Annotated[bool, typer.Option(help="Empty a non-empty output folder first")] = False,
+) -> None:
+    """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
+    from livefin_etl import sample as sim
+
+    try:
+        if days is not None and days < 1:
+            raise LivefinError("--days must be at least 1")
+        target = out or get_settings().landing
+        summary = sim.generate(
+            scale, seed, _date(start), days, target, force=force, progress=sys.stderr.isatty(),
+            merchants=merchants,
+        )
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(summary, default=str))
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+@app.command()
+def extract(
+    source: Annotated[str, typer.Option(help="Source name (see config/sources)")],
+    date_: Annotated[str, typer.Option("--date", help="Business date YYYY-MM-DD")],
+    force: Annotated[bool, typer.Option(help="Reload even if the files are unchanged")] = False,
+) -> None:
+    """Load landing/<source>/dt=<date>/ into raw.<source> (quarantine + manifest)."""
+    from livefin_etl import pipeline
+
+    try:
+        result = pipeline.extract(source, _date(date_), force=force)
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def validate(
+    source: Annotated[str, typer.Option(help="Source name")],
+    date_: Annotated[str, typer.Option("--date", help="Business date YYYY-MM-DD")],
+) -> None:
+    """Run the source's GX suite on one partition; a critical failure blocks that date."""
+    from livefin_etl import pipeline, quality
+
+    try:
+        result = pipeline.validate(source, _date(date_))
+        docs = quality.build_data_docs(get_settings())
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+    console.print(f"Data Docs: {docs}")
+    if result.get("status") == "failed":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def ingest(
+    start: DateArg,
+    end: DateArg,
+    source: Annotated[list[str] | None, typer.Option(help="Limit to these sources")] = None,
+) -> None:
+    """Extract + validate every source for a date range (history backfill)."""
+    from livefin_etl import pipeline, quality
+
+    try:
+        with pipeline.session() as (s, con):
+            results = pipeline.ingest_range(
+                con, s, pipeline.daterange(_date(start), _date(end)), source or None
+            )
+            failed = [r for r in results if r.get("status") == "failed"]
+        docs = quality.build_data_docs(get_settings())
+    except LivefinError as exc:
+        _fail(exc)
+    console.print(f"ingested {len(results)} results, {len(failed)} failed partitions; Data Docs: {docs}")
+    for r in failed:
+        err.print(f"[red]blocked[/] {r.get('source')} {r.get('dt')}: {r.get('failed_expectations')}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    start: DateArg,
+    end: Annotated[str | None, typer.Option(help="Last business date (default: start)")] = None,
+    ingest_from: Annotated[
+        str | None, typer.Option(help="Also ingest history from this date (backfill)")
+    ] = None,
+    retrain: Annotated[bool, typer.Option(help="Train a challenger before the first date")] = False,
+) -> None:
+    """Run every stage, date by date: extract, validate, features, value, score, limits, publish."""
+    from livefin_etl import pipeline
+
+    s = get_settings()
+    try:
+        with console.status("running") as status:
+            report = pipeline.run_range(
+                _date(start),
+                _date(end or start),
+                s,
+                ingest_from=_date(ingest_from) if ingest_from else None,
+                retrain=retrain,
+                progress=lambda msg: status.update(msg),
+            )
+    except LivefinError as exc:
+        _fail(exc)
+    _print_run_summary(s, report)
+    if report.blocked:
+        for day, why in report.blocked.items():
+            err.print(f"[bold red]blocked {day}:[/] {why}")
+        err.print("Limits published before the blocked date stay in force.")
+        raise typer.Exit(code=2)
+
+
+def _print_run_summary(s, report) -> None:
+    import duckdb
+
+    console.print(f"[bold]warehouse[/]  {s.warehouse}")
+    console.print(f"[bold]data docs[/]  {report.data_docs}")
+    if report.published:
+        console.print(f"[bold]published[/]  {report.published.get('snapshot_path')}")
+        console.print(f"[bold]exports[/]    {report.published.get('export_dir')}")
+    try:
+        con = duckdb.connect(str(s.warehouse), read_only=True)
+    except duckdb.Error:
+        return
+    try:
+        from livefin_etl.warehouse import table_exists
+
+        if table_exists(con, "limits.financing_limits"):
+            rows = con.execute("""
+                select tier, count(*) as merchants,
+                       count(*) filter (where decision in ('approve','reduce','review')) as offered,
+                       round(sum(limit_amount), 0) as total_limit,
+                       round(sum(expected_loss), 0) as expected_loss
+                from limits.financing_limits
+                where as_of_date = (select max(as_of_date) from limits.financing_limits)
+                group by tier order by tier""").fetchall()
+            table = Table(title="Limits by tier (latest date)")
+            for col in ("tier", "merchants", "offered", "total limit (CNY)", "expected loss (CNY)"):
+                table.add_column(col, justify="right")
+            for r in rows:
+                table.add_row(*[f"{v:,.0f}" if isinstance(v, float) else str(v) for v in r])
+            console.print(table)
+    finally:
+        con.close()
+    console.print(f"finished in {report.seconds:.1f} s")
+
+
+# --------------------------------------------------------------------------- model
+
+
+@app.command()
+def train(
+    as_of: Annotated[str, typer.Option("--as-of", help="Train on loans whose window closed by this date")],
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (GPU only if present)")] = None,
+) -> None:
+    """Train a credit model point-in-time; becomes champion only if it passes the gate."""
+    from livefin_etl import pipeline
+
+    try:
+        result = pipeline.train(_date(as_of), device=device)
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def score(date_: Annotated[str, typer.Option("--date", help="Business date")]) -> None:
+    """Score all active merchants with the champion model (PD, score, grade, reasons)."""
+    from livefin_etl import pipeline
+
+    try:
+        result = pipeline.run_stage("score", _date(date_))
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def explain(
+    merchant: Annotated[str, typer.Argument(help="Merchant id")],
+    date_: Annotated[str, typer.Option("--date", help="Business date")],
+) -> None:
+    """Print a merchant's PD, score, grade and reasons with their SHAP values."""
+    from livefin_etl import credit, pipeline
+
+    try:
+        with pipeline.session() as (s, con):
+            console.print(credit.explain(con, s, merchant, _date(date_)))
+    except LivefinError as exc:
+        _fail(exc)
+
+
+@app.command("explain-value")
+def explain_value(
+    merchant: Annotated[str, typer.Argument(help="Merchant id")],
+    date_: Annotated[str, typer.Option("--date", help="Business date")],
+) -> None:
+    """Print the three valuation approaches for a merchant's data, their inputs and reconciliation."""
+    from livefin_etl import pipeline, valuation
+
+    try:
+        with pipeline.session() as (_s, con):
+            console.print(valuation.explain_value(con, merchant, _date(date_)))
+    except LivefinError as exc:
+        _fail(exc)
+
+
+@model_app.command("train")
+def model_train(
+    features: Annotated[Path, typer.Option(help="Parquet feature table")],
+    label: Annotated[str, typer.Option(help="Binary label column")],
+    time: Annotated[str | None, typer.Option(help="Time column for an out-of-time split")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder for the model + report")] = None,
+) -> None:
+    """Train and evaluate on your own feature table (a challenger built by an analyst)."""
+    from livefin_etl import credit
+
+    try:
+        result = credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out)
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+@model_app.command("promote")
+def model_promote(version: Annotated[str, typer.Argument(help="Model version")]) -> None:
+    """Make VERSION the champion (recorded in credit.model_registry)."""
+    from livefin_etl import credit, pipeline
+
+    try:
+        with pipeline.session() as (s, con):
+            credit.promote(con, s, version)
+    except LivefinError as exc:
+        _fail(exc)
+    console.print(f"{version} is now champion")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Re-instate the previous champion."""
+    from livefin_etl import credit, pipeline
+
+    try:
+        with pipeline.session() as (s, con):
+            version = credit.rollback(con, s)
+    except LivefinError as exc:
+        _fail(exc)
+    console.print(f"champion is now {version}")
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@app.command()
+def stress(
+    date_: Annotated[str, typer.Option("--date", help="Business date")],
+    gmv_shock: Annotated[float, typer.Option(help="Relative GMV shock, e.g. -0.3")] = -0.3,
+    streamer_exit: Annotated[bool, typer.Option(help="Top streamers of dependent merchants leave")] = False,
+) -> None:
+    """Recompute limits under a market shock and report the change in exposure and EL."""
+    from livefin_etl import limits, pipeline
+
+    try:
+        with pipeline.session() as (s, con):
+            result = limits.stress(con, s, _date(date_), gmv_shock=gmv_shock, streamer_exit=streamer_exit)
+            console.print(limits.format_stress(result))
+    except LivefinError as exc:
+        _fail(exc)
+
+
+@app.command()
+def publish(
+    date_: Annotated[str | None, typer.Option("--date", help="Business date to publish")] = None,
+    rollback: Annotated[bool, typer.Option(help="Point the published snapshot back one version")] = False,
+) -> None:
+    """Publish the snapshot + exports for a date (only when every gate passed), or roll back."""
+    from livefin_etl import pipeline
+    from livefin_etl import publish as pub
+
+    try:
+        if rollback:
+            path = pub.rollback(get_settings())
+            console.print(f"published snapshot rolled back to {path}")
+            return
+        if not date_:
+            raise LivefinError("--date is required unless --rollback")
+        result = pipeline.run_stage("publish", _date(date_))
+    except LivefinError as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,119 @@
+"""Settings and versioned config files, selected in one place.
+
+Every path can be overridden by an environment variable; the CLI and the DAGs
+both call :func:`get_settings`, so they always agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(os.environ.get("LIVEFIN_CONFIG_DIR", REPO_ROOT / "config"))
+SQL_DIR = REPO_ROOT / "sql"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+class LivefinError(RuntimeError):
+    """An error with a message meant for the user: printed without a traceback."""
+
+
+class StageBlocked(LivefinError):
+    """A stage refused to run because a gate for its date failed."""
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    landing: Path
+    warehouse: Path
+    published: Path
+    exports: Path
+    models: Path
+    docs: Path
+    airflow_home: Path
+    threads: int
+    keep_snapshots: int = 7
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.warehouse.with_suffix(".lock")
+
+    def ensure_dirs(self) -> None:
+        for p in (
+            self.landing,
+            self.warehouse.parent,
+            self.published,
+            self.exports,
+            self.models,
+            self.docs,
+        ):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings() -> Settings:
+    """Resolve settings from the environment (LIVEFIN_*), with the embedded defaults."""
+    home = _env_path("LIVEFIN_HOME", (Path.cwd() / "state").resolve())
+    threads = int(os.environ.get("LIVEFIN_THREADS", "0")) or max(1, os.cpu_count() or 1)
+    return Settings(
+        home=home,
+        landing=_env_path("LIVEFIN_LANDING", home / "landing"),
+        warehouse=_env_path("LIVEFIN_WAREHOUSE", home / "warehouse" / "livefin.duckdb"),
+        published=_env_path("LIVEFIN_PUBLISHED", home / "published"),
+        exports=_env_path("LIVEFIN_EXPORTS", home / "exports"),
+        models=_env_path("LIVEFIN_MODELS", home / "models"),
+        docs=_env_path("LIVEFIN_DOCS", home / "docs"),
+        airflow_home=_env_path("AIRFLOW_HOME", home / "airflow"),
+        threads=threads,
+        keep_snapshots=int(os.environ.get("LIVEFIN_KEEP_SNAPSHOTS", "7")),
+    )
+
+
+def pii_key(settings: Settings | None = None) -> bytes:
+    """The keyed-hash secret for PII. Never written to DuckDB or logs.
+
+    Order: LIVEFIN_PII_KEY env var, then LIVEFIN_PII_KEY_FILE, then
+    ``<home>/pii.key`` (created with mode 0600 on first use).
+    """
+    env = os.environ.get("LIVEFIN_PII_KEY")
+    if env:
+        return env.encode()
+    settings = settings or get_settings()
+    path = _env_path("LIVEFIN_PII_KEY_FILE", settings.home / "pii.key")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+@cache
+def load_config(name: str) -> dict[str, Any]:
+    """Load ``config/<name>.yaml``. Each file carries a ``version`` stamped on its rows."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise LivefinError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if "version" not in data:
+        raise LivefinError(f"config file {path} has no 'version'")
+    return data
+
+
+def config_fingerprint(data: dict[str, Any]) -> str:
+    """Short content hash, so a config edited without a version bump is still detectable."""
+    return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,181 @@
+"""Source contracts and header mappings, read from ``config/sources`` and ``config/mappings``.
+
+A contract is the single description of a source: extract enforces it, the GX
+suites derive expectations from it and the docs render it. Onboarding another
+platform's export means adding a mapping file, not code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import yaml
+
+from livefin_etl.config import CONFIG_DIR, LivefinError
+
+# Merchants first: every other source references them.
+SOURCE_ORDER = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
+
+DUCKDB_TYPES = {"VARCHAR", "DOUBLE", "BIGINT", "DATE", "TIMESTAMP", "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool = False
+    pii: bool = False
+    description: str = ""
+    allowed: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def stored_name(self) -> str:
+        """PII columns are stored only as their keyed hash."""
+        return f"{self.name}_hash" if self.pii else self.name
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    source: str
+    headers: dict[str, str]  # upstream header -> canonical column
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    timestamp_format: str = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    format: str
+    description: str
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    partition_column: str
+    partition_mode: str  # within_day | not_after
+    late_hours: int
+    references: dict[str, str]
+    row_checks: tuple[dict[str, str], ...]
+    raw: dict[str, Any]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.required]
+
+    @property
+    def pii(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.pii]
+
+    @property
+    def stored_columns(self) -> list[Column]:
+        return list(self.columns.values())
+
+    @property
+    def table(self) -> str:
+        return f"raw.{self.name}"
+
+
+def list_sources() -> list[str]:
+    found = {p.stem for p in (CONFIG_DIR / "sources").glob("*.yaml")}
+    ordered = [s for s in SOURCE_ORDER if s in found]
+    return ordered + sorted(found - set(ordered))
+
+
+@cache
+def load_contract(source: str) -> Contract:
+    path = CONFIG_DIR / "sources" / f"{source}.yaml"
+    if not path.exists():
+        known = ", ".join(list_sources())
+        raise LivefinError(f"unknown source '{source}' (known: {known})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cols: dict[str, Column] = {}
+    for name, spec in data["columns"].items():
+        ctype = str(spec["type"]).upper()
+        if ctype not in DUCKDB_TYPES:
+            raise LivefinError(f"{path}: column {name} has unsupported type {ctype}")
+        allowed = spec.get("allowed")
+        cols[name] = Column(
+            name=name,
+            type=ctype,
+            required=bool(spec.get("required", False)),
+            pii=bool(spec.get("pii", False)),
+            description=str(spec.get("description", "")),
+            allowed=tuple(allowed) if allowed else None,
+            min=spec.get("min"),
+            max=spec.get("max"),
+        )
+    part = data["partition"]
+    for key in data["primary_key"]:
+        if key not in cols:
+            raise LivefinError(f"{path}: primary key column {key} is not a column")
+    return Contract(
+        name=data["name"],
+        version=data["version"],
+        format=data["format"],
+        description=data.get("description", ""),
+        columns=cols,
+        primary_key=tuple(data["primary_key"]),
+        partition_column=part["column"],
+        partition_mode=part.get("mode", "within_day"),
+        late_hours=int(part.get("late_hours", 0)),
+        references=dict(data.get("references") or {}),
+        row_checks=tuple(data.get("row_checks") or ()),
+        raw=data,
+    )
+
+
+@cache
+def load_mappings(source: str) -> tuple[Mapping, ...]:
+    """All mappings for a source; the identity mapping (canonical headers) is implicit."""
+    contract = load_contract(source)
+    out = []
+    for path in sorted((CONFIG_DIR / "mappings" / source).glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        unknown = set(data["headers"].values()) - set(contract.columns)
+        if unknown:
+            raise LivefinError(f"{path}: maps to unknown canonical columns {sorted(unknown)}")
+        out.append(
+            Mapping(
+                name=data.get("name", path.stem),
+                source=source,
+                headers=dict(data["headers"]),
+                values={k: dict(v) for k, v in (data.get("values") or {}).items()},
+                timestamp_format=data.get("timestamp_format", "%Y-%m-%d %H:%M:%S"),
+            )
+        )
+    identity = Mapping(name="canonical", source=source, headers={c: c for c in contract.columns})
+    return (*out, identity)
+
+
+def detect_mapping(source: str, headers: list[str]) -> Mapping:
+    """Pick the mapping whose headers best cover the file's header row.
+
+    The winner must supply every required column; it is the one that explains
+    most of the file's headers (ties go to the first file in name order).
+    """
+    contract = load_contract(source)
+    present = set(headers)
+    best: tuple[int, Mapping] | None = None
+    for m in load_mappings(source):
+        covered = {canon for up, canon in m.headers.items() if up in present}
+        if not set(contract.required) <= covered:
+            continue
+        score = sum(1 for h in headers if h in m.headers)
+        if best is None or score > best[0]:
+            best = (score, m)
+    if best is None:
+        # Report against the mapping that came closest, so the message is actionable.
+        def missing(m: Mapping) -> list[str]:
+            covered = {canon for up, canon in m.headers.items() if up in present}
+            return [c for c in contract.required if c not in covered]
+
+        closest = min(load_mappings(source), key=lambda m: len(missing(m)))
+        raise LivefinError(
+            f"{source}: missing required columns {missing(closest)} "
+            f"(closest mapping '{closest.name}'; file headers: {headers})"
+        )
+    return best[1]

@@ -1,0 +1,172 @@
+"""Point-in-time training set: one row per matured loan, features as of its origination date."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from livefin_etl.config import LivefinError
+from livefin_etl.credit.spec import model_config
+from livefin_etl.warehouse import table_exists
+
+log = logging.getLogger(__name__)
+
+LABEL = "is_default"
+TIME_COL = "origination_date"
+SPINE_TABLE = "credit_training_spine"
+
+EnsureFeatures = Callable[[duckdb.DuckDBPyConnection, str], int]
+
+
+def _default_ensure_features() -> EnsureFeatures | None:
+    try:
+        from livefin_etl.features import build_features_for_spine
+    except ImportError as exc:  # features module not installed yet: train on what exists
+        log.warning("cannot import features.build_features_for_spine (%s); "
+                    "loans without origination-date features are dropped", exc)
+        return None
+    return build_features_for_spine
+
+
+def _labelled_loans(con: duckdb.DuckDBPyConnection, as_of: date, threshold: int,
+                    horizon: int) -> pd.DataFrame:
+    # Observation window closed: origination + horizon <= as_of. Only repayment rows inside
+    # [origination, origination + horizon] and strictly before as_of can set the label.
+    return con.execute(
+        """
+        with loans as (
+            select loan_id, merchant_id, origination_date, principal, legacy_limit
+            from raw.loans
+            where origination_date + ?::INTEGER <= ?::DATE
+            qualify row_number() over (partition by loan_id order by origination_date) = 1
+        )
+        select l.loan_id, l.merchant_id, l.origination_date, l.principal, l.legacy_limit,
+               coalesce(max(r.dpd), 0)::INTEGER as max_dpd,
+               count(r.loan_id)::INTEGER as repayment_rows
+        from loans l
+        left join raw.repayments r
+          on r.loan_id = l.loan_id
+         and r.repay_date >= l.origination_date
+         and r.repay_date <= l.origination_date + ?::INTEGER
+         and r.repay_date < ?::DATE
+        group by all
+        order by l.origination_date, l.loan_id
+        """,
+        [horizon, as_of, horizon, as_of],
+    ).df()
+
+
+def _missing_feature_pairs(con: duckdb.DuckDBPyConnection, loans: pd.DataFrame) -> pd.DataFrame:
+    pairs = loans[["merchant_id", "origination_date"]].drop_duplicates()
+    if not table_exists(con, "features.merchant_features"):
+        return pairs.rename(columns={"origination_date": "as_of_date"})
+    con.register("_credit_pairs", pairs)
+    try:
+        return con.execute(
+            """
+            select p.merchant_id, p.origination_date as as_of_date
+            from _credit_pairs p
+            anti join features.merchant_features f
+              on f.merchant_id = p.merchant_id and f.as_of_date = p.origination_date
+            """
+        ).df()
+    finally:
+        con.unregister("_credit_pairs")
+
+
+def build_training_set(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    config: dict[str, Any] | None = None,
+    ensure_features: EnsureFeatures | None | Literal["auto"] = "auto",
+) -> pd.DataFrame:
+    """Every loan whose default window closed by ``as_of``, labelled, with origination features.
+
+    ``ensure_features(con, spine_table)`` materialises features for (merchant_id, as_of_date)
+    pairs that are missing; ``"auto"`` uses ``features.build_features_for_spine``, ``None``
+    builds nothing (loans without features are dropped with a warning). Columns: loan_id,
+    merchant_id, origination_date, principal, legacy_limit, max_dpd, repayment_rows,
+    is_default, every features.merchant_features column except the keys, and ``split``
+    (train/valid/oot by origination date).
+    """
+    cfg = model_config(config)
+    threshold = int(cfg["target"]["dpd_threshold"])
+    horizon = int(cfg["target"]["horizon_days"])
+    for t in ("raw.loans", "raw.repayments"):
+        if not table_exists(con, t):
+            raise LivefinError(f"{t} does not exist; extract loans and repayments first")
+    loans = _labelled_loans(con, as_of, threshold, horizon)
+    if loans.empty:
+        raise LivefinError(
+            f"empty training set: no loan in raw.loans originated on or before "
+            f"{as_of} minus {horizon} days (the default window must have closed)"
+        )
+    loans[LABEL] = (loans["max_dpd"] >= threshold).astype(np.int8)
+
+    missing = _missing_feature_pairs(con, loans)
+    if len(missing):
+        builder = _default_ensure_features() if ensure_features == "auto" else ensure_features
+        if builder is not None:
+            con.register("_credit_missing", missing)
+            con.execute(f"create or replace temp table {SPINE_TABLE} as "
+                        "select merchant_id, as_of_date::DATE as as_of_date from _credit_missing")
+            con.unregister("_credit_missing")
+            try:
+                built = builder(con, SPINE_TABLE)
+                log.info("built features for %s of %s missing loan origination pairs",
+                         built, len(missing))
+            finally:
+                con.execute(f"drop table if exists {SPINE_TABLE}")
+    if not table_exists(con, "features.merchant_features"):
+        raise LivefinError("features.merchant_features does not exist; run features first")
+
+    con.register("_credit_loans", loans)
+    try:
+        frame = con.execute(
+            """
+            select l.*, f.* exclude (merchant_id, as_of_date)
+            from _credit_loans l
+            join features.merchant_features f
+              on f.merchant_id = l.merchant_id and f.as_of_date = l.origination_date
+            qualify row_number() over (partition by l.loan_id) = 1
+            order by l.origination_date, l.loan_id
+            """
+        ).df()
+    finally:
+        con.unregister("_credit_loans")
+    dropped = len(loans) - len(frame)
+    if dropped:
+        log.warning("%s of %s matured loans have no origination-date features and are dropped",
+                    dropped, len(loans))
+    if frame.empty:
+        raise LivefinError(
+            f"empty training set: none of the {len(loans)} matured loans has features as of its "
+            "origination date in features.merchant_features"
+        )
+    frame["split"] = time_split(frame[TIME_COL], cfg["split"])
+    frame.attrs.update({"as_of": str(as_of), "loans_matured": int(len(loans)),
+                        "loans_without_features": int(dropped),
+                        "loans_without_repayments": int((loans["repayment_rows"] == 0).sum())})
+    return frame.reset_index(drop=True)
+
+
+def time_split(times: pd.Series, fractions: dict[str, float]) -> np.ndarray:
+    """train/valid/oot by time; all rows of one timestamp fall in the same window."""
+    t = pd.Series(pd.to_datetime(times)).reset_index(drop=True)
+    if t.isna().any():
+        raise LivefinError("time column has missing values; cannot split by time")
+    n = len(t)
+    order = np.argsort(t.to_numpy(), kind="stable")
+    # share of rows strictly before each row's timestamp = where its timestamp starts
+    first_pos = pd.Series(np.arange(n), index=t.iloc[order].to_numpy()).groupby(level=0).min()
+    start = t.map(first_pos).to_numpy() / n
+    f_train = float(fractions["train"])
+    f_valid = f_train + float(fractions["valid"])
+    out = np.where(start < f_train, "train", np.where(start < f_valid, "valid", "oot"))
+    return out.astype(object)

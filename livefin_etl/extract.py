@@ -1,0 +1,634 @@
+"""Landing → raw: decode, map, enforce the contract, hash PII, quarantine, load, manifest.
+
+One (source, date) partition is replaced in one DuckDB transaction, so a kill at
+any point leaves either the old partition or the new one, never a mix. Rows read
+always equal rows loaded plus rows quarantined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from livefin_etl.config import LivefinError, Settings, pii_key
+from livefin_etl.contracts import Column, Contract, Mapping, detect_mapping, load_contract
+from livefin_etl.warehouse import transaction
+
+log = logging.getLogger(__name__)
+
+FORMAT_EXT = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
+POLARS_TYPES = {
+    "VARCHAR": pl.Utf8,
+    "DOUBLE": pl.Float64,
+    "BIGINT": pl.Int64,
+    "DATE": pl.Date,
+    "TIMESTAMP": pl.Datetime("us"),
+    "BOOLEAN": pl.Boolean,
+}
+LINEAGE = [
+    ("_dt", "DATE", "Business date of the landing partition the row came from"),
+    ("_file", "VARCHAR", "Landing file name the row came from"),
+    ("_line", "BIGINT", "Line (CSV/JSONL, 1 = header for CSV) or row number (Parquet) in the file"),
+    ("_contract_version", "VARCHAR", "Source contract version the row was checked against"),
+    ("_mapping", "VARCHAR", "Header mapping used to read the file"),
+    ("_loaded_at", "TIMESTAMP", "When the partition was loaded"),
+]
+
+
+class FileRejected(LivefinError):
+    """A whole file could not be read under the contract; nothing of the partition is written."""
+
+
+@dataclass
+class FileBatch:
+    name: str
+    sha256: str
+    size: int
+    encoding: str
+    mapping: str
+    frame: pl.DataFrame  # canonical columns as read (strings or native), plus _line
+
+
+# --------------------------------------------------------------------------- DDL
+
+
+def ensure_meta_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        create table if not exists meta.load_manifest (
+            source varchar, dt date, file varchar, sha256 varchar, bytes bigint,
+            rows_read bigint, rows_loaded bigint, rows_quarantined bigint,
+            encoding varchar, mapping varchar, contract_version varchar,
+            status varchar, message varchar, loaded_at timestamp)""")
+    con.execute("""
+        create table if not exists meta.quarantine (
+            source varchar, dt date, file varchar, line bigint, reason_code varchar,
+            reason varchar, column_name varchar, merchant_id varchar, raw_values varchar,
+            quarantined_at timestamp)""")
+    con.execute(
+        "comment on table meta.load_manifest is "
+        "'One row per landing file load attempt: checksum, rows read/loaded/quarantined'"
+    )
+    con.execute(
+        "comment on table meta.quarantine is "
+        "'Rows (or whole files, line 0) that broke the source contract, with the reason; PII masked'"
+    )
+    for col, text in {
+        "rows_read": "Data rows read from the file",
+        "rows_loaded": "Rows loaded into raw.<source>",
+        "rows_quarantined": "Rows sent to meta.quarantine (rows_read = loaded + quarantined)",
+        "status": "loaded | rejected (whole file refused, partition untouched)",
+        "sha256": "Checksum of the file; an unchanged file is not reloaded",
+    }.items():
+        con.execute(f"comment on column meta.load_manifest.{col} is '{text}'")
+    for col, text in {
+        "reason_code": "missing_required, type_error, below_min, above_max, not_allowed, "
+        "duplicate_key, unknown_reference, outside_partition, row_check, file_error",
+        "raw_values": "The offending row as JSON, with PII columns replaced by their keyed hash",
+        "line": "Line in the landing file (0 = the whole file)",
+    }.items():
+        con.execute(f"comment on column meta.quarantine.{col} is '{text}'")
+
+
+def ensure_raw_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    cols = [f"{c.stored_name} {c.type}" for c in contract.stored_columns]
+    cols += [f"{n} {t}" for n, t, _ in LINEAGE]
+    con.execute(f"create table if not exists {contract.table} ({', '.join(cols)})")
+    desc = contract.description.replace("'", "''")
+    con.execute(f"comment on table {contract.table} is '{desc} (contract {contract.version})'")
+    for c in contract.stored_columns:
+        text = c.description + (" (keyed hash of PII)" if c.pii else "")
+        con.execute(
+            f"comment on column {contract.table}.{c.stored_name} is '{text.replace(chr(39), '')}'"
+        )
+    for n, _, text in LINEAGE:
+        con.execute(f"comment on column {contract.table}.{n} is '{text}'")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def partition_dir(settings: Settings, source: str, day: date) -> Path:
+    return settings.landing / source / f"dt={day.isoformat()}"
+
+
+def _decode(data: bytes, name: str) -> tuple[str, str]:
+    """UTF-8 with BOM, UTF-8, then GBK (the platform's legacy export encoding)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise FileRejected(f"{name}: has a UTF-8 BOM but is not valid UTF-8 ({exc})") from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gbk"), "gbk"
+    except UnicodeDecodeError as exc:
+        raise FileRejected(f"{name}: cannot decode as UTF-8 or GBK ({exc})") from None
+
+
+def _read_file(path: Path, contract: Contract) -> FileBatch:
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if not data.strip():
+        raise FileRejected(f"{path.name}: file is empty")
+    encoding = "binary"
+    if contract.format == "csv":
+        text, encoding = _decode(data, path.name)
+        try:
+            frame = pl.read_csv(
+                text.encode(),
+                infer_schema=False,
+                has_header=True,
+            )
+        except Exception as exc:  # polars raises several error types for malformed CSV
+            raise FileRejected(f"{path.name}: not a readable CSV ({exc})") from None
+        frame = frame.with_row_index("_line", offset=2)
+    elif contract.format == "jsonl":
+        text, encoding = _decode(data, path.name)
+        frame = _read_jsonl(text, path.name)
+    elif contract.format == "parquet":
+        try:
+            frame = pl.read_parquet(io.BytesIO(data))
+        except Exception as exc:
+            raise FileRejected(f"{path.name}: not a readable Parquet file ({exc})") from None
+        frame = frame.with_row_index("_line", offset=1)
+    else:  # pragma: no cover - contracts are validated on load
+        raise LivefinError(f"unsupported format {contract.format}")
+    frame = frame.with_columns(pl.col("_line").cast(pl.Int64))
+    headers = [c for c in frame.columns if c != "_line"]
+    mapping = detect_mapping(contract.name, headers)
+    unknown = [h for h in headers if h not in mapping.headers]
+    if unknown:
+        raise FileRejected(
+            f"{path.name}: unknown columns {unknown} not in contract {contract.version} "
+            f"or mapping '{mapping.name}'; add them to a mapping or the contract"
+        )
+    frame = frame.rename({h: mapping.headers[h] for h in headers})
+    dupes = {c for c in frame.columns if frame.columns.count(c) > 1}
+    if dupes:
+        raise FileRejected(f"{path.name}: several headers map to {sorted(dupes)}")
+    for canon in contract.columns:
+        if canon not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(canon))
+    frame = _apply_value_maps(frame, mapping)
+    return FileBatch(path.name, sha, len(data), encoding, mapping.name, frame)
+
+
+def _read_jsonl(text: str, name: str) -> pl.DataFrame:
+    """Parse line by line so one malformed line is quarantined, not the whole file."""
+    rows: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            bad.append((i, f"{exc}: {line[:200]}"))
+            continue
+        rows.append({k: (None if v is None else str(v)) for k, v in obj.items()} | {"_line": i})
+    if not rows and not bad:
+        raise FileRejected(f"{name}: file has no JSON rows")
+    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+    if bad:
+        # Keep malformed lines as rows with a marker so they flow into quarantine.
+        badf = pl.DataFrame({"_line": [b[0] for b in bad], "_malformed": [b[1] for b in bad]})
+        frame = pl.concat([frame, badf], how="diagonal_relaxed") if rows else badf
+    return frame
+
+
+def _apply_value_maps(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+    exprs = []
+    for col, values in mapping.values.items():
+        if col in frame.columns:
+            exprs.append(pl.col(col).cast(pl.Utf8).replace(values).alias(col))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+# --------------------------------------------------------------------------- typing & checks
+
+
+def _parse(col: Column, fmt: str) -> pl.Expr:
+    src = pl.col(col.name)
+    target = POLARS_TYPES[col.type]
+    as_str = src.cast(pl.Utf8).str.strip_chars()
+    if col.type == "VARCHAR":
+        return as_str
+    if col.type == "TIMESTAMP":
+        return pl.coalesce(
+            as_str.str.strptime(pl.Datetime("us"), fmt, strict=False),
+            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False),
+            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
+        )
+    if col.type == "DATE":
+        return as_str.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if col.type == "BIGINT":
+        return as_str.cast(pl.Float64, strict=False).pipe(
+            lambda e: pl.when(e == e.round(0)).then(e).otherwise(None).cast(pl.Int64)
+        )
+    return as_str.cast(target, strict=False)
+
+
+def _typed(frame: pl.DataFrame, contract: Contract, mapping_fmt: str) -> pl.DataFrame:
+    """Parse every canonical column; keep the source text beside it to detect type errors."""
+    exprs = []
+    for c in contract.columns.values():
+        exprs.append(pl.col(c.name).cast(pl.Utf8).str.strip_chars().alias(f"__src_{c.name}"))
+        if frame.schema[c.name] == POLARS_TYPES[c.type] and c.type != "VARCHAR":
+            exprs.append(pl.col(c.name))  # already typed (Parquet)
+        elif frame.schema[c.name] == pl.Date and c.type == "TIMESTAMP":
+            exprs.append(pl.col(c.name).cast(pl.Datetime("us")))
+        else:
+            exprs.append(_parse(c, mapping_fmt).alias(c.name))
+    return frame.with_columns(exprs)
+
+
+def _reason_exprs(contract: Contract, day: date) -> list[tuple[str, str | None, pl.Expr, str]]:
+    """(reason_code, column, failing-row predicate, message) in precedence order."""
+    checks: list[tuple[str, str | None, pl.Expr, str]] = []
+    for c in contract.columns.values():
+        src = pl.col(f"__src_{c.name}")
+        blank = src.is_null() | (src == "")
+        if c.required:
+            checks.append(("missing_required", c.name, blank, f"{c.name} is required"))
+        checks.append(
+            (
+                "type_error",
+                c.name,
+                ~blank & pl.col(c.name).is_null(),
+                f"{c.name} is not a valid {c.type}",
+            )
+        )
+        if c.min is not None:
+            checks.append(
+                ("below_min", c.name, pl.col(c.name) < c.min, f"{c.name} below minimum {c.min}")
+            )
+        if c.max is not None:
+            checks.append(
+                ("above_max", c.name, pl.col(c.name) > c.max, f"{c.name} above maximum {c.max}")
+            )
+        if c.allowed:
+            checks.append(
+                (
+                    "not_allowed",
+                    c.name,
+                    pl.col(c.name).is_not_null() & ~pl.col(c.name).is_in(list(c.allowed)),
+                    f"{c.name} not in {list(c.allowed)}",
+                )
+            )
+    for rc in contract.row_checks:
+        checks.append(("row_check", None, ~pl.sql_expr(rc["sql"]).fill_null(True), rc["reason"]))
+    pc = contract.columns[contract.partition_column]
+    start = datetime.combine(day, datetime.min.time())
+    end = start + timedelta(days=1)
+    col = pl.col(pc.name)
+    if contract.partition_mode == "not_after":
+        bad = col > (day if pc.type == "DATE" else end)
+        msg = f"{pc.name} after partition date {day}"
+    else:
+        lo = start - timedelta(hours=contract.late_hours)
+        if pc.type == "DATE":
+            bad = (col < lo.date()) | (col > day)
+        else:
+            bad = (col < lo) | (col >= end)
+        msg = f"{pc.name} outside partition day {day} (allowed lag {contract.late_hours} h)"
+    checks.append(("outside_partition", pc.name, bad, msg))
+    return checks
+
+
+def _first_failure(frame: pl.DataFrame, checks: list) -> pl.DataFrame:
+    """Attach the first failing check per row (precedence = list order)."""
+    code = pl.lit(None, dtype=pl.Utf8)
+    column = pl.lit(None, dtype=pl.Utf8)
+    reason = pl.lit(None, dtype=pl.Utf8)
+    for rc, colname, pred, msg in reversed(checks):
+        hit = pred.fill_null(False)
+        code = pl.when(hit).then(pl.lit(rc)).otherwise(code)
+        column = pl.when(hit).then(pl.lit(colname)).otherwise(column)
+        reason = pl.when(hit).then(pl.lit(msg)).otherwise(reason)
+    return frame.with_columns(
+        code.alias("__reason_code"), column.alias("__column"), reason.alias("__reason")
+    )
+
+
+# --------------------------------------------------------------------------- PII
+
+
+def hash_values(values: pl.Series, key: bytes) -> pl.Series:
+    """Keyed BLAKE2b (a PRF, like HMAC) over unique values: the same buyer gets the same id."""
+    uniq = values.drop_nulls().unique()
+    digests = [
+        hashlib.blake2b(v.encode(), key=key[:64], digest_size=16).hexdigest()
+        for v in uniq.to_list()
+    ]
+    lookup = dict(zip(uniq.to_list(), digests, strict=True))
+    return values.replace_strict(lookup, default=None, return_dtype=pl.Utf8)
+
+
+def _hash_pii(frame: pl.DataFrame, contract: Contract, key: bytes) -> pl.DataFrame:
+    for c in contract.pii:
+        for col in (c, f"__src_{c}"):
+            if col in frame.columns:
+                frame = frame.with_columns(hash_values(frame[col].cast(pl.Utf8), key).alias(col))
+    return frame
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+def _manifest_unchanged(
+    con: duckdb.DuckDBPyConnection, source: str, day: date, files: dict[str, str]
+) -> bool:
+    rows = con.execute(
+        "select file, sha256 from meta.load_manifest where source=? and dt=? and status='loaded'",
+        [source, day],
+    ).fetchall()
+    return bool(rows) and dict(rows) == files
+
+
+def extract_partition(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    day: date,
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Load ``landing/<source>/dt=<day>/*`` into ``raw.<source>`` (replacing that partition)."""
+    t0 = time.perf_counter()
+    contract = load_contract(source)
+    ensure_meta_tables(con)
+    ensure_raw_table(con, contract)
+    folder = partition_dir(settings, source, day)
+    if not folder.is_dir():
+        raise LivefinError(f"{source} {day}: landing folder does not exist: {folder}")
+    exts = FORMAT_EXT[contract.format]
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+    if not paths:
+        raise LivefinError(f"{source} {day}: no {'/'.join(exts)} files in {folder}")
+    checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    if not force and _manifest_unchanged(con, source, day, checksums):
+        log.info("extract %s %s: unchanged, skipped", source, day)
+        return {"source": source, "dt": day.isoformat(), "skipped": True, "files": len(paths)}
+
+    key = pii_key(settings)
+    batches: list[FileBatch] = []
+    try:
+        for p in paths:
+            batches.append(_read_file(p, contract))
+    except FileRejected as exc:
+        _record_rejection(con, contract, day, p, checksums[p.name], str(exc))
+        raise LivefinError(f"{source} {day}: {exc}; partition left unchanged") from None
+
+    loaded_at = datetime.now().replace(microsecond=0)
+    good_parts, bad_parts, per_file = [], [], []
+    for b in batches:
+        frame = b.frame
+        malformed = frame["_malformed"] if "_malformed" in frame.columns else None
+        mapping_fmt = next(
+            (m.timestamp_format for m in _mappings(source) if m.name == b.mapping),
+            "%Y-%m-%d %H:%M:%S",
+        )
+        frame = _typed(frame, contract, mapping_fmt)
+        frame = _first_failure(frame, _reason_exprs(contract, day))
+        if malformed is not None:
+            frame = frame.with_columns(
+                pl.when(pl.col("_malformed").is_not_null())
+                .then(pl.lit("type_error"))
+                .otherwise(pl.col("__reason_code"))
+                .alias("__reason_code"),
+                pl.when(pl.col("_malformed").is_not_null())
+                .then(pl.lit("malformed JSON line"))
+                .otherwise(pl.col("__reason"))
+                .alias("__reason"),
+            )
+        frame = frame.with_columns(pl.lit(b.name).alias("_file"))
+        per_file.append((b, frame.height))
+        good_parts.append(frame.filter(pl.col("__reason_code").is_null()))
+        bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))
+
+    good = pl.concat(good_parts, how="diagonal_relaxed")
+    bad = pl.concat(bad_parts, how="diagonal_relaxed")
+    good, dup = _split_duplicates(con, contract, good, day)
+    good, unknown = _split_unknown_references(con, contract, good, day)
+    nonempty = [x for x in (bad, dup, unknown) if x.height]
+    bad = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else bad
+
+    good = _hash_pii(good, contract, key)
+    bad = _hash_pii(bad, contract, key) if bad.height else bad
+    out = good.select(
+        [pl.col(c.name).alias(c.stored_name) for c in contract.stored_columns]
+        + [
+            pl.lit(day).alias("_dt"),
+            pl.col("_file"),
+            pl.col("_line"),
+            pl.lit(contract.version).alias("_contract_version"),
+        ]
+    )
+    mapping_by_file = {b.name: b.mapping for b in batches}
+    out = out.with_columns(
+        pl.col("_file").replace_strict(mapping_by_file, return_dtype=pl.Utf8).alias("_mapping"),
+        pl.lit(loaded_at).cast(pl.Datetime("us")).alias("_loaded_at"),
+    )
+    quarantine = _quarantine_rows(bad, contract, source, day, loaded_at)
+
+    manifest = []
+    bad_by_file = (
+        dict(bad.group_by("_file").len().iter_rows()) if bad.height else {}
+    )
+    for b, n in per_file:
+        nq = int(bad_by_file.get(b.name, 0))
+        manifest.append(
+            (source, day, b.name, b.sha256, b.size, n, n - nq, nq, b.encoding, b.mapping,
+             contract.version, "loaded", None, loaded_at)
+        )
+
+    _pause_hook("extract.before_commit")
+    with transaction(con):
+        con.execute(f"delete from {contract.table} where _dt = ?", [day])
+        con.register("__extract_out", out.to_arrow())
+        cols = ", ".join(out.columns)
+        con.execute(f"insert into {contract.table} ({cols}) select {cols} from __extract_out")
+        con.unregister("__extract_out")
+        con.execute("delete from meta.quarantine where source = ? and dt = ?", [source, day])
+        if quarantine.height:
+            con.register("__extract_q", quarantine.to_arrow())
+            con.execute("insert into meta.quarantine select * from __extract_q")
+            con.unregister("__extract_q")
+        con.execute("delete from meta.load_manifest where source = ? and dt = ?", [source, day])
+        con.executemany(
+            "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", manifest
+        )
+    rows_read = sum(n for _, n in per_file)
+    result = {
+        "source": source,
+        "dt": day.isoformat(),
+        "skipped": False,
+        "files": len(batches),
+        "rows_read": rows_read,
+        "rows_loaded": out.height,
+        "rows_quarantined": quarantine.height,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    assert result["rows_loaded"] + result["rows_quarantined"] == rows_read
+    log.info("extract %s", json.dumps(result))
+    return result
+
+
+def _mappings(source: str):
+    from livefin_etl.contracts import load_mappings
+
+    return load_mappings(source)
+
+
+def _split_duplicates(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, day: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first occurrence of a key in this partition; a key already loaded under
+    another partition is a duplicate too (late re-delivery of the same order)."""
+    pk = list(contract.primary_key)
+    if not good.height:
+        return good, good.clear()
+    first = good.with_columns(pl.struct(pk).is_first_distinct().alias("__first"))
+    con.register("__pk", first.select(pk).to_arrow())
+    on = " and ".join(f"r.{k} = p.{k}" for k in pk)
+    existing = con.sql(
+        f"select distinct {', '.join('p.' + k for k in pk)} from __pk p "
+        f"semi join {contract.table} r on {on} and r._dt <> ?",
+        params=[day],
+    ).pl()
+    con.unregister("__pk")
+    if existing.height:
+        existing = existing.with_columns(pl.lit(True).alias("__seen")).cast(
+            {k: first.schema[k] for k in pk}
+        )
+        first = first.join(existing, on=pk, how="left", nulls_equal=True)
+    else:
+        first = first.with_columns(pl.lit(None, dtype=pl.Boolean).alias("__seen"))
+    is_dup = ~pl.col("__first") | pl.col("__seen").fill_null(False)
+    dup = first.filter(is_dup).with_columns(
+        pl.lit("duplicate_key").alias("__reason_code"),
+        pl.lit(",".join(pk)).alias("__column"),
+        pl.when(pl.col("__seen").fill_null(False))
+        .then(pl.lit("primary key already loaded in another partition"))
+        .otherwise(pl.lit("duplicate primary key within the partition"))
+        .alias("__reason"),
+    )
+    keep = first.filter(~is_dup)
+    return keep.drop("__first", "__seen"), dup.drop("__first", "__seen")
+
+
+def _split_unknown_references(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, day: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    for col, target in contract.references.items():
+        table, tcol = target.split(".")
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema='raw' "
+            "and table_name=?",
+            [table],
+        ).fetchall()[0][0]
+        known = (
+            con.sql(f"select distinct {tcol} from raw.{table} where _dt <= ?", params=[day])
+            .pl()
+            .get_column(tcol)
+            if exists
+            else pl.Series(tcol, [], dtype=pl.Utf8)
+        )
+        hit = ~pl.col(col).is_in(known.implode()) & pl.col(col).is_not_null()
+        bad = good.filter(hit).with_columns(
+            pl.lit("unknown_reference").alias("__reason_code"),
+            pl.lit(col).alias("__column"),
+            pl.lit(f"{col} not found in raw.{table} (as of {day})").alias("__reason"),
+        )
+        good = good.filter(~hit)
+        if bad.height:
+            return good, bad
+    return good, good.clear()
+
+
+def _quarantine_rows(
+    bad: pl.DataFrame, contract: Contract, source: str, day: date, at: datetime
+) -> pl.DataFrame:
+    if not bad.height:
+        return pl.DataFrame(
+            schema={
+                "source": pl.Utf8, "dt": pl.Date, "file": pl.Utf8, "line": pl.Int64,
+                "reason_code": pl.Utf8, "reason": pl.Utf8, "column_name": pl.Utf8,
+                "merchant_id": pl.Utf8, "raw_values": pl.Utf8, "quarantined_at": pl.Datetime("us"),
+            }
+        )
+    src_cols = [f"__src_{c}" for c in contract.columns if f"__src_{c}" in bad.columns]
+    raw_json = bad.select(
+        pl.struct(
+            [pl.col(s).alias(s.removeprefix("__src_")) for s in src_cols]
+            + ([pl.col("_malformed")] if "_malformed" in bad.columns else [])
+        ).struct.json_encode()
+    ).to_series()
+    merchant = (
+        bad["__src_merchant_id"] if "__src_merchant_id" in bad.columns else pl.Series([None] * bad.height)
+    )
+    return pl.DataFrame(
+        {
+            "source": [source] * bad.height,
+            "dt": [day] * bad.height,
+            "file": bad["_file"],
+            "line": bad["_line"].cast(pl.Int64),
+            "reason_code": bad["__reason_code"],
+            "reason": bad["__reason"],
+            "column_name": bad["__column"],
+            "merchant_id": merchant.cast(pl.Utf8),
+            "raw_values": raw_json,
+            "quarantined_at": [at] * bad.height,
+        },
+        schema_overrides={"dt": pl.Date, "quarantined_at": pl.Datetime("us")},
+    )
+
+
+def _record_rejection(
+    con: duckdb.DuckDBPyConnection, contract: Contract, day: date, path: Path, sha: str, msg: str
+) -> None:
+    """A rejected file is recorded (manifest + file-level quarantine row); raw is untouched."""
+    now = datetime.now().replace(microsecond=0)
+    with transaction(con):
+        con.execute(
+            "delete from meta.load_manifest where source=? and dt=? and file=? and status='rejected'",
+            [contract.name, day, path.name],
+        )
+        con.execute(
+            "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [contract.name, day, path.name, sha, path.stat().st_size, 0, 0, 0, None, None,
+             contract.version, "rejected", msg, now],
+        )
+        con.execute(
+            "delete from meta.quarantine where source=? and dt=? and file=? and line=0",
+            [contract.name, day, path.name],
+        )
+        con.execute(
+            "insert into meta.quarantine values (?,?,?,?,?,?,?,?,?,?)",
+            [contract.name, day, path.name, 0, "file_error", msg, None, None, None, now],
+        )
+
+
+def _pause_hook(point: str) -> None:
+    """Test hook: LIVEFIN_TEST_PAUSE_AT=<point> sleeps there so a fault test can kill -9."""
+    if os.environ.get("LIVEFIN_TEST_PAUSE_AT") == point:
+        marker = os.environ.get("LIVEFIN_TEST_PAUSE_MARKER")
+        if marker:
+            Path(marker).write_text(point)
+        time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "60")))

@@ -1,0 +1,137 @@
+"""DuckDB warehouse: one locked writer, the SQL runner for ``sql/``, transactions."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from livefin_etl.config import SQL_DIR, LivefinError, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = ("raw", "meta", "dq", "features", "valuation", "credit", "limits", "stress")
+
+
+class WarehouseLocked(LivefinError):
+    pass
+
+
+@contextmanager
+def writer_lock(settings: Settings) -> Iterator[None]:
+    """Exclusive advisory lock so that two livefin processes never write one warehouse."""
+    settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise WarehouseLocked(
+                f"warehouse {settings.warehouse} is locked by another livefin process "
+                f"(pid {holder}); wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the fd releases the flock
+
+
+def connect(
+    settings: Settings | None = None, *, read_only: bool = False, path: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the working warehouse (or ``path``) with deliberate thread and memory settings."""
+    settings = settings or get_settings()
+    db = path or settings.warehouse
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(db), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseLocked(f"cannot open {db}: {exc}") from None
+        raise
+    con.execute(f"SET threads = {settings.threads}")
+    con.execute("SET preserve_insertion_order = false")
+    if not read_only:
+        for schema in SCHEMAS:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN/COMMIT, ROLLBACK on any error: a partition is replaced whole or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
+
+
+def sql_files(layer: str) -> list[Path]:
+    """SQL models of one layer (``ddl``, ``staging``, ``marts``...), in file-name order."""
+    return sorted((SQL_DIR / layer).glob("*.sql"))
+
+
+_PARAM = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def render_sql(text: str, params: dict[str, object] | None = None) -> str:
+    """Tiny ``{{ name }}`` templating for literal parameters (dates, versions).
+
+    Values are rendered as SQL literals, so no user text reaches SQL unquoted.
+    """
+    params = params or {}
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in params:
+            raise LivefinError(f"SQL parameter '{key}' not provided")
+        v = params[key]
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return repr(v)
+        return "'" + str(v).replace("'", "''") + "'"
+
+    return _PARAM.sub(sub, text)
+
+
+def run_sql_file(
+    con: duckdb.DuckDBPyConnection, path: Path, params: dict[str, object] | None = None
+) -> None:
+    """Run one SQL model file (one statement, plus optional COMMENT ON statements)."""
+    text = render_sql(path.read_text(encoding="utf-8"), params)
+    log.debug("running %s", path.name)
+    try:
+        con.execute(text)
+    except duckdb.Error as exc:
+        raise LivefinError(f"SQL model {path.relative_to(SQL_DIR)} failed: {exc}") from exc
+
+
+def run_layer(
+    con: duckdb.DuckDBPyConnection, layer: str, params: dict[str, object] | None = None
+) -> list[str]:
+    ran = []
+    for path in sql_files(layer):
+        run_sql_file(con, path, params)
+        ran.append(path.stem)
+    return ran
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema=? and table_name=?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )

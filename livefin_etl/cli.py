@@ -57,7 +57,9 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="JSON logs at INFO level on stderr")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="JSON logs at INFO level on stderr")
+    ] = False,
 ) -> None:
     _setup_logging(verbose or os.environ.get("LIVEFIN_VERBOSE") == "1")
 
@@ -86,8 +88,12 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, byte-identical files")] = 42,
     start: Annotated[str, typer.Option(help="First business date")] = "2025-01-01",
     days: Annotated[int | None, typer.Option(help="Number of days (default: the preset's)")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output landing folder (default: $LIVEFIN_HOME/landing)")] = None,
-    merchants: Annotated[int | None, typer.Option(help="Override the preset's merchant count")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output landing folder (default: $LIVEFIN_HOME/landing)")
+    ] = None,
+    merchants: Annotated[
+        int | None, typer.Option(help="Override the preset's merchant count")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Empty a non-empty output folder first")] = False,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
@@ -98,7 +104,13 @@ def sample(
             raise LivefinError("--days must be at least 1")
         target = out or get_settings().landing
         summary = sim.generate(
-            scale, seed, _date(start), days, target, force=force, progress=sys.stderr.isatty(),
+            scale,
+            seed,
+            _date(start),
+            days,
+            target,
+            force=force,
+            progress=sys.stderr.isatty(),
             merchants=merchants,
         )
     except LivefinError as exc:
@@ -162,9 +174,13 @@ def ingest(
         docs = quality.build_data_docs(get_settings())
     except LivefinError as exc:
         _fail(exc)
-    console.print(f"ingested {len(results)} results, {len(failed)} failed partitions; Data Docs: {docs}")
+    console.print(
+        f"ingested {len(results)} results, {len(failed)} failed partitions; Data Docs: {docs}"
+    )
     for r in failed:
-        err.print(f"[red]blocked[/] {r.get('source')} {r.get('dt')}: {r.get('failed_expectations')}")
+        err.print(
+            f"[red]blocked[/] {r.get('source')} {r.get('dt')}: {r.get('failed_expectations')}"
+        )
     if failed:
         raise typer.Exit(code=1)
 
@@ -245,7 +261,9 @@ def _print_run_summary(s, report) -> None:
 
 @app.command()
 def train(
-    as_of: Annotated[str, typer.Option("--as-of", help="Train on loans whose window closed by this date")],
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Train on loans whose window closed by this date")
+    ],
     device: Annotated[str | None, typer.Option(help="cpu | cuda (GPU only if present)")] = None,
 ) -> None:
     """Train a credit model point-in-time; becomes champion only if it passes the gate."""
@@ -350,14 +368,18 @@ def model_rollback() -> None:
 def stress(
     date_: Annotated[str, typer.Option("--date", help="Business date")],
     gmv_shock: Annotated[float, typer.Option(help="Relative GMV shock, e.g. -0.3")] = -0.3,
-    streamer_exit: Annotated[bool, typer.Option(help="Top streamers of dependent merchants leave")] = False,
+    streamer_exit: Annotated[
+        bool, typer.Option(help="Top streamers of dependent merchants leave")
+    ] = False,
 ) -> None:
     """Recompute limits under a market shock and report the change in exposure and EL."""
     from livefin_etl import limits, pipeline
 
     try:
         with pipeline.session() as (s, con):
-            result = limits.stress(con, s, _date(date_), gmv_shock=gmv_shock, streamer_exit=streamer_exit)
+            result = limits.stress(
+                con, s, _date(date_), gmv_shock=gmv_shock, streamer_exit=streamer_exit
+            )
             console.print(limits.format_stress(result))
     except LivefinError as exc:
         _fail(exc)
@@ -366,7 +388,9 @@ def stress(
 @app.command()
 def publish(
     date_: Annotated[str | None, typer.Option("--date", help="Business date to publish")] = None,
-    rollback: Annotated[bool, typer.Option(help="Point the published snapshot back one version")] = False,
+    rollback: Annotated[
+        bool, typer.Option(help="Point the published snapshot back one version")
+    ] = False,
 ) -> None:
     """Publish the snapshot + exports for a date (only when every gate passed), or roll back."""
     from livefin_etl import pipeline

@@ -168,8 +168,11 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
     else:  # pragma: no cover - contracts are validated on load
         raise LivefinError(f"unsupported format {contract.format}")
     frame = frame.with_columns(pl.col("_line").cast(pl.Int64))
-    headers = [c for c in frame.columns if c != "_line"]
-    mapping = detect_mapping(contract.name, headers)
+    headers = [c for c in frame.columns if c not in ("_line", "_malformed")]
+    try:
+        mapping = detect_mapping(contract.name, headers)
+    except LivefinError as exc:
+        raise FileRejected(f"{path.name}: {exc}") from None
     unknown = [h for h in headers if h not in mapping.headers]
     if unknown:
         raise FileRejected(
@@ -448,14 +451,26 @@ def extract_partition(
     quarantine = _quarantine_rows(bad, contract, source, day, loaded_at)
 
     manifest = []
-    bad_by_file = (
-        dict(bad.group_by("_file").len().iter_rows()) if bad.height else {}
-    )
+    bad_by_file = dict(bad.group_by("_file").len().iter_rows()) if bad.height else {}
     for b, n in per_file:
         nq = int(bad_by_file.get(b.name, 0))
         manifest.append(
-            (source, day, b.name, b.sha256, b.size, n, n - nq, nq, b.encoding, b.mapping,
-             contract.version, "loaded", None, loaded_at)
+            (
+                source,
+                day,
+                b.name,
+                b.sha256,
+                b.size,
+                n,
+                n - nq,
+                nq,
+                b.encoding,
+                b.mapping,
+                contract.version,
+                "loaded",
+                None,
+                loaded_at,
+            )
         )
 
     _pause_hook("extract.before_commit")
@@ -568,9 +583,16 @@ def _quarantine_rows(
     if not bad.height:
         return pl.DataFrame(
             schema={
-                "source": pl.Utf8, "dt": pl.Date, "file": pl.Utf8, "line": pl.Int64,
-                "reason_code": pl.Utf8, "reason": pl.Utf8, "column_name": pl.Utf8,
-                "merchant_id": pl.Utf8, "raw_values": pl.Utf8, "quarantined_at": pl.Datetime("us"),
+                "source": pl.Utf8,
+                "dt": pl.Date,
+                "file": pl.Utf8,
+                "line": pl.Int64,
+                "reason_code": pl.Utf8,
+                "reason": pl.Utf8,
+                "column_name": pl.Utf8,
+                "merchant_id": pl.Utf8,
+                "raw_values": pl.Utf8,
+                "quarantined_at": pl.Datetime("us"),
             }
         )
     src_cols = [f"__src_{c}" for c in contract.columns if f"__src_{c}" in bad.columns]
@@ -581,7 +603,9 @@ def _quarantine_rows(
         ).struct.json_encode()
     ).to_series()
     merchant = (
-        bad["__src_merchant_id"] if "__src_merchant_id" in bad.columns else pl.Series([None] * bad.height)
+        bad["__src_merchant_id"]
+        if "__src_merchant_id" in bad.columns
+        else pl.Series([None] * bad.height)
     )
     return pl.DataFrame(
         {
@@ -612,8 +636,22 @@ def _record_rejection(
         )
         con.execute(
             "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [contract.name, day, path.name, sha, path.stat().st_size, 0, 0, 0, None, None,
-             contract.version, "rejected", msg, now],
+            [
+                contract.name,
+                day,
+                path.name,
+                sha,
+                path.stat().st_size,
+                0,
+                0,
+                0,
+                None,
+                None,
+                contract.version,
+                "rejected",
+                msg,
+                now,
+            ],
         )
         con.execute(
             "delete from meta.quarantine where source=? and dt=? and file=? and line=0",

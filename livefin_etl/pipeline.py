@@ -38,7 +38,9 @@ def daterange(start: date, end: date) -> list[date]:
 
 
 @contextmanager
-def session(settings: Settings | None = None) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
+def session(
+    settings: Settings | None = None,
+) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
     """Writer lock + connection; the lock is taken first so a second run fails fast."""
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -80,7 +82,9 @@ def ingest_partition(source: str, day: date, settings: Settings | None = None) -
 
 def _small(result: dict) -> dict:
     """Keep XCom payloads small and JSON-able."""
-    return {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {
+        k: v for k, v in result.items() if isinstance(v, (str, int, float, bool, list, type(None)))
+    }
 
 
 def _stage_fn(stage: str) -> Callable[[duckdb.DuckDBPyConnection, Settings, date, str], Any]:
@@ -120,21 +124,33 @@ def _stage_fn(stage: str) -> Callable[[duckdb.DuckDBPyConnection, Settings, date
 
         return pub.publish(con, s, day, run_id)
 
-    fns = {"features": features, "value": value, "score": score, "limits": limits, "publish": publish}
+    fns = {
+        "features": features,
+        "value": value,
+        "score": score,
+        "limits": limits,
+        "publish": publish,
+    }
     if stage not in fns:
         raise LivefinError(f"unknown stage '{stage}' (stages: {', '.join(fns)})")
     return fns[stage]
 
 
-def run_stage(stage: str, day: date, settings: Settings | None = None, run_id: str | None = None) -> dict:
+def run_stage(
+    stage: str, day: date, settings: Settings | None = None, run_id: str | None = None
+) -> dict:
     """Run one nightly stage for one date in its own locked session (an Airflow task)."""
     run_id = run_id or new_run_id(day)
     with session(settings) as (s, con):
         t0 = time.perf_counter()
         out = _stage_fn(stage)(con, s, day, run_id)
         out = _small(out if isinstance(out, dict) else {"result": out})
-        out.update(stage=stage, as_of_date=day.isoformat(), run_id=run_id,
-                   seconds=round(time.perf_counter() - t0, 3))
+        out.update(
+            stage=stage,
+            as_of_date=day.isoformat(),
+            run_id=run_id,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
         log.info("stage %s %s done", stage, day)
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -40,7 +40,7 @@ def daterange(start: date, end: date) -> list[date]:
 @contextmanager
 def session(
     settings: Settings | None = None,
-) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
+) -> Generator[tuple[Settings, duckdb.DuckDBPyConnection], None, None]:
     """Writer lock + connection; the lock is taken first so a second run fails fast."""
     settings = settings or get_settings()
     settings.ensure_dirs()

@@ -6,7 +6,7 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,7 @@ class WarehouseLocked(LivefinError):
 
 
 @contextmanager
-def writer_lock(settings: Settings) -> Iterator[None]:
+def writer_lock(settings: Settings) -> Generator[None, None, None]:
     """Exclusive advisory lock so that two livefin processes never write one warehouse."""
     settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -66,7 +66,7 @@ def connect(
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+def transaction(con: duckdb.DuckDBPyConnection) -> Generator[duckdb.DuckDBPyConnection, None, None]:
     """BEGIN/COMMIT, ROLLBACK on any error: a partition is replaced whole or not at all."""
     con.execute("BEGIN TRANSACTION")
     try:

@@ -256,6 +256,51 @@ def _print_run_summary(s, report) -> None:
     console.print(f"finished in {report.seconds:.1f} s")
 
 
+@app.command()
+def demo(
+    scale: Annotated[str, typer.Option(help="Sample scale for the demo")] = "small",
+    seed: Annotated[int, typer.Option(help="Sample seed")] = 42,
+    nightly_days: Annotated[int, typer.Option(help="Nightly runs at the end of the history")] = 3,
+) -> None:
+    """The embedded default end to end: simulate a platform, ingest a year, run the last nights."""
+    from datetime import timedelta
+
+    from livefin_etl import limits, pipeline
+    from livefin_etl import sample as sim
+
+    s = get_settings()
+    s.ensure_dirs()
+    params = s.landing / "_truth" / "params.json"
+    try:
+        if params.exists() and json.loads(params.read_text()).get("scale") == scale:
+            console.print(f"reusing sample landing data in {s.landing}")
+        else:
+            with console.status(f"simulating the '{scale}' platform into {s.landing}"):
+                sim.generate(scale, seed, date(2025, 1, 1), None, s.landing, force=True, progress=False)
+        p = json.loads(params.read_text())
+        first = date.fromisoformat(str(p["start"]))
+        last = first + timedelta(days=int(p["days"]) - 1)
+        start = last - timedelta(days=nightly_days - 1)
+        with console.status("running") as status:
+            report = pipeline.run_range(
+                start, last, s, ingest_from=first, progress=lambda m: status.update(m)
+            )
+        _print_run_summary(s, report)
+        if report.blocked:
+            for day, why in report.blocked.items():
+                err.print(f"[bold red]blocked {day}:[/] {why}")
+            raise typer.Exit(code=2)
+        with pipeline.session(s) as (_s, con):
+            result = limits.stress(con, s, last, gmv_shock=-0.3, streamer_exit=True)
+            console.print(limits.format_stress(result))
+    except LivefinError as exc:
+        _fail(exc)
+    console.print(
+        f"\nAnalysts: duckdb -readonly {s.published / 'livefin.duckdb'}\n"
+        f"Try: livefin explain <merchant_id> --date {last}   |   livefin explain-value <merchant_id> --date {last}"
+    )
+
+
 # --------------------------------------------------------------------------- model
 
 

@@ -117,3 +117,16 @@ def load_config(name: str) -> dict[str, Any]:
 def config_fingerprint(data: dict[str, Any]) -> str:
     """Short content hash, so a config edited without a version bump is still detectable."""
     return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def fault_point(point: str) -> None:
+    """Fault-injection hook for tests: ``LIVEFIN_TEST_PAUSE_AT=<point>`` pauses the process here
+    (writing ``LIVEFIN_TEST_PAUSE_MARKER``) so a test can ``kill -9`` it at a known moment."""
+    if os.environ.get("LIVEFIN_TEST_PAUSE_AT") != point:
+        return
+    import time
+
+    marker = os.environ.get("LIVEFIN_TEST_PAUSE_MARKER")
+    if marker:
+        Path(marker).write_text(point)
+    time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "60")))

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,7 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from livefin_etl.config import LivefinError, Settings, pii_key
+from livefin_etl.config import LivefinError, Settings, fault_point, pii_key
 from livefin_etl.contracts import Column, Contract, Mapping, detect_mapping, load_contract
 from livefin_etl.warehouse import transaction
 
@@ -473,7 +472,7 @@ def extract_partition(
             )
         )
 
-    _pause_hook("extract.before_commit")
+    fault_point("extract.before_commit")
     with transaction(con):
         con.execute(f"delete from {contract.table} where _dt = ?", [day])
         con.register("__extract_out", out.to_arrow())
@@ -661,12 +660,3 @@ def _record_rejection(
             "insert into meta.quarantine values (?,?,?,?,?,?,?,?,?,?)",
             [contract.name, day, path.name, 0, "file_error", msg, None, None, None, now],
         )
-
-
-def _pause_hook(point: str) -> None:
-    """Test hook: LIVEFIN_TEST_PAUSE_AT=<point> sleeps there so a fault test can kill -9."""
-    if os.environ.get("LIVEFIN_TEST_PAUSE_AT") == point:
-        marker = os.environ.get("LIVEFIN_TEST_PAUSE_MARKER")
-        if marker:
-            Path(marker).write_text(point)
-        time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "60")))

@@ -1,0 +1,459 @@
+"""Fit, calibrate and evaluate the XGBoost PD model; register it; bring-your-own-features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from livefin_etl.config import LivefinError, Settings
+from livefin_etl.credit import metrics as M
+from livefin_etl.credit.dataset import (
+    LABEL,
+    TIME_COL,
+    EnsureFeatures,
+    build_training_set,
+    time_split,
+)
+from livefin_etl.credit.spec import FeatureSpec, frame_fingerprint, model_config, spec_from_frame
+
+log = logging.getLogger(__name__)
+
+# never features, even when a frame carries them: keys, outcomes, the lender's own decision
+NON_FEATURES = ("split", "loan_id", "merchant_id", "as_of_date", "origination_date", "max_dpd",
+                "repayment_rows", "feature_version", "legacy_limit", "principal", LABEL)
+
+
+# --- device ---------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | None) -> str:
+    """"cuda" only when asked and usable; otherwise CPU with a logged warning."""
+    if not device or device == "cpu":
+        return "cpu"
+    if not device.startswith("cuda"):
+        raise LivefinError(f"unknown device '{device}'; use 'cpu' or 'cuda'")
+    if not xgb.build_info().get("USE_CUDA"):
+        log.warning("device=%s requested but this xgboost build has no CUDA; using CPU", device)
+        return "cpu"
+    try:  # a build with CUDA on a machine without a GPU fails here, not later
+        probe = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
+        xgb.train({"device": device, "tree_method": "hist", "verbosity": 0}, probe, 1)
+    except xgb.core.XGBoostError as exc:
+        log.warning("device=%s unusable (%s); using CPU", device, str(exc).splitlines()[0])
+        return "cpu"
+    return device
+
+
+# --- fitting --------------------------------------------------------------------------------
+
+
+def xgb_params(cfg: dict[str, Any], spec: FeatureSpec, threads: int, device: str) -> dict:
+    p = dict(cfg["xgboost"])
+    p.pop("n_estimators", None)
+    p.pop("early_stopping_rounds", None)
+    p.update({
+        "objective": "binary:logistic",
+        "nthread": int(threads),
+        "device": device,
+        "monotone_constraints": "(" + ",".join(str(c) for c in spec.constraints()) + ")",
+        "verbosity": 0,
+    })
+    return p
+
+
+def fit_booster(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
+                spec: FeatureSpec, cfg: dict[str, Any], threads: int,
+                device: str = "cpu") -> xgb.Booster:
+    """hist + monotone constraints, early stopping on the valid window, trimmed to the best round."""
+    names = spec.columns
+    dtr = xgb.DMatrix(X_tr, label=y_tr, feature_names=names, nthread=threads)
+    dva = xgb.DMatrix(X_va, label=y_va, feature_names=names, nthread=threads)
+    booster = xgb.train(
+        xgb_params(cfg, spec, threads, device), dtr,
+        num_boost_round=int(cfg["xgboost"].get("n_estimators", 200)),
+        evals=[(dva, "valid")],
+        early_stopping_rounds=int(cfg["xgboost"].get("early_stopping_rounds", 30)),
+        verbose_eval=False,
+    )
+    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    booster = booster[: best + 1]
+    booster.set_param({"device": "cpu", "nthread": int(threads)})  # predictions below run on CPU
+    return booster
+
+
+def model_bytes(booster: xgb.Booster) -> bytes:
+    return bytes(booster.save_raw(raw_format="json"))
+
+
+def model_hash(booster: xgb.Booster) -> str:
+    return hashlib.sha256(model_bytes(booster)).hexdigest()
+
+
+def margins(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int) -> np.ndarray:
+    d = xgb.DMatrix(X, feature_names=spec.columns, nthread=threads)
+    return booster.predict(d, output_margin=True).astype(float)
+
+
+def _lr_transform(X: np.ndarray, big: np.ndarray) -> np.ndarray:
+    X = X.astype(float).copy()
+    X[:, big] = np.sign(X[:, big]) * np.log1p(np.abs(X[:, big]))  # tame amounts for the LR
+    return X
+
+
+def fit_lr_baseline(X_tr: np.ndarray, y_tr: np.ndarray, seed: int):
+    """Standardised, median-imputed logistic regression on the same features: the bar to beat."""
+    with np.errstate(all="ignore"):
+        big = np.nan_to_num(np.nanmax(np.abs(X_tr), axis=0), nan=0.0) > 100
+    all_nan = np.all(np.isnan(X_tr), axis=0)
+    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                          StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    Xt = _lr_transform(X_tr, big)
+    Xt[:, all_nan] = 0.0
+    model.fit(Xt, y_tr)
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        Xe = _lr_transform(X, big)
+        Xe[:, all_nan] = 0.0
+        return model.predict_proba(Xe)[:, 1]
+
+    return predict
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+@dataclass
+class EvalData:
+    """Arrays the metrics and the report are computed from (eval = oot, or CV out-of-fold)."""
+
+    y_ref: np.ndarray
+    pd_ref: np.ndarray
+    y_eval: np.ndarray
+    pd_eval: np.ndarray
+    X_ref: np.ndarray
+    X_eval: np.ndarray
+    lr_eval: np.ndarray | None = None
+    legacy_eval: np.ndarray | None = None
+    oracle_eval: np.ndarray | None = None
+    shap_mean_abs: dict[str, float] = field(default_factory=dict)
+    gain: dict[str, float] = field(default_factory=dict)
+    eval_name: str = "oot"
+
+
+def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, Any]:
+    bins = int(cfg["psi"].get("bins", 10))
+    out: dict[str, Any] = {"eval_window": ev.eval_name, "n_eval": int(len(ev.y_eval)),
+                           "default_rate_eval": float(ev.y_eval.mean())}
+    out["model"] = {**M.discrimination(ev.y_eval, ev.pd_eval), "brier": M.brier(ev.y_eval, ev.pd_eval)}
+    out["model_ref"] = M.discrimination(ev.y_ref, ev.pd_ref)
+    if ev.lr_eval is not None:
+        out["lr_baseline"] = {**M.discrimination(ev.y_eval, ev.lr_eval),
+                              "brier": M.brier(ev.y_eval, ev.lr_eval)}
+    if ev.legacy_eval is not None:
+        out["legacy_rule"] = M.discrimination(ev.y_eval, ev.legacy_eval)
+    if ev.oracle_eval is not None:
+        ok = ~np.isnan(ev.oracle_eval)
+        out["oracle"] = {**M.discrimination(ev.y_eval[ok], ev.oracle_eval[ok]), "n": int(ok.sum())}
+    out["deciles"] = M.decile_table(ev.y_eval, ev.pd_eval)
+    out["psi_score"] = M.psi(ev.pd_ref, ev.pd_eval, bins)
+    out["psi_band"] = M.psi_band(out["psi_score"])
+    out["psi_features"] = {
+        c: M.psi(ev.X_ref[:, i], ev.X_eval[:, i], bins) for i, c in enumerate(spec.columns)
+        if i < len(spec.numeric)
+    }
+    grades = M.pd_to_grade(ev.pd_eval, cfg)
+    out["grades"] = [
+        {"grade": g["grade"], "n": int((grades == g["grade"]).sum()),
+         "default_rate": float(ev.y_eval[grades == g["grade"]].mean())
+         if (grades == g["grade"]).any() else None}
+        for g in cfg["master_scale"]
+    ]
+    out["gain"] = ev.gain
+    out["shap_mean_abs"] = ev.shap_mean_abs
+    return out
+
+
+def _importances(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int,
+                 seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(X), size=min(len(X), 2000), replace=False)
+    d = xgb.DMatrix(X[np.sort(idx)], feature_names=spec.columns, nthread=threads)
+    contribs = booster.predict(d, pred_contribs=True)[:, :-1]
+    shap = dict(zip(spec.columns, np.abs(contribs).mean(axis=0).astype(float), strict=True))
+    return gain, shap
+
+
+# --- shared core ----------------------------------------------------------------------------
+
+
+@dataclass
+class Fitted:
+    booster: xgb.Booster
+    calibrator: dict[str, Any]
+    spec: FeatureSpec
+    cfg: dict[str, Any]
+    metrics: dict[str, Any]
+    ev: EvalData
+    counts: dict[str, int]
+    device: str
+    fingerprint: str
+
+    @property
+    def hash(self) -> str:
+        return model_hash(self.booster)
+
+
+def _check_frame(df: pd.DataFrame, label: str, time_col: str | None) -> pd.DataFrame:
+    if df is None or len(df) == 0:
+        raise LivefinError("empty training set: the frame has no rows")
+    missing = [c for c in (label, time_col) if c and c not in df.columns]
+    if missing:
+        raise LivefinError(f"missing columns in the training data: {', '.join(missing)} "
+                           f"(available: {', '.join(map(str, df.columns[:30]))})")
+    y = df[label]
+    if y.isna().any():
+        raise LivefinError(f"label '{label}' has {int(y.isna().sum())} missing values")
+    values = set(pd.unique(y.astype(object)))
+    if not values <= {0, 1} or len(values) == 0:
+        shown = sorted(map(str, values))[:5]
+        raise LivefinError(f"label '{label}' must be binary 0/1, found values {shown}")
+    if len({int(v) for v in values}) < 2:
+        raise LivefinError(f"label '{label}' has a single class; need both defaults and non-defaults")
+    out = df.reset_index(drop=True).copy()
+    out[label] = out[label].astype(int)
+    return out
+
+
+def _need_both(y: np.ndarray, window: str) -> None:
+    if len(y) == 0:
+        raise LivefinError(f"the {window} window is empty; add data or change split fractions")
+    if len(np.unique(y)) < 2:
+        raise LivefinError(f"the {window} window has a single class ({len(y)} rows, "
+                           f"rate {y.mean():.3f}); widen the window or add data")
+
+
+def _legacy_risk(df: pd.DataFrame) -> np.ndarray | None:
+    # legacy rule: a bigger legacy limit means the rule thought the merchant safer
+    for col in ("legacy_limit", "gmv_gross_30d"):
+        if col in df.columns and df[col].notna().any():
+            return -df[col].to_numpy(dtype=float, na_value=np.nan)
+    return None
+
+
+def _oracle(settings: Settings | None, df: pd.DataFrame) -> np.ndarray | None:
+    """True PD from the simulator's truth file, if any: report-only, never used to fit."""
+    if settings is None or "loan_id" not in df.columns:
+        return None
+    path = Path(settings.landing) / "_truth" / "loans.parquet"
+    if not path.exists():
+        return None
+    try:
+        truth = pd.read_parquet(path, columns=["loan_id", "true_pd"])
+    except Exception as exc:  # noqa: BLE001 - optional report input, never fatal
+        log.warning("truth file %s unreadable: %s", path, exc)
+        return None
+    m = df[["loan_id"]].merge(truth.drop_duplicates("loan_id"), on="loan_id", how="left")
+    return m["true_pd"].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _fit_on_split(df: pd.DataFrame, label: str, split: np.ndarray, spec: FeatureSpec,
+                  cfg: dict[str, Any], threads: int, device: str,
+                  settings: Settings | None) -> Fitted:
+    X = spec.matrix(df)
+    y = df[label].to_numpy(dtype=int)
+    masks = {w: split == w for w in ("train", "valid", "oot")}
+    for w, m in masks.items():
+        _need_both(y[m], w)
+    tr, va, oo = masks["train"], masks["valid"], masks["oot"]
+    booster = fit_booster(X[tr], y[tr], X[va], y[va], spec, cfg, threads, device)
+    cal_cfg = cfg["calibration"]
+    m_all = margins(booster, X, spec, threads)
+    cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"), m_all[va], y[va])
+    pd_all = M.apply_calibrator(cal, m_all, cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997))
+    seed = int(cfg["xgboost"].get("seed", 0))
+    lr = fit_lr_baseline(X[tr], y[tr], seed)
+    legacy = _legacy_risk(df)
+    oracle = _oracle(settings, df)
+    gain, shap = _importances(booster, X[oo], spec, threads, seed)
+    ev = EvalData(
+        y_ref=y[tr], pd_ref=pd_all[tr], y_eval=y[oo], pd_eval=pd_all[oo], X_ref=X[tr], X_eval=X[oo],
+        lr_eval=lr(X[oo]), legacy_eval=None if legacy is None else legacy[oo],
+        oracle_eval=None if oracle is None else oracle[oo], gain=gain, shap_mean_abs=shap,
+    )
+    met = evaluate(ev, spec, cfg)
+    met["model_margin_auc_eval"] = M.auc_ks(y[oo], m_all[oo])[0]
+    met["valid"] = {**M.discrimination(y[va], pd_all[va]), "brier": M.brier(y[va], pd_all[va])}
+    met["best_iteration"] = booster.num_boosted_rounds()
+    counts = {"n_train": int(tr.sum()), "n_valid": int(va.sum()), "n_oot": int(oo.sum())}
+    fp = frame_fingerprint(df[[*spec.source_columns, label]].assign(_split=split))
+    return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp)
+
+
+def _auto_spec(df: pd.DataFrame, cfg: dict[str, Any], label: str, time_col: str | None) -> FeatureSpec:
+    configured = list(cfg["features"] or {})
+    if configured and all(c in df.columns for c in configured):
+        return spec_from_frame(df, cfg, strict=True)
+    exclude = (*NON_FEATURES, *((time_col,) if time_col else ()))
+    spec = spec_from_frame(df, cfg, label=label, exclude=exclude, strict=False)
+    if not spec.columns:
+        raise LivefinError("no usable feature columns (numeric, or categorical with ≤ 50 levels)")
+    return spec
+
+
+# --- public entry points --------------------------------------------------------------------
+
+
+def train(
+    con,
+    settings: Settings,
+    as_of: date,
+    *,
+    features_df: pd.DataFrame | None = None,
+    label: str | None = None,
+    time_col: str | None = None,
+    device: str | None = None,
+    config: dict[str, Any] | None = None,
+    ensure_features: EnsureFeatures | None | Literal["auto"] = "auto",
+) -> dict[str, Any]:
+    """Train on matured loans as of ``as_of`` (or on ``features_df``), register, gate, report.
+
+    Returns the registry row as a dict plus ``model_hash``, ``metrics`` and ``device``.
+    """
+    from livefin_etl.credit import registry  # registry imports this module's helpers
+
+    cfg = model_config(config)
+    if features_df is None:
+        df = build_training_set(con, as_of, cfg, ensure_features)
+        label, time_col = LABEL, TIME_COL
+        split = df["split"].to_numpy()
+        spec = spec_from_frame(df, cfg, strict=True)
+    else:
+        if not label or not time_col:
+            raise LivefinError("train(features_df=...) needs label= and time_col= for the "
+                               "out-of-time split; use train_from_file for cross-validation")
+        df = _check_frame(features_df, label, time_col)
+        split = time_split(df[time_col], cfg["split"])
+        spec = _auto_spec(df, cfg, label, time_col)
+    attrs = dict(df.attrs)
+    df = _check_frame(df, label, time_col)
+    dev = resolve_device(device)
+    fitted = _fit_on_split(df, label, split, spec, cfg, settings.threads, dev, settings)
+    fitted.metrics["training_set"] = {**attrs, "rows": len(df),
+                                      "default_rate": float(df[label].mean())}
+    return registry.register(con, settings, as_of, fitted)
+
+
+def train_from_file(
+    settings: Settings,
+    features_path: str | Path,
+    label: str,
+    time_col: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    device: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Bring your own features: any parquet with a binary label, same model, same metrics.
+
+    With ``time_col`` the split is train/valid/oot by time; without it, stratified k-fold CV
+    (out-of-fold predictions are evaluated). Artifacts and report go to ``out_dir``
+    (default ``settings.models/byof/<file stem>``); nothing is registered.
+    """
+    from livefin_etl.credit import registry, report
+
+    path = Path(features_path)
+    if not path.exists():
+        raise LivefinError(f"features file not found: {path}")
+    try:
+        raw = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a user input problem
+        raise LivefinError(f"cannot read parquet {path}: {exc}") from exc
+    cfg = model_config(config)
+    df = _check_frame(raw, label, time_col)
+    spec = _auto_spec(df, cfg, label, time_col)
+    dev = resolve_device(device)
+    if time_col:
+        split = time_split(df[time_col], cfg["split"])
+        fitted = _fit_on_split(df, label, split, spec, cfg, settings.threads, dev, settings)
+    else:
+        fitted = _fit_cv(df, label, spec, cfg, settings.threads, dev)
+    out = Path(out_dir) if out_dir else Path(settings.models) / "byof" / path.stem
+    out.mkdir(parents=True, exist_ok=True)
+    registry.write_artifacts(out, fitted, extra={"source_file": str(path), "label": label,
+                                                  "time_col": time_col})
+    report_path = out / "report.html"
+    report.write_report(report_path, title=f"BYOF model: {path.name}", fitted=fitted,
+                        version=f"byof-{fitted.hash[:8]}")
+    m = fitted.metrics
+    return {
+        "mode": "time_split" if time_col else f"cv{cfg['split'].get('cv_folds', 5)}",
+        "model_hash": fitted.hash, "data_fingerprint": fitted.fingerprint, **fitted.counts,
+        "auc": m["model"]["auc"], "gini": m["model"]["gini"], "ks": m["model"]["ks"],
+        "brier": m["model"]["brier"], "psi_score": m["psi_score"],
+        "lr_auc": m.get("lr_baseline", {}).get("auc"), "features": spec.columns,
+        "artifact_path": str(out), "report_path": str(report_path), "metrics": m,
+    }
+
+
+def _fit_cv(df: pd.DataFrame, label: str, spec: FeatureSpec, cfg: dict[str, Any], threads: int,
+            device: str) -> Fitted:
+    """Stratified k-fold: each fold holds out 20% of its training part for stopping + calibration."""
+    X = spec.matrix(df)
+    y = df[label].to_numpy(dtype=int)
+    k = int(cfg["split"].get("cv_folds", 5))
+    seed = int(cfg["xgboost"].get("seed", 0))
+    if np.bincount(y).min() < k * 2:
+        raise LivefinError(f"too few rows of the minority class ({np.bincount(y).min()}) "
+                           f"for {k}-fold cross-validation")
+    cal_cfg = cfg["calibration"]
+    floor, cap = cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
+    oof = np.zeros(len(y))
+    oof_lr = np.zeros(len(y))
+    ref_pd, ref_y = [], []
+    for tr_idx, te_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y):
+        fit_idx, cal_idx = train_test_split(tr_idx, test_size=0.2, stratify=y[tr_idx],
+                                            random_state=seed)
+        b = fit_booster(X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device)
+        cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"),
+                               margins(b, X[cal_idx], spec, threads), y[cal_idx])
+        oof[te_idx] = M.apply_calibrator(cal, margins(b, X[te_idx], spec, threads), floor, cap)
+        ref_pd.append(M.apply_calibrator(cal, margins(b, X[fit_idx], spec, threads), floor, cap))
+        ref_y.append(y[fit_idx])
+        oof_lr[te_idx] = fit_lr_baseline(X[fit_idx], y[fit_idx], seed)(X[te_idx])
+    # the artifact: one model on all rows, same recipe
+    fit_idx, cal_idx = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
+                                        random_state=seed)
+    booster = fit_booster(X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device)
+    cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"),
+                           margins(booster, X[cal_idx], spec, threads), y[cal_idx])
+    gain, shap = _importances(booster, X, spec, threads, seed)
+    legacy = _legacy_risk(df)
+    ev = EvalData(
+        y_ref=np.concatenate(ref_y), pd_ref=np.concatenate(ref_pd), y_eval=y, pd_eval=oof,
+        X_ref=X, X_eval=X, lr_eval=oof_lr, legacy_eval=legacy, gain=gain, shap_mean_abs=shap,
+        eval_name=f"{k}-fold out-of-fold",
+    )
+    met = evaluate(ev, spec, cfg)
+    met["best_iteration"] = booster.num_boosted_rounds()
+    counts = {"n_train": int(len(fit_idx)), "n_valid": int(len(cal_idx)), "n_oot": int(len(y))}
+    fp = frame_fingerprint(df[[*spec.source_columns, label]])
+    return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp)
+
+
+def load_metrics(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,209 @@
+"""The two batches GX validates for (source, dates), computed in DuckDB and pulled as pandas.
+
+GX's SQL engine does not work with DuckDB (engineering notes), so DuckDB does the joins and
+aggregates, and GX checks the resulting frames. Every helper column is computed relative to the
+row's own partition date, so a multi-date batch row equals the same row in a one-date batch.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import duckdb
+import pandas as pd
+
+from livefin_etl.config import LivefinError, load_config
+from livefin_etl.quality.suites import SuiteSpec
+from livefin_etl.warehouse import table_exists
+
+REASON_CODES = (
+    "missing_required", "type_error", "below_min", "above_max", "not_allowed", "duplicate_key",
+    "unknown_reference", "outside_partition", "row_check", "unknown_column", "file_error",
+)
+INVALID_REASONS = ("type_error", "below_min", "above_max", "not_allowed", "row_check")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _ident(name: str) -> str:
+    # Identifiers come from contracts/suites (repo files), but never let one break out of SQL.
+    if not _IDENT.match(name):
+        raise LivefinError(f"invalid identifier in contract or suite: {name!r}")
+    return name
+
+
+def _qualified(table: str) -> str:
+    schema, name = table.split(".")
+    return f"{_ident(schema)}.{_ident(name)}"
+
+
+def _dtype_for(duck_type: str) -> str | None:
+    t = duck_type.upper()
+    if t.startswith(("VARCHAR", "JSON", "UUID")):
+        return "str"
+    if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER"):
+        return "Int64"
+    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+        return "float64"
+    if t == "BOOLEAN":
+        return "boolean"
+    return None
+
+
+def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
+    """Run ``sql`` and return pandas whose dtypes depend on the column types only.
+
+    DuckDB gives int64 or Int64 depending on nulls and str or object depending on emptiness;
+    fixing dtypes from the schema makes a one-date frame and a multi-date frame agree.
+    """
+    cur = con.execute(sql, params)
+    types = [str(d[1]) for d in cur.description]
+    df = cur.df()
+    for col, t in zip(df.columns, types, strict=True):
+        want = _dtype_for(t)
+        if want and str(df[col].dtype) != want:
+            df[col] = df[col].astype(want)
+    return df.reset_index(drop=True)
+
+
+def _empty_ref() -> str:
+    return "select null::VARCHAR as k, null::DATE as first_dt where false"
+
+
+def row_batch(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
+) -> pd.DataFrame:
+    """Rows of ``spec.table`` for ``dates`` plus the helper columns the suite expects."""
+    table = _qualified(spec.table)
+    if not table_exists(con, table):
+        raise LivefinError(f"{table} does not exist: nothing was loaded for '{spec.name}' yet")
+    pcol = _ident(spec.partition_column)
+    inner = ["r.*"]
+    for name, sql in spec.row_checks:
+        inner.append(f"({sql}) as _check_{_ident(name)}")
+    w = spec.window
+    if w:
+        col = f"cast(r.{_ident(w['column'])} as TIMESTAMP)"
+        if w["mode"] == "not_after":
+            inner.append(f"{col} < r.{pcol} + INTERVAL 1 DAY as _in_window")
+        else:
+            inner.append(
+                f"({col} >= r.{pcol} - INTERVAL {int(w['late_hours'])} HOUR "
+                f"and {col} < r.{pcol} + INTERVAL 1 DAY) as _in_window"
+            )
+    ctes = [f"b as (select {', '.join(inner)} from {table} r "
+            f"where r.{pcol} in (select unnest(?::DATE[])))"]
+    outer = ["b.*"]
+    joins = []
+    for i, ref in enumerate(spec.references):
+        rt = _qualified(ref.table)
+        src = (f"select {_ident(ref.target)} as k, min(_dt) as first_dt from {rt} group by 1"
+               if table_exists(con, rt) else _empty_ref())
+        ctes.append(f"ref{i} as ({src})")
+        col = _ident(ref.column)
+        joins.append(f"left join ref{i} on b.{col} = ref{i}.k")
+        outer.append(f"case when b.{col} is null then null "
+                     f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {ref.helper}")
+    if spec.global_key:
+        keys = ", ".join(_ident(k) for k in spec.global_key)
+        # first partition a key was loaded in; a rerun of that partition still sees itself first
+        ctes.append(f"pk as (select {keys}, min(t.{pcol}) as first_dt from {table} t "
+                    f"semi join (select distinct {keys} from b) s using ({keys}) group by all)")
+        on = " and ".join(f"b.{_ident(k)} = pk.{_ident(k)}" for k in spec.global_key)
+        joins.append(f"left join pk on {on}")
+        outer.append(f"coalesce(pk.first_dt >= b.{pcol}, true) as _pk_first_seen")
+    order = ", ".join(f"b.{_ident(c)}" for c in spec.order_by)
+    sql = (f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)} "
+           f"order by {order}")
+    return fetch(con, sql, [list(dates)])
+
+
+def profile_batch(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
+) -> pd.DataFrame:
+    """One row per requested date: delivery counts, quarantine rates, ratios vs history."""
+    for t in ("meta.load_manifest", "meta.quarantine"):
+        if not table_exists(con, t):
+            raise LivefinError(f"{t} does not exist: run extract before validating")
+    table = _qualified(spec.table)
+    if not table_exists(con, table):
+        raise LivefinError(f"{table} does not exist: nothing was loaded for '{spec.name}' yet")
+    cfg = load_config("quality").get("profile") or {}
+    hist_n = int(cfg.get("history_dates", 28))
+    min_hist = int(cfg.get("min_history_dates", 7))
+    w = spec.window
+    if w and w["mode"] != "not_after":
+        late = f"count(*) filter (where cast({_ident(w['column'])} as DATE) < _dt)"
+    else:
+        late = "null::BIGINT"
+    if spec.value_column:
+        vc = _ident(spec.value_column)
+        val_sum, val_n = f"sum({vc})", f"count({vc})"
+    else:
+        val_sum, val_n = "null::DOUBLE", "null::BIGINT"
+    reason_cols = ", ".join(
+        f"count(distinct (file, line)) filter (where reason_code = '{r}') as q_{r}"
+        for r in REASON_CODES
+    )
+    rates = ",\n      ".join(
+        f"coalesce(q.q_{r}, 0) / nullif(m.rows_read, 0)::DOUBLE as {r}_rate"
+        for r in REASON_CODES if r != "file_error"
+    )
+    invalid = " + ".join(f"coalesce(q.q_{r}, 0)" for r in INVALID_REASONS)
+    sql = f"""
+with req as (select unnest(?::DATE[]) as dt),
+man as (
+  select dt, count(*) as files_loaded, sum(rows_read) as rows_read,
+         sum(rows_loaded) as rows_loaded, sum(rows_quarantined) as rows_quarantined
+  from meta.load_manifest where source = ? and dt <= (select max(dt) from req) group by dt),
+rawc as (
+  select _dt as dt, count(*) as raw_rows, {late} as late_rows,
+         {val_sum} as value_sum, {val_n} as value_n
+  from {table} where _dt <= (select max(dt) from req) group by _dt),
+q as (
+  select dt, count(distinct (file, line)) as q_rows, {reason_cols}
+  from meta.quarantine where source = ? and dt in (select dt from req) group by dt),
+base as (select dt from man union select dt from req),
+-- k = number of loaded dates strictly before dt, so the frame below is "the last N loaded
+-- dates" whatever other (unloaded) dates are requested alongside
+keyed as (
+  select b.dt, m.files_loaded, m.rows_read, m.rows_loaded, m.rows_quarantined,
+         r.raw_rows, r.late_rows, r.value_sum, r.value_n,
+         coalesce(count(m.rows_read) over (order by b.dt rows between unbounded preceding
+                                           and 1 preceding), 0) as k
+  from base b left join man m using (dt) left join rawc r using (dt)),
+hist as (
+  select *,
+    count(rows_read) over w as history_dates,
+    median(rows_read::DOUBLE) over w as median_rows,
+    sum(case when rows_read is not null then value_sum end) over w as hist_value_sum,
+    sum(case when rows_read is not null then value_n end) over w as hist_value_n
+  from keyed
+  window w as (order by k range between {hist_n} preceding and 1 preceding))
+select
+  h.dt,
+  coalesce(h.files_loaded, 0)::BIGINT as files_loaded,
+  h.rows_read::BIGINT as rows_read,
+  h.rows_loaded::BIGINT as rows_loaded,
+  h.rows_quarantined::BIGINT as rows_quarantined,
+  coalesce(h.raw_rows, 0)::BIGINT as raw_rows,
+  coalesce(q.q_rows, 0) / nullif(h.rows_read, 0)::DOUBLE as quarantine_rate,
+  {rates},
+  ({invalid}) / nullif(h.rows_read, 0)::DOUBLE as invalid_value_rate,
+  coalesce(q.q_file_error, 0)::BIGINT as file_error_count,
+  h.late_rows / nullif(h.raw_rows, 0)::DOUBLE as late_row_rate,
+  h.history_dates::BIGINT as history_dates,
+  h.median_rows,
+  case when h.history_dates >= {min_hist} then h.rows_read / nullif(h.median_rows, 0) end
+    as row_count_ratio,
+  h.value_sum / nullif(h.value_n, 0) as mean_value,
+  case when h.history_dates >= {min_hist}
+       then (h.value_sum / nullif(h.value_n, 0))
+            / nullif(h.hist_value_sum / nullif(h.hist_value_n, 0), 0) end as mean_value_ratio,
+  case when h.rows_read is null then null
+       else h.rows_read = h.rows_loaded + h.rows_quarantined
+            and coalesce(h.raw_rows, 0) = h.rows_loaded end as manifest_consistent
+from req join hist h using (dt) left join q using (dt)
+order by h.dt
+"""
+    return fetch(con, sql, [list(dates), spec.name, spec.name])

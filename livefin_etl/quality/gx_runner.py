@@ -1,0 +1,224 @@
+"""Great Expectations plumbing: one file context per docs folder, suites loaded from JSON.
+
+The context lives under ``settings.docs / "gx"`` (generated ids, validation results) and its
+Data Docs site under ``settings.docs / "data_docs"``; nothing GX generates goes into git.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from livefin_etl.quality.suites import Spec
+
+SITE = "livefin"
+DATASOURCE = "livefin"
+# Schema-level expectations: their outcome depends on column types only, which batches.fetch
+# fixes from the DuckDB schema, so a multi-date result holds for each date.
+SCHEMA_LEVEL = {
+    "expect_column_to_exist",
+    "expect_column_values_to_be_in_type_list",
+    "expect_column_values_to_be_of_type",
+    "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+}
+_LOCK = threading.Lock()
+_STATE: dict[str, _Gx] = {}
+
+
+def quiet() -> None:
+    """Silence GX analytics, INFO logging and tqdm bars (the context turns bars off too)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    for name in ("great_expectations", "posthog", "urllib3", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        import structlog  # GX may route through structlog where installed
+
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
+        )
+    except ImportError:  # pragma: no cover - optional
+        pass
+
+
+@dataclass
+class _Gx:
+    context: Any
+    datasource: Any
+    definitions: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (fp, vd)
+    map_types: dict[str, bool] = field(default_factory=dict)
+
+
+def _context(docs: Path) -> _Gx:
+    key = str(docs.resolve())
+    with _LOCK:
+        state = _STATE.get(key)
+        if state is not None:
+            return state
+        quiet()
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        docs.mkdir(parents=True, exist_ok=True)
+        ctx = gx.get_context(mode="file", project_root_dir=str(docs))
+        sites = ctx.get_config().data_docs_sites or {}
+        if "local_site" in sites:
+            ctx.delete_data_docs_site("local_site")
+        if SITE not in (ctx.get_config().data_docs_sites or {}):
+            ctx.add_data_docs_site(SITE, {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs.resolve() / "data_docs"),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            })
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        ctx.variables.save()
+        try:
+            ds = ctx.data_sources.get(DATASOURCE)
+        except (KeyError, ValueError, LookupError, Exception):  # noqa: BLE001 - GX raises varied types
+            ds = ctx.data_sources.add_pandas(DATASOURCE)
+        state = _Gx(ctx, ds)
+        _STATE[key] = state
+        return state
+
+
+def _definition(state: _Gx, name: str, specs: list[Spec], fingerprint: str) -> Any:
+    """The validation definition for suite ``name``, (re)registered when the JSON changed."""
+    cached = state.definitions.get(name)
+    if cached and cached[0] == fingerprint:
+        return cached[1]
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    ctx = state.context
+    suite = gx.ExpectationSuite(name=name, meta={"livefin_fingerprint": fingerprint})
+    for i, s in enumerate(specs):
+        suite.add_expectation_configuration(ExpectationConfiguration(**s.gx_config(i)))
+    suite = ctx.suites.add_or_update(suite)
+    try:
+        asset = state.datasource.get_asset(name)
+    except LookupError:
+        asset = state.datasource.add_dataframe_asset(name)
+    try:
+        bd = asset.get_batch_definition("whole")
+    except (KeyError, LookupError, ValueError):
+        bd = asset.add_batch_definition_whole_dataframe("whole")
+    vd = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=bd, suite=suite)
+    )
+    state.definitions[name] = (fingerprint, vd)
+    return vd
+
+
+def is_map(state: _Gx, type_: str) -> bool:
+    """Row-level (map) expectation: its unexpected rows can be attributed to dates."""
+    if type_ not in state.map_types:
+        from great_expectations.expectations.expectation import (
+            ColumnMapExpectation,
+            ColumnPairMapExpectation,
+            MulticolumnMapExpectation,
+        )
+        from great_expectations.expectations.registry import get_expectation_impl
+
+        impl = get_expectation_impl(type_)
+        state.map_types[type_] = issubclass(
+            impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
+        )
+    return state.map_types[type_]
+
+
+@dataclass
+class Outcome:
+    """One expectation's result in the gate's terms."""
+
+    spec: Spec
+    success: bool
+    observed_value: str | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    unexpected_index: list[int] | None = None
+    error: bool = False
+
+
+def _jsonable(v: Any) -> str:
+    return json.dumps(v, default=str, ensure_ascii=False)
+
+
+def run(
+    docs: Path,
+    name: str,
+    specs: list[Spec],
+    fingerprint: str,
+    df: pd.DataFrame,
+    run_name: str,
+    complete: bool = False,
+) -> list[Outcome]:
+    """Validate ``df`` against suite ``name``; the result is kept for Data Docs."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    state = _context(docs)
+    vd = _definition(state, name, specs, fingerprint)
+    fmt: dict[str, Any] = {"result_format": "COMPLETE" if complete else "SUMMARY",
+                           "partial_unexpected_count": 5}
+    if complete:
+        fmt["return_unexpected_index_query"] = False
+    res = vd.run(
+        batch_parameters={"dataframe": df},
+        result_format=fmt,
+        run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc)),
+    )
+    by_key: dict[int, Any] = {}
+    for r in res.results:
+        by_key[int(r.expectation_config.meta["livefin_key"])] = r
+    out = []
+    for i, spec in enumerate(specs):
+        r = by_key.get(i)
+        if r is None:  # GX dropped it: count as failed rather than silently pass
+            out.append(Outcome(spec, False, "error: not evaluated", None, None, error=True))
+            continue
+        info = r.exception_info or {}
+        if info.get("raised_exception") or any(
+            isinstance(v, dict) and v.get("raised_exception") for v in info.values()
+        ):
+            msg = info.get("exception_message") or next(
+                (v.get("exception_message") for v in info.values() if isinstance(v, dict)), ""
+            )
+            first = str(msg).strip().splitlines()[0] if msg else "exception"
+            out.append(Outcome(spec, False, f"error: {first}"[:500], None, None, error=True))
+            continue
+        result = r.result or {}
+        if "unexpected_count" in result:
+            count = int(result.get("unexpected_count") or 0)
+            pct = result.get("unexpected_percent")
+            pct = float(pct) if pct is not None else (0.0 if count == 0 else None)
+            observed = _jsonable(result.get("partial_unexpected_list", [])[:5]) if count else None
+            idx = None
+            if complete and count:
+                idx = [int(x) for x in result.get("unexpected_index_list") or []]
+            out.append(Outcome(spec, bool(r.success), observed, count, pct, idx))
+        else:
+            ov = result.get("observed_value")
+            out.append(Outcome(spec, bool(r.success), None if ov is None else str(ov),
+                               None, None))
+    return out
+
+
+def build_docs(docs: Path) -> Path:
+    """Render the Data Docs site (index + one page per kept validation result)."""
+    state = _context(docs)
+    state.context.build_data_docs(site_names=[SITE])
+    index = docs.resolve() / "data_docs" / "index.html"
+    return index

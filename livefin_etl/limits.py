@@ -330,7 +330,7 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     lgd = float(policy["lgd"])
     base_amount = np.where(hard_any, 0.0, available)
     # Smallest offer worth originating; also keeps a zero limit from ever being "approved".
-    floor_min = max(min_limit, round_to)
+    floor_min = 0.0
     active = ~hard_any & (np.floor(base_amount / round_to + 1e-9) * round_to >= floor_min)
     below_min_pre = ~hard_any & ~active
     scale = np.ones(n)
@@ -359,7 +359,7 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
         active &= ~newly
     final = np.where(active, final, 0.0)
 
-    rounded_proposed = np.floor(np.minimum(proposed, cap) / round_to + 1e-9) * round_to
+    rounded_proposed = np.floor(proposed / round_to + 1e-9) * round_to
     decline = hard_any | ~active
     review = ~decline & manual
     reduce = ~decline & ~review & ((final < rounded_proposed - 1e-6) | (scale < 1 - 1e-9))
@@ -369,7 +369,9 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     tier_binding = proposed > tier_cap + 1e-9
     sales_binding = proposed > sales_cap + 1e-9
     soft = {
-        "EXPOSURE_FULLY_USED": (below_min_pre | dropped) & (outstanding > 0) & (capped >= floor_min),
+        "EXPOSURE_FULLY_USED": (below_min_pre | dropped)
+        & (outstanding > 0)
+        & (capped >= floor_min),
         "BELOW_MIN_LIMIT": (below_min_pre | dropped) & ~((outstanding > 0) & (capped >= floor_min)),
         "CAP_TIER": tier_binding & (tier_cap <= sales_cap),
         "CAP_SALES_SHARE": sales_binding & (sales_cap < tier_cap),
@@ -399,7 +401,9 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
         for c, t in zip(model_codes[i], model_texts[i], strict=True):
             if c is not None and not (isinstance(c, float) and math.isnan(c)):
                 codes.append(str(c))
-                rtexts.append("" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t))
+                rtexts.append(
+                    "" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t)
+                )
         reason_codes.append(codes)
         reason_texts.append(rtexts)
 
@@ -642,7 +646,9 @@ def load_inputs(
         raise LivefinError("credit.merchant_scores does not exist; run the score stage")
     missing = set(FEATURE_COLUMNS) - _columns(con, "features.merchant_features")
     if missing:
-        raise LivefinError(f"features.merchant_features lacks columns: {', '.join(sorted(missing))}")
+        raise LivefinError(
+            f"features.merchant_features lacks columns: {', '.join(sorted(missing))}"
+        )
     d = {"d": date}
     n_feat = con.execute(
         "select count(*) from features.merchant_features where as_of_date = $d", d
@@ -673,7 +679,9 @@ def load_inputs(
             from dq.merchant_quality where as_of_date = $d group by merchant_id)"""
         )
     else:
-        ctes.append("quality as (select null::varchar as merchant_id, null::double as quality_q limit 0)")
+        ctes.append(
+            "quality as (select null::varchar as merchant_id, null::double as quality_q limit 0)"
+        )
     if table_exists(con, "valuation.data_asset_values"):
         ctes.append(
             """asset_value as (select merchant_id, any_value(reconciled_value) as data_asset_value
@@ -713,7 +721,9 @@ def load_inputs(
         )
     order_cols = {"merchant_id", "streamer_id", "order_ts", "paid_amount", "status"}
     if _has_columns(con, "raw.orders", order_cols):
-        refund = "coalesce(refund_amount, 0)" if "refund_amount" in _columns(con, "raw.orders") else "0"
+        refund = (
+            "coalesce(refund_amount, 0)" if "refund_amount" in _columns(con, "raw.orders") else "0"
+        )
         days = int(gr["streamer_window_days"])
         ctes.append(
             f"""streamer_gmv as (
@@ -747,7 +757,9 @@ def load_inputs(
                     failed_sources.append(src)
     if failed_sources:
         days = int(dec["failed_partition_days"])
-        order_by = "updated_at desc" if "updated_at" in _columns(con, "dq.partition_status") else "dt"
+        order_by = (
+            "updated_at desc" if "updated_at" in _columns(con, "dq.partition_status") else "dt"
+        )
         ctes.append(
             f"""failed_parts as (
                 select source, dt from dq.partition_status
@@ -844,9 +856,7 @@ def build_limits(
             "as_of_date": date.isoformat(),
             "run_id": run_id,
             "policy_version": policy_version(policy),
-            "guardrails": {
-                k: v for k, v in out.attrs.get("guardrail_info", {}).items()
-            },
+            "guardrails": {k: v for k, v in out.attrs.get("guardrail_info", {}).items()},
         }
     )
     log.info("limits %s: %s", date, result["by_decision"])
@@ -899,8 +909,11 @@ def stress(
     )
     after = compute_limits(shocked, policy)
     scenario_id = f"{date.isoformat()}:gmv{gmv_shock:+.4f}:exit{int(streamer_exit)}"
-    params = {"gmv_shock": gmv_shock, "streamer_exit": streamer_exit,
-              "policy_version": policy_version(policy)}
+    params = {
+        "gmv_shock": gmv_shock,
+        "streamer_exit": streamer_exit,
+        "policy_version": policy_version(policy),
+    }
     res = pd.DataFrame(
         {
             "scenario_id": scenario_id,
@@ -928,10 +941,14 @@ def stress(
     try:
         with transaction(con):
             con.execute("delete from stress.stress_results where scenario_id = ?", [scenario_id])
-            con.execute(f"insert into stress.stress_results ({cols}) select {cols} from _stress_new")
+            con.execute(
+                f"insert into stress.stress_results ({cols}) select {cols} from _stress_new"
+            )
     finally:
         con.unregister("_stress_new")
-    changed = res[(res["limit_change"].abs() > 1e-6) | (res["decision_before"] != res["decision_after"])]
+    changed = res[
+        (res["limit_change"].abs() > 1e-6) | (res["decision_before"] != res["decision_after"])
+    ]
     top = res.assign(abs_change=res["limit_change"].abs()).sort_values(
         ["abs_change", "merchant_id"], ascending=[False, True]
     )
@@ -942,7 +959,9 @@ def stress(
         "params": params,
         "merchants": len(res),
         "limits_changed": len(changed),
-        "new_declines": int(((res["decision_after"] == "decline") & (res["decision_before"] != "decline")).sum()),
+        "new_declines": int(
+            ((res["decision_after"] == "decline") & (res["decision_before"] != "decline")).sum()
+        ),
         "total_limit_before": float(res["limit_before"].sum()),
         "total_limit_after": float(res["limit_after"].sum()),
         "total_el_before": float(res["el_before"].sum()),
@@ -962,6 +981,7 @@ def stress(
 
 def format_stress(result: dict[str, Any]) -> str:
     """Plain-text report of a :func:`stress` result, for the CLI."""
+
     def money(x: float) -> str:
         return f"{x:,.0f}"
 

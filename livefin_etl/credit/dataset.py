@@ -134,12 +134,17 @@ def build_training_set(
             from _credit_loans l
             join features.merchant_features f
               on f.merchant_id = l.merchant_id and f.as_of_date = l.origination_date
-            qualify row_number() over (partition by l.loan_id) = 1
             order by l.origination_date, l.loan_id
             """
         ).df()
     finally:
         con.unregister("_credit_loans")
+    dup = frame["loan_id"].duplicated()
+    if dup.any():  # one row per (merchant_id, as_of_date) is the features contract
+        raise LivefinError(
+            f"features.merchant_features has duplicate (merchant_id, as_of_date) rows, e.g. "
+            f"{frame.loc[dup, 'merchant_id'].iloc[0]} on {frame.loc[dup, 'origination_date'].iloc[0]}"
+        )
     dropped = len(loans) - len(frame)
     if dropped:
         log.warning("%s of %s matured loans have no origination-date features and are dropped",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -49,11 +50,20 @@ def resolve_device(device: str | None) -> str:
     if not xgb.build_info().get("USE_CUDA"):
         log.warning("device=%s requested but this xgboost build has no CUDA; using CPU", device)
         return "cpu"
-    try:  # a build with CUDA on a machine without a GPU fails here, not later
-        probe = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
-        xgb.train({"device": device, "tree_method": "hist", "verbosity": 0}, probe, 1)
+    # a CUDA build on a machine without a GPU either raises or silently switches to CPU
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            probe = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
+            b = xgb.train({"device": device, "tree_method": "hist"}, probe, 1)
+            used = json.loads(b.save_config())["learner"]["generic_param"].get("device", "")
     except xgb.core.XGBoostError as exc:
         log.warning("device=%s unusable (%s); using CPU", device, str(exc).splitlines()[0])
+        return "cpu"
+    gpu_msgs = [str(w.message) for w in caught if "GPU" in str(w.message)]
+    if gpu_msgs or not used.startswith("cuda"):
+        log.warning("device=%s requested but no usable GPU (%s); using CPU", device,
+                    gpu_msgs[0].strip() if gpu_msgs else f"xgboost chose {used or 'cpu'}")
         return "cpu"
     return device
 

@@ -40,9 +40,9 @@ def _qualified(table: str) -> str:
 def _dtype_for(duck_type: str) -> str | None:
     t = duck_type.upper()
     if t.startswith(("VARCHAR", "JSON", "UUID")):
-        return "str"
+        return "object"  # GX's type check does not recognise pandas 3's "str" dtype
     if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER"):
-        return "Int64"
+        return "Int64"  # nullable, so a null never turns the column into float64
     if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
         return "float64"
     if t == "BOOLEAN":
@@ -146,7 +146,7 @@ def profile_batch(
         for r in REASON_CODES
     )
     rates = ",\n      ".join(
-        f"coalesce(q.q_{r}, 0) / nullif(m.rows_read, 0)::DOUBLE as {r}_rate"
+        f"coalesce(q.q_{r}, 0) / nullif(h.rows_read, 0)::DOUBLE as {r}_rate"
         for r in REASON_CODES if r != "file_error"
     )
     invalid = " + ".join(f"coalesce(q.q_{r}, 0)" for r in INVALID_REASONS)
@@ -155,7 +155,9 @@ with req as (select unnest(?::DATE[]) as dt),
 man as (
   select dt, count(*) as files_loaded, sum(rows_read) as rows_read,
          sum(rows_loaded) as rows_loaded, sum(rows_quarantined) as rows_quarantined
-  from meta.load_manifest where source = ? and dt <= (select max(dt) from req) group by dt),
+  from meta.load_manifest
+  where source = ? and dt <= (select max(dt) from req) and status is distinct from 'rejected'
+  group by dt),
 rawc as (
   select _dt as dt, count(*) as raw_rows, {late} as late_rows,
          {val_sum} as value_sum, {val_n} as value_n

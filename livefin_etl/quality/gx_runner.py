@@ -54,7 +54,6 @@ class _Gx:
     context: Any
     datasource: Any
     definitions: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (fp, vd)
-    map_types: dict[str, bool] = field(default_factory=dict)
 
 
 def _context(docs: Path) -> _Gx:
@@ -121,23 +120,6 @@ def _definition(state: _Gx, name: str, specs: list[Spec], fingerprint: str) -> A
     )
     state.definitions[name] = (fingerprint, vd)
     return vd
-
-
-def is_map(state: _Gx, type_: str) -> bool:
-    """Row-level (map) expectation: its unexpected rows can be attributed to dates."""
-    if type_ not in state.map_types:
-        from great_expectations.expectations.expectation import (
-            ColumnMapExpectation,
-            ColumnPairMapExpectation,
-            MulticolumnMapExpectation,
-        )
-        from great_expectations.expectations.registry import get_expectation_impl
-
-        impl = get_expectation_impl(type_)
-        state.map_types[type_] = issubclass(
-            impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
-        )
-    return state.map_types[type_]
 
 
 @dataclass

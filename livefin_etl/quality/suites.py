@@ -24,11 +24,11 @@ DIMENSIONS = ("completeness", "validity", "accuracy", "consistency", "timeliness
 # pandas dtypes a DuckDB type may arrive as (batches are normalised in batches.py, so one each
 # is enough; the rest keep the check honest if normalisation changes).
 TYPE_LISTS: dict[str, list[str]] = {
-    "VARCHAR": ["str", "string", "object"],
-    "BIGINT": ["Int64", "int64"],
-    "INTEGER": ["Int64", "int64", "Int32", "int32"],
-    "DOUBLE": ["float64", "Float64"],
-    "BOOLEAN": ["boolean", "bool"],
+    "VARCHAR": ["object", "str"],
+    "BIGINT": ["Int64Dtype", "int64"],
+    "INTEGER": ["Int64Dtype", "int64", "Int32Dtype", "int32"],
+    "DOUBLE": ["float64", "Float64Dtype"],
+    "BOOLEAN": ["BooleanDtype", "bool"],
     "TIMESTAMP": ["datetime64[us]", "datetime64[ns]"],
     "DATE": ["datetime64[us]", "datetime64[ns]"],
 }
@@ -41,7 +41,7 @@ def _load_contract(source: str) -> dict[str, Any]:
     except ImportError:
         load_contract = None
     if load_contract is not None:
-        return load_contract(source)
+        return dict(load_contract(source).raw)
     path = CONFIG_DIR / "sources" / f"{source}.yaml"
     if not path.exists():
         raise LivefinError(f"no source contract {path}")
@@ -73,6 +73,8 @@ class Spec:
             return f"{k['column_A']},{k['column_B']}"
         if "column_list" in k:
             return ",".join(k["column_list"])
+        if "column_set" in k:
+            return ",".join(k["column_set"])
         return None
 
     def label(self, suite: str) -> str:
@@ -156,10 +158,14 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
     """Expectations the contract implies, plus what the SQL batch must compute for them."""
     out: list[Spec] = []
     cols = contract.get("columns") or {}
+    # One set check instead of expect_column_to_exist per column: GX keeps only one
+    # expect_column_to_exist per suite (it treats them as the same table-level expectation).
+    out.append(Spec("expect_table_columns_to_match_set",
+                    {"column_set": [_column_name(k, v) for k, v in cols.items()],
+                     "exact_match": False}, "critical", "validity",
+                    "every contract column is present in raw", origin="contract"))
     for col, c in cols.items():
         name = _column_name(col, c)
-        out.append(Spec("expect_column_to_exist", {"column": name}, "critical", "validity",
-                        origin="contract"))
         if c.get("required"):
             out.append(Spec("expect_column_values_to_not_be_null", {"column": name}, "critical",
                             "completeness", origin="contract"))

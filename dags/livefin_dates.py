@@ -1,0 +1,101 @@
+"""The business-date rule shared by every livefin DAG task (stdlib only, so DAG files stay light).
+
+Rule, applied in this order by :func:`resolve_business_date`:
+
+1. an explicit ``business_date`` in the run's conf / params (manual trigger, UI form, reruns);
+2. asset-triggered runs: the ``business_date`` extras of the triggering asset events; per asset
+   the newest date, then the oldest of those: the newest date that *every* source delivered;
+3. otherwise the run's moment, ``logical_date`` or, when that is None (asset-triggered or
+   manual runs in Airflow 3), ``dag_run.run_after``, converted to Asia/Shanghai, minus one day.
+
+Why (3) does not use the data interval: with ``CronTriggerTimetable`` (what a cron string or
+``@daily`` becomes in Airflow 3) ``data_interval_start == data_interval_end == logical_date``,
+so "interval start" is *not* yesterday. The 02:00 Asia/Shanghai ingest run of 2025-03-10
+(``logical_date`` 2025-03-09T18:00Z) processes business date 2025-03-09: the platform delivers
+the previous Shanghai day's files after midnight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+# The platform delivers D's files overnight; the ingest DAG runs at 02:00 local time on D + 1.
+INGEST_CRON = "0 2 * * *"
+# Weekly training, Monday 03:00 local time: trains as of the Sunday just ended.
+TRAIN_CRON = "0 3 * * 1"
+LAG_DAYS = 1
+
+
+def parse_date(value: str | date | datetime) -> date:
+    """``YYYY-MM-DD`` (or a date) -> date; a clear error for anything else."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"business_date '{value}' is not a date (YYYY-MM-DD)") from None
+
+
+def business_date_for(moment: datetime) -> date:
+    """Business date processed by a run triggered at ``moment``: Shanghai calendar day - 1."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        # A naive datetime is ambiguous; Airflow always hands out aware ones.
+        raise ValueError(f"moment {moment!r} has no timezone")
+    return moment.astimezone(BUSINESS_TZ).date() - timedelta(days=LAG_DAYS)
+
+
+def date_from_asset_events(events: Mapping[str, Iterable[Mapping]]) -> date | None:
+    """Newest ``business_date`` per asset, then the oldest across assets (None if no extras).
+
+    ``events`` maps an asset URI to its triggering events' ``extra`` dicts.
+    """
+    newest: list[date] = []
+    for extras in events.values():
+        dates = [parse_date(e["business_date"]) for e in extras if e and e.get("business_date")]
+        if dates:
+            newest.append(max(dates))
+    return min(newest) if newest else None
+
+
+def resolve_business_date(
+    *,
+    requested: str | date | None = None,
+    asset_events: Mapping[str, Iterable[Mapping]] | None = None,
+    logical_date: datetime | None = None,
+    run_after: datetime | None = None,
+) -> tuple[date, str]:
+    """Apply the rule; returns the date and which branch decided it (for the task log)."""
+    if requested:
+        return parse_date(requested), "conf"
+    if asset_events:
+        found = date_from_asset_events(asset_events)
+        if found is not None:
+            return found, "asset_events"
+    if logical_date is not None:
+        return business_date_for(logical_date), "logical_date"
+    if run_after is not None:
+        return business_date_for(run_after), "run_after"
+    raise ValueError("cannot derive a business date: no conf, asset events or run time")
+
+
+def backfill_window(first: date, last: date, hour: int = 2) -> tuple[datetime, datetime]:
+    """``airflow backfill create`` window whose cron ticks map to business dates first..last.
+
+    The tick for business date D fires at ``hour``:00 Shanghai on D + 1, so the window is
+    [D_first + 1 at 00:00, D_last + 1 at 23:59:59] in Asia/Shanghai.
+    """
+    if last < first:
+        raise ValueError(f"last date {last} is before first date {first}")
+    start = datetime.combine(first + timedelta(days=LAG_DAYS), datetime.min.time(), BUSINESS_TZ)
+    end = datetime.combine(last + timedelta(days=LAG_DAYS), datetime.max.time(), BUSINESS_TZ)
+    return start.replace(microsecond=0), end.replace(microsecond=0)
+
+
+def run_id_for(day: date, token: str) -> str:
+    """Pipeline run id for a DAG run: ``YYYYMMDD-<token>`` like ``pipeline.new_run_id``."""
+    return f"{day:%Y%m%d}-{token}"

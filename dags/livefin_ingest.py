@@ -1,0 +1,71 @@
+"""livefin_ingest: every night at 02:00 Asia/Shanghai, extract + validate each source for D.
+
+One task per source, each the producer of ``livefin://raw/<source>``. A partition that fails
+a critical expectation fails its task, so that source's asset is not updated for D and
+``livefin_nightly`` (scheduled on all raw assets) does not start for D.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from livefin_common import (
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    call_pipeline,
+    day_of,
+    list_sources,
+    raw_asset,
+    resolve_run,
+)
+from livefin_dates import BUSINESS_TZ, INGEST_CRON
+
+
+@dag(
+    dag_id="livefin_ingest",
+    schedule=CronTriggerTimetable(INGEST_CRON, timezone=BUSINESS_TZ),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,  # one DuckDB writer
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "ingest"],
+    params={
+        "business_date": Param(None, type=["null", "string"], format="date",
+                               description="Override the business date (YYYY-MM-DD)"),
+    },
+    doc_md=__doc__,
+)
+def livefin_ingest() -> None:
+    @task
+    def business_date() -> dict[str, Any]:
+        return resolve_run(get_current_context())
+
+    run = business_date()
+    for source in list_sources():
+        asset = raw_asset(source)
+
+        @task(task_id=f"ingest_{source}", outlets=[asset])
+        def ingest(run: dict[str, Any], source: str = source, asset=asset, **context) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            day = day_of(run)
+            result = call_pipeline("ingest_partition", source, day)
+            checked = result.get("validate") or {}
+            if checked.get("status") == "failed":
+                # Raise so the asset is not updated: D stays blocked for the nightly chain.
+                failed = checked.get("failed_critical") or checked.get("failed_expectations")
+                raise AirflowFailException(
+                    f"{source} {day} failed critical expectations: {failed}"
+                )
+            context["outlet_events"][asset].extra = {
+                "business_date": day.isoformat(), "status": checked.get("status"),
+            }
+            return result
+
+        ingest(run)
+
+
+livefin_ingest()

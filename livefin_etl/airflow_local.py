@@ -1,0 +1,143 @@
+"""Local Airflow for livefin: the environment, one-time setup, and ``airflow standalone``.
+
+    python -m livefin_etl.airflow_local standalone      # what `make airflow` runs
+    python -m livefin_etl.airflow_local setup           # db migrate + the warehouse pool
+    python -m livefin_etl.airflow_local env             # `eval "$(...)"` in a shell
+    python -m livefin_etl.airflow_local backfill --start 2025-03-01 --end 2025-03-07
+    python -m livefin_etl.airflow_local airflow dags list   # any airflow command, same env
+
+Everything Airflow keeps (metadata DB, logs, generated admin password) lives under
+``$AIRFLOW_HOME``, default ``$LIVEFIN_HOME/airflow``, never in ``~/airflow``. This module
+imports no Airflow itself: Airflow reads its config at import time, so the env must be set
+before the ``airflow`` process starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+
+from livefin_etl.config import REPO_ROOT
+
+DAGS_FOLDER = REPO_ROOT / "dags"
+POOL = "livefin_warehouse"
+DEFAULT_PORT = 8080
+
+
+def airflow_bin() -> str:
+    """The ``airflow`` script of this interpreter's environment (the project venv)."""
+    here = Path(sys.executable).parent / "airflow"
+    return str(here) if here.exists() else (shutil.which("airflow") or "airflow")
+
+
+def env(base: Mapping[str, str] | None = None, port: int | None = None) -> dict[str, str]:
+    """The process environment for every local Airflow command (base: ``os.environ``)."""
+    out = dict(os.environ if base is None else base)
+    # Same defaults as config.get_settings(), resolved from ``out`` (the env being built).
+    livefin_home = Path(out.get("LIVEFIN_HOME") or Path.cwd() / "state").expanduser().resolve()
+    home = Path(out.get("AIRFLOW_HOME") or livefin_home / "airflow").expanduser().resolve()
+    out.update(
+        {
+            "LIVEFIN_HOME": str(livefin_home),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # Pick up edited DAG files quickly on a laptop.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": out.get(
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"
+            ),
+            "LIVEFIN_AIRFLOW_POOL": out.get("LIVEFIN_AIRFLOW_POOL", POOL),
+        }
+    )
+    if port is not None:
+        out["AIRFLOW__API__PORT"] = str(port)
+        out["AIRFLOW__API__BASE_URL"] = f"http://localhost:{port}"
+    return out
+
+
+def run_airflow(args: Sequence[str], environ: Mapping[str, str] | None = None,
+                check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    environ = dict(environ or env())
+    Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    return subprocess.run([airflow_bin(), *args], env=environ, check=check, **kwargs)
+
+
+def setup(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Migrate the metadata DB and create the 1-slot pool all livefin tasks share."""
+    environ = dict(environ or env())
+    run_airflow(["db", "migrate"], environ, stdout=subprocess.DEVNULL)
+    run_airflow(
+        ["pools", "set", environ["LIVEFIN_AIRFLOW_POOL"], "1",
+         "livefin: one DuckDB writer at a time"],
+        environ, stdout=subprocess.DEVNULL,
+    )
+    return environ
+
+
+def backfill_args(first: date, last: date, dry_run: bool = False,
+                  dag_id: str = "livefin_ingest") -> list[str]:
+    """``airflow backfill create`` arguments covering business dates first..last."""
+    sys.path.insert(0, str(DAGS_FOLDER))
+    try:
+        from livefin_dates import backfill_window
+    finally:
+        sys.path.remove(str(DAGS_FOLDER))
+    start, end = backfill_window(first, last)
+    args = ["backfill", "create", "--dag-id", dag_id, "--from-date", start.isoformat(),
+            "--to-date", end.isoformat(), "--max-active-runs", "1"]
+    return [*args, "--dry-run"] if dry_run else args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m livefin_etl.airflow_local",
+                                     description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    st = sub.add_parser("standalone", help="setup, then `airflow standalone` (UI + scheduler)")
+    st.add_argument("--port", type=int, default=int(os.environ.get("LIVEFIN_AIRFLOW_PORT",
+                                                                   DEFAULT_PORT)))
+    sub.add_parser("setup", help="airflow db migrate + the livefin_warehouse pool")
+    sub.add_parser("env", help="print export lines for a shell")
+    bf = sub.add_parser("backfill", help="backfill livefin_ingest for business dates")
+    bf.add_argument("--start", required=True, type=date.fromisoformat)
+    bf.add_argument("--end", required=True, type=date.fromisoformat)
+    bf.add_argument("--dry-run", action="store_true")
+    af = sub.add_parser("airflow", help="run any airflow command with the livefin env")
+    af.add_argument("rest", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+
+    if ns.cmd == "env":
+        import shlex
+
+        for key, value in env().items():
+            if key.startswith(("AIRFLOW", "LIVEFIN")):
+                print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if ns.cmd == "setup":
+        e = setup()
+        print(f"Airflow home {e['AIRFLOW_HOME']}, DAGs {e['AIRFLOW__CORE__DAGS_FOLDER']}")
+        return 0
+    if ns.cmd == "backfill":
+        return run_airflow(backfill_args(ns.start, ns.end, ns.dry_run), check=False).returncode
+    if ns.cmd == "airflow":
+        return run_airflow(ns.rest, check=False).returncode
+    # standalone: replace this process so Ctrl-C / SIGTERM reach airflow directly.
+    e = setup(env(port=ns.port))
+    print(
+        f"Airflow UI: http://localhost:{ns.port}  (user admin, password in "
+        f"{Path(e['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})",
+        flush=True,
+    )
+    os.execvpe(airflow_bin(), [airflow_bin(), "standalone"], e)
+    return 0  # unreachable
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

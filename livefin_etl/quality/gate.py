@@ -1,0 +1,312 @@
+"""The data-quality gate: validate (source, D), record results, block later stages on failure."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from livefin_etl.config import SQL_DIR, LivefinError, Settings, StageBlocked, load_config
+from livefin_etl.quality import batches, gx_runner
+from livefin_etl.quality.gx_runner import SCHEMA_LEVEL, Outcome
+from livefin_etl.quality.suites import SuiteSpec, list_suites, load_suite
+from livefin_etl.warehouse import table_exists, transaction
+
+DDL = SQL_DIR / "quality" / "ddl.sql"
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the dq.* gate tables (idempotent)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS dq")
+    con.execute(DDL.read_text(encoding="utf-8"))
+
+
+def _check_source(source: str) -> SuiteSpec:
+    known = list_suites()
+    if source not in known:
+        raise LivefinError(f"unknown source '{source}' for validation (known: {', '.join(known)})")
+    return load_suite(source)
+
+
+def _fmt(v: Any) -> str | None:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float):
+        return None if math.isnan(v) else f"{v:.6g}"
+    if isinstance(v, (bool,)):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _new_run_id(source: str, d: date) -> str:
+    return f"dq-{source}-{d:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+
+
+def _derived_clean(outcomes: list[Outcome]) -> list[Outcome]:
+    """Per-date outcome of a date with no unexpected rows, from the multi-date run."""
+    out = []
+    for o in outcomes:
+        if o.unexpected_count is not None:  # row-level result
+            out.append(Outcome(o.spec, True, None, 0, 0.0))
+        else:  # schema-level only (others force the per-date path)
+            out.append(replace(o, unexpected_index=None))
+    return out
+
+
+def _validate_suite(
+    docs: Path,
+    name: str,
+    specs: list[Any],
+    fingerprint: str,
+    df: pd.DataFrame,
+    date_col: str,
+    dates: list[date],
+    run_ids: dict[date, str],
+) -> dict[date, list[Outcome]]:
+    """Outcomes per date, exactly as a one-date validation would give them.
+
+    One date: one GX run. Several: one GX run over all dates (COMPLETE result format), then a
+    per-date GX run only for dates that own an unexpected row, or for all dates when the suite
+    holds an aggregate expectation whose multi-date result cannot be split.
+    """
+    if not specs:
+        return {d: [] for d in dates}
+    if len(dates) == 1:
+        d = dates[0]
+        return {d: gx_runner.run(docs, name, specs, fingerprint, df, f"{run_ids[d]}:{name}")}
+    span = f"range-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}-{uuid.uuid4().hex[:8]}:{name}"
+    outcomes = gx_runner.run(docs, name, specs, fingerprint, df, span, complete=True)
+    day = pd.to_datetime(df[date_col]).dt.date.to_numpy() if len(df) else []
+    dirty: set[date] = set()
+    every_date = False
+    for o in outcomes:
+        if o.error:
+            every_date = True
+        elif o.unexpected_count is not None:  # row-level: attribute unexpected rows to dates
+            if o.unexpected_count:
+                if not o.unexpected_index:
+                    every_date = True
+                else:
+                    dirty.update(day[i] for i in o.unexpected_index)
+        elif o.spec.type not in SCHEMA_LEVEL or not o.success:
+            every_date = True
+    result: dict[date, list[Outcome]] = {}
+    clean = _derived_clean(outcomes)
+    for d in dates:
+        if every_date or d in dirty:
+            sub = df[df[date_col] == pd.Timestamp(d)].reset_index(drop=True) if len(df) else df
+            result[d] = gx_runner.run(docs, name, specs, fingerprint, sub, f"{run_ids[d]}:{name}")
+        else:
+            result[d] = clean
+    return result
+
+
+def _profile_observed(outcomes: list[Outcome], row: dict[str, Any] | None) -> list[Outcome]:
+    # Profile expectations report the metric itself, whether they passed or not.
+    out = []
+    for o in outcomes:
+        col = o.spec.kwargs.get("column")
+        value = _fmt(row.get(col)) if row is not None and col in row else o.observed_value
+        out.append(replace(o, observed_value=value))
+    return out
+
+
+def _failure_text(label: str, o: Outcome) -> str:
+    if o.error:
+        detail = o.observed_value or "error"
+    elif o.unexpected_count:
+        detail = f"{o.unexpected_count} unexpected"
+        if o.observed_value and o.spec.type != "expect_column_values_to_not_be_null":
+            detail += f" e.g. {o.observed_value}"
+    else:
+        detail = f"observed {o.observed_value}"
+        bounds = {k: o.spec.kwargs[k] for k in ("min_value", "max_value", "value_set")
+                  if k in o.spec.kwargs}
+        if bounds:
+            detail += " expected " + ", ".join(f"{k}={v}" for k, v in bounds.items())
+    return f"{label}: {detail}"
+
+
+def _validate(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    dates: list[date],
+    run_ids: dict[date, str] | None = None,
+) -> list[dict[str, Any]]:
+    if not dates:
+        return []
+    for d in dates:
+        if not isinstance(d, date) or isinstance(d, datetime):
+            raise LivefinError(f"validation date must be a datetime.date, got {d!r}")
+    spec = _check_source(source)
+    dates = sorted(set(dates))
+    run_ids = run_ids or {d: _new_run_id(source, d) for d in dates}
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    ensure_tables(con)
+    rows_df = batches.row_batch(con, spec, dates)
+    suites: list[tuple[str, dict[date, list[Outcome]]]] = [
+        (spec.name, _validate_suite(settings.docs, spec.name, spec.rows, spec.fingerprint,
+                                    rows_df, spec.partition_column, dates, run_ids))
+    ]
+    profile_rows: dict[date, dict[str, Any]] = {}
+    if spec.has_profile and spec.profile:
+        prof = batches.profile_batch(con, spec, dates)
+        for rec in prof.to_dict("records"):
+            profile_rows[pd.Timestamp(rec["dt"]).date()] = rec
+        per = _validate_suite(settings.docs, spec.profile_name, spec.profile, spec.fingerprint,
+                              prof, "dt", dates, run_ids)
+        suites.append((spec.profile_name,
+                       {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()}))
+    seconds = (time.perf_counter() - t0) / len(dates)
+    counts = rows_df.groupby(rows_df[spec.partition_column]).size() if len(rows_df) else None
+
+    runs, results, statuses, summaries = [], [], [], []
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for d in dates:
+        rid = run_ids[d]
+        crit: list[str] = []
+        warn: list[str] = []
+        evaluated = successful = 0
+        for suite_name, per_date in suites:
+            outs = per_date[d]
+            c_fail = sum(1 for o in outs if not o.success and o.spec.severity == "critical")
+            w_fail = sum(1 for o in outs if not o.success and o.spec.severity == "warning")
+            ok = sum(1 for o in outs if o.success)
+            evaluated += len(outs)
+            successful += ok
+            if outs:
+                runs.append((rid, source, d, suite_name, ok == len(outs), c_fail, w_fail,
+                             len(outs), ok, started, seconds))
+            for o in outs:
+                results.append((rid, source, d, o.spec.type, o.spec.column, o.spec.severity,
+                                o.spec.dimension, o.success, o.observed_value, o.unexpected_count,
+                                o.unexpected_percent, json.dumps(o.spec.kwargs, default=str),
+                                suite_name))
+                if not o.success:
+                    text = _failure_text(o.spec.label(suite_name), o)
+                    (crit if o.spec.severity == "critical" else warn).append(text)
+        status = "failed" if crit else "warning" if warn else "passed"
+        failed = [f"{t} [critical]" for t in crit] + [f"{t} [warning]" for t in warn]
+        statuses.append((source, d, status, rid, json.dumps(failed, ensure_ascii=False), now))
+        n_rows = 0
+        if counts is not None:
+            n_rows = int(counts.get(pd.Timestamp(d), 0))
+        summaries.append({
+            "source": source, "dt": d, "run_id": rid, "status": status,
+            "success": status != "failed", "failed_critical": crit, "failed_warnings": warn,
+            "critical_failed": len(crit), "warnings_failed": len(warn),
+            "evaluated": evaluated, "successful": successful, "rows": n_rows,
+            "seconds": round(seconds, 4),
+            "profile": {k: _fmt(v) for k, v in (profile_rows.get(d) or {}).items() if k != "dt"},
+        })
+    _write(con, source, dates, list(run_ids.values()), runs, results, statuses)
+    return summaries
+
+
+_RUN_COLS = ["run_id", "source", "dt", "suite", "success", "critical_failed", "warnings_failed",
+             "evaluated", "successful", "started_at", "seconds"]
+_RES_COLS = ["run_id", "source", "dt", "expectation_type", "column_name", "severity", "dimension",
+             "success", "observed_value", "unexpected_count", "unexpected_percent", "kwargs",
+             "suite"]
+_STATUS_COLS = ["source", "dt", "status", "run_id", "failed_expectations", "updated_at"]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, cols: list[str], rows: list) -> None:
+    if not rows:
+        return
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("unexpected_count",):
+        if c in frame:
+            frame[c] = frame[c].astype("Int64")
+    con.register("_dq_rows", frame)
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                    f"FROM _dq_rows")
+    finally:
+        con.unregister("_dq_rows")
+
+
+def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
+    # Replace the gate state for these (source, dates) whole; history of runs is kept by run_id.
+    with transaction(con):
+        con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt IN "
+                    "(SELECT unnest(?::DATE[]))", [source, dates])
+        for table in ("dq.validation_runs", "dq.expectation_results"):
+            con.execute(f"DELETE FROM {table} WHERE source = ? AND dt IN "
+                        "(SELECT unnest(?::DATE[])) AND run_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [source, dates, run_ids])
+        _insert(con, "dq.validation_runs", _RUN_COLS, runs)
+        _insert(con, "dq.expectation_results", _RES_COLS, results)
+        _insert(con, "dq.partition_status", _STATUS_COLS, statuses)
+
+
+def validate_partition(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    date: date,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate the loaded partition of ``source`` for ``date`` and record the gate state.
+
+    Returns ``status`` (passed | warning | failed), ``failed_critical`` / ``failed_warnings``
+    as readable strings, counts, ``seconds`` and the partition ``profile``.
+    """
+    ids = {date: run_id} if run_id else None
+    return _validate(con, settings, source, [date], ids)[0]
+
+
+def validate_range(
+    con: duckdb.DuckDBPyConnection, settings: Settings, source: str, dates: list[date]
+) -> list[dict[str, Any]]:
+    """:func:`validate_partition` for many dates at once (history backfills), same results."""
+    return _validate(con, settings, source, list(dates))
+
+
+def require_passed(
+    con: duckdb.DuckDBPyConnection, date: date, sources: list[str] | None = None
+) -> None:
+    """Raise StageBlocked unless every required source partition of ``date`` passed the gate.
+
+    ``warning`` counts as passed; ``failed`` or no validation at all blocks.
+    """
+    required = list(sources) if sources is not None else list(
+        load_config("quality").get("required_sources") or []
+    )
+    found: dict[str, tuple[str, str | None]] = {}
+    if table_exists(con, "dq.partition_status") and required:
+        for src, status, failed in con.execute(
+            "SELECT source, status, failed_expectations FROM dq.partition_status "
+            "WHERE dt = ? AND source IN (SELECT unnest(?::VARCHAR[]))",
+            [date, required],
+        ).fetchall():
+            found[src] = (status, failed)
+    problems = []
+    for src in required:
+        if src not in found:
+            problems.append(f"{src}: partition {date} was never validated")
+            continue
+        status, failed = found[src]
+        if status == "failed":
+            items = [f for f in json.loads(failed or "[]") if f.endswith("[critical]")]
+            problems.append(f"{src}: failed - " + "; ".join(items))
+    if problems:
+        raise StageBlocked(f"quality gate for {date} is closed:\n  " + "\n  ".join(problems))
+
+
+def build_data_docs(settings: Settings) -> Path:
+    """Build the GX Data Docs site under ``settings.docs / "data_docs"``; return index.html."""
+    index = gx_runner.build_docs(settings.docs)
+    if not index.exists():
+        raise LivefinError(f"GX did not write {index}")
+    return index

@@ -1,0 +1,140 @@
+"""Scale presets and the parameters of the simulated world.
+
+Every knob lives in :class:`WorldParams`; ``docs/simulator.md`` explains each
+one. The full parameter set is written to ``_truth/params.json`` so a dataset can
+always be traced back to the values that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+CATEGORIES = ("apparel", "food", "household", "beauty", "electronics")
+CATEGORIES_ZH = ("服装", "食品", "家居", "美妆", "数码")
+STATUSES = ("completed", "cancelled", "refunded", "partially_refunded")
+STATUSES_ZH = ("已完成", "已取消", "已退款", "部分退款")
+EVENT_TYPES = ("shipped", "delivered", "lost", "returned", "complaint")
+SOURCES = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
+
+DEFAULT_START = dt.date(2025, 1, 1)
+
+
+@dataclass(frozen=True)
+class ScalePreset:
+    name: str
+    merchants: int
+    days: int
+    orders_per_merchant_day: float  # mean real orders of a mature merchant on an ordinary day
+    description: str = ""
+
+
+SCALES: dict[str, ScalePreset] = {
+    "tiny": ScalePreset("tiny", 200, 300, 2.4, "CI: seconds to generate, >= 250 closed loans"),
+    "small": ScalePreset("small", 2_000, 365, 3.6, "demo: ~2.5 M orders, well under a minute"),
+    "large": ScalePreset("large", 100_000, 365, 4.0, "benchmark: >= 300k orders/day, streamed"),
+}
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    # --- population
+    history_years: float = 3.0  # back-book merchants onboarded up to this long before start
+    new_merchant_share: float = 0.10  # share of merchants onboarding inside the window
+    category_shares: tuple[float, ...] = (0.35, 0.20, 0.15, 0.18, 0.12)
+    quality_beta: tuple[float, float] = (2.2, 2.2)  # latent quality q ~ Beta(a, b)
+    burn_in_days: int = 35  # simulated but not written, so day 0 has a 30-day history
+
+    # --- demand
+    size_sigma: float = 1.0  # lognormal dispersion of merchant audience
+    live_share: float = 0.85  # share of real orders placed inside live sessions
+    aov: tuple[float, ...] = (129.0, 59.0, 89.0, 149.0, 399.0)  # average order value per category
+    aov_sigma: float = 0.45  # within-merchant order value dispersion
+    conversion: tuple[float, ...] = (0.020, 0.030, 0.025, 0.022, 0.010)  # orders/viewer at q=0.5
+    conversion_q: float = 1.5  # d log(conversion) / dq
+    sessions_per_day: tuple[float, float] = (0.3, 1.6)  # live sessions per day (small..big merchants)
+    ar_phi: float = 0.85  # daily persistence of merchant demand noise
+    volatility: tuple[float, float] = (0.10, 0.45)  # stationary sd of log demand noise
+    trend_sigma: float = 0.35  # sd of the yearly log growth rate
+    ramp_days: float = 30.0  # new merchants ramp up with this time constant
+    discount_share: float = 0.55  # share of real orders with a discount
+    discount_max: float = 0.30
+
+    # --- seasonality (multipliers on demand)
+    weekly: tuple[float, ...] = (0.90, 0.92, 0.95, 0.98, 1.05, 1.13, 1.08)  # Mon..Sun
+    peak_618: float = 1.8  # extra demand at the 618 peak (x(1+a))
+    peak_1111: float = 3.0  # extra demand at the Double 11 peak
+    peak_1212: float = 0.8
+    peak_sigma_days: float = 3.5
+    presale_1111: float = 0.35  # plateau from 20 Oct (Double 11 pre-sale)
+    cny_dip: float = 0.55  # demand and logistics dip around Chinese New Year
+    category_peak_scale: tuple[float, ...] = (1.2, 0.8, 1.0, 1.25, 1.0)
+
+    # --- operations driven by quality q
+    refund_range: tuple[tuple[float, float], ...] = (
+        (0.40, 0.80), (0.04, 0.14), (0.05, 0.16), (0.15, 0.35), (0.10, 0.28))  # rate at q=1 .. q=0
+    partial_refund_share: float = 0.25
+    cancel: tuple[float, float] = (0.01, 0.05)  # base + slope * (1 - q)
+    ship_hours: tuple[float, float] = (10.0, 55.0)  # median hours to ship: base + slope*(1-q)^1.5
+    lost: tuple[float, float] = (0.001, 0.03)  # base + slope * (1 - q)^2
+    complaint: tuple[float, float] = (0.003, 0.06)  # base + slope * (1 - q)^2, x3 if shipped late
+    repeat: tuple[float, float] = (0.05, 0.30)  # loyal-customer share: base + slope * q
+    parcel_grams: tuple[float, ...] = (450.0, 1200.0, 1500.0, 350.0, 900.0)
+
+    # --- streamers
+    streamer_dependent_share: float = 0.20
+    star_share: float = 0.85  # share of sessions the hired star hosts
+    exit_mean_days: float = 400.0  # exponential waiting time until the star leaves
+    exit_drop: tuple[float, float] = (0.60, 0.80)  # demand lost when the star leaves
+
+    # --- shocks
+    penalty_rate: float = 1 / 1500  # platform penalty (traffic cut) hazard per day at q=0.5
+    penalty_q: float = 3.0  # hazard x exp(penalty_q * (0.5 - q))
+    penalty_depth: float = 0.6
+    penalty_recovery_days: float = 90.0
+    churn_rate: float = 1 / 2500  # merchant quits the platform, per day at q=0.5
+    churn_q: float = 2.0
+    distress_mult: float = 0.2  # demand left once a defaulting borrower is in distress
+
+    # --- brushing
+    brushing_share: float = 0.08
+    fake_share: tuple[float, float] = (0.20, 0.60)  # fake orders per real order (baseline)
+    ring_size: tuple[int, int] = (3, 8)  # buyer phones in a brushing ring
+    odd_hour_share: float = 0.70  # fake orders placed in a 0-5 am burst
+    fake_no_track: float = 0.55  # fake orders shipped without a tracking number
+    fake_empty_parcel: float = 0.90  # of tracked fake parcels: weight < 50 g
+    brush_ramp_days: int = 21  # fake volume ramps up this long before a loan application
+    brush_ramp_mult: float = 3.0
+
+    # --- legacy lending
+    lend_start_day: int = 0
+    min_tenure_days: int = 90
+    gmv_floor: float = 2000.0  # last-30-day gross GMV needed for an offer, CNY
+    limit_multiple: float = 0.4  # limit = multiple x last-30-day gross GMV
+    take_share: tuple[float, float] = (0.25, 1.0)  # share of the limit drawn
+    fee_rate_30d: float = 0.015  # flat fee per 30 days of term
+    max_withhold: float = 0.30
+    terms: tuple[int, ...] = (30, 60, 90)  # the shortest term with withhold <= max_withhold ...
+    longer_term_share: float = 0.15  # ... or, for this share of borrowers, the next longer one
+    apply_mean_days: float = 12.0  # waiting time to the first application
+    apply_mean_days_brushing: float = 15.0
+    renew_mean_days: float = 3.0  # after a repaid loan
+    reapply_mean_days: float = 15.0  # after an ineligible application
+
+    # --- default model (logit of P(60+ dpd within 180 days))
+    pd_intercept: float = -3.1
+    pd_quality: float = 5.0  # x (0.5 - q)
+    pd_brushing: float = 1.0
+    pd_dependent: float = 0.4  # still depends on a star at origination
+    pd_exit: float = 1.3  # the star leaves within shock_window_days (realised shock)
+    pd_penalty: float = 1.3  # platform penalty within shock_window_days (realised shock)
+    pd_leverage: float = 0.8  # x ln(gross / real net) over the last 30 days
+    pd_volatility: float = 3.0  # x (volatility - 0.275)
+    pd_trend: float = 1.0  # x (- yearly growth)
+    pd_new: float = 0.3  # tenure < 1 year
+    pd_size: float = 0.2  # x (- ln(real net 30d / median))
+    shock_window_days: int = 120
+    cure_dpd: tuple[int, ...] = (1, 1, 3, 7, 15, 30)  # non-defaulters top up at this dpd
+    default_dpd: int = 60
+    default_horizon_days: int = 180
+    chargeoff_dpd: int = 120

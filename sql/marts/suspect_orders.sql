@@ -1,0 +1,71 @@
+-- Orders that look brushed, for order days [start_day, end_day]. Needs stg_orders from
+-- start_day - 29 so that each order sees its buyer's trailing 30 days. A flag uses only the
+-- order's own day and earlier days, so it never changes once that day is complete.
+insert into features.suspect_orders
+with orders as (
+    select * from stg_orders
+    where not is_cancelled
+),
+
+buyer_days as (
+    select merchant_id, buyer_key, order_day, count(*) as orders
+    from orders
+    group by all
+),
+
+buyer_rolling as (
+    select
+        merchant_id,
+        buyer_key,
+        order_day,
+        sum(orders) over (
+            partition by merchant_id, buyer_key
+            order by order_day
+            range between interval 29 days preceding and current row
+        ) as orders_30d
+    from buyer_days
+),
+
+ring_buyer_days as (
+    select merchant_id, buyer_key, order_day
+    from buyer_rolling
+    where orders_30d >= {{ ring_min_orders }}
+      and order_day >= cast({{ start_day }} as date)
+),
+
+odd_hour_bursts as (
+    select merchant_id, order_day, order_hour
+    from orders
+    where order_hour >= {{ odd_hour_start }}
+      and order_hour < {{ odd_hour_end }}
+      and order_day >= cast({{ start_day }} as date)
+    group by all
+    having count(*) >= {{ burst_min_orders }}
+),
+
+flagged as (
+    select
+        o.order_id,
+        o.merchant_id,
+        o.order_day,
+        o.net_amount,
+        r.buyer_key is not null as is_ring,
+        b.order_hour is not null as is_burst
+    from orders as o
+    left join ring_buyer_days as r
+        on r.merchant_id = o.merchant_id and r.buyer_key = o.buyer_key and r.order_day = o.order_day
+    left join odd_hour_bursts as b
+        on b.merchant_id = o.merchant_id and b.order_day = o.order_day and b.order_hour = o.order_hour
+    where o.order_day >= cast({{ start_day }} as date)
+)
+
+select
+    order_id,
+    merchant_id,
+    order_day,
+    net_amount,
+    is_ring,
+    is_burst,
+    {{ feature_version }} as feature_version
+from flagged
+where is_ring or is_burst

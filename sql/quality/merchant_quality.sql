@@ -1,0 +1,111 @@
+-- dq.merchant_quality for one as_of_date: per merchant, six quality dimensions in [0, 1] from the
+-- trailing {{ window_days }} partition days strictly before D, and the weighted coefficient Q.
+-- Run by livefin_etl.quality.merchant.build_merchant_quality inside one transaction.
+INSERT INTO dq.merchant_quality
+WITH p AS (
+    SELECT {{ as_of_date }}::DATE AS d,
+           {{ as_of_date }}::DATE - {{ window_days }}::INTEGER AS lo,
+           {{ as_of_date }}::DATE - {{ grace_days }}::INTEGER AS grace_cut
+),
+merchants AS (
+    SELECT DISTINCT merchant_id FROM raw.merchants, p WHERE _dt < p.d AND merchant_id IS NOT NULL
+),
+o AS (
+    SELECT merchant_id,
+           count(*) AS n,
+           count(*) FILTER (WHERE CAST(order_ts AS DATE) < _dt) AS late,
+           count(*) FILTER (WHERE refund_amount > paid_amount + 0.005) AS bad,
+           count(*) - count(DISTINCT order_id) AS dups,
+           sum(paid_amount) FILTER (WHERE session_id IS NOT NULL) AS gmv_sessions
+    FROM raw.orders, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
+),
+eligible AS (  -- orders old enough that a fulfilment event should exist
+    SELECT o.merchant_id, o.order_id FROM raw.orders o, p
+    WHERE o._dt >= p.lo AND o._dt < p.d AND o.status <> 'cancelled' AND o.order_ts < p.grace_cut
+),
+fulfilled AS (
+    SELECT e.merchant_id, count(*) AS n_eligible,
+           count(*) FILTER (WHERE e.order_id IN (
+               SELECT f.order_id FROM raw.fulfillment f, p WHERE f._dt < p.d)) AS n_with_event
+    FROM eligible e GROUP BY e.merchant_id
+),
+t AS (
+    SELECT merchant_id, count(*) AS n,
+           count(*) FILTER (WHERE CAST(start_ts AS DATE) < _dt) AS late,
+           count(*) FILTER (WHERE end_ts < start_ts OR peak_viewers > total_viewers) AS bad,
+           sum(gmv_attributed) AS gmv_attributed
+    FROM raw.traffic, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
+),
+f AS (
+    SELECT merchant_id, count(*) AS n,
+           count(*) FILTER (WHERE CAST(event_ts AS DATE) < _dt) AS late
+    FROM raw.fulfillment, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
+),
+q AS (  -- quarantined rows carry the merchant_id they claimed
+    SELECT merchant_id, count(*) AS n,
+           count(*) FILTER (WHERE reason_code = 'missing_required') AS missing,
+           count(*) FILTER (WHERE reason_code IN ('type_error', 'below_min', 'above_max',
+                                                  'not_allowed')) AS invalid,
+           count(*) FILTER (WHERE reason_code = 'row_check') AS row_check,
+           count(*) FILTER (WHERE reason_code = 'duplicate_key') AS dup,
+           count(*) FILTER (WHERE reason_code = 'unknown_reference') AS unknown_ref,
+           count(*) FILTER (WHERE reason_code = 'outside_partition') AS outside
+    FROM meta.quarantine, p
+    WHERE dt >= p.lo AND dt < p.d AND merchant_id IS NOT NULL
+      AND source IN ('orders', 'traffic', 'fulfillment')
+    GROUP BY merchant_id
+),
+agg AS (
+    SELECT m.merchant_id,
+           coalesce(o.n, 0) + coalesce(t.n, 0) + coalesce(f.n, 0) + coalesce(q.n, 0) AS n_total,
+           coalesce(q.missing, 0) AS missing, coalesce(q.invalid, 0) AS invalid,
+           coalesce(o.bad, 0) + coalesce(t.bad, 0) + coalesce(q.row_check, 0) AS bad,
+           coalesce(o.dups, 0) + coalesce(q.dup, 0) AS dups,
+           coalesce(q.unknown_ref, 0) AS unknown_ref,
+           coalesce(o.late, 0) + coalesce(t.late, 0) + coalesce(f.late, 0)
+             + coalesce(q.outside, 0) AS late,
+           CASE WHEN greatest(coalesce(t.gmv_attributed, 0), coalesce(o.gmv_sessions, 0)) > 0
+                THEN 1 - abs(coalesce(t.gmv_attributed, 0) - coalesce(o.gmv_sessions, 0))
+                         / greatest(coalesce(t.gmv_attributed, 0), coalesce(o.gmv_sessions, 0))
+           END AS gmv_agreement,
+           fu.n_with_event / nullif(fu.n_eligible, 0)::DOUBLE AS fulfilment_share
+    FROM merchants m
+    LEFT JOIN o USING (merchant_id) LEFT JOIN t USING (merchant_id)
+    LEFT JOIN f USING (merchant_id) LEFT JOIN q USING (merchant_id)
+    LEFT JOIN fulfilled fu USING (merchant_id)
+),
+dims AS (
+    SELECT merchant_id, n_total,
+           1 - missing / n_total::DOUBLE AS completeness,
+           1 - invalid / n_total::DOUBLE AS validity,
+           -- mean of the components that are defined (GMV agreement needs traffic or orders)
+           CASE WHEN gmv_agreement IS NULL THEN 1 - bad / n_total::DOUBLE
+                ELSE ((1 - bad / n_total::DOUBLE) + gmv_agreement) / 2 END AS accuracy,
+           CASE WHEN fulfilment_share IS NULL THEN 1 - unknown_ref / n_total::DOUBLE
+                ELSE ((1 - unknown_ref / n_total::DOUBLE) + fulfilment_share) / 2 END
+             AS consistency,
+           1 - late / n_total::DOUBLE AS timeliness,
+           1 - dups / n_total::DOUBLE AS uniqueness
+    FROM agg WHERE n_total >= {{ min_rows }}
+),
+clamped AS (
+    SELECT merchant_id, n_total,
+           greatest(0.0, least(1.0, completeness)) AS completeness,
+           greatest(0.0, least(1.0, validity)) AS validity,
+           greatest(0.0, least(1.0, accuracy)) AS accuracy,
+           greatest(0.0, least(1.0, consistency)) AS consistency,
+           greatest(0.0, least(1.0, timeliness)) AS timeliness,
+           greatest(0.0, least(1.0, uniqueness)) AS uniqueness
+    FROM dims
+)
+SELECT merchant_id,
+       (SELECT d FROM p) AS as_of_date,
+       completeness, validity, accuracy, consistency, timeliness, uniqueness,
+       ({{ w_completeness }} * completeness + {{ w_validity }} * validity
+        + {{ w_accuracy }} * accuracy + {{ w_consistency }} * consistency
+        + {{ w_timeliness }} * timeliness + {{ w_uniqueness }} * uniqueness)
+         / ({{ w_completeness }} + {{ w_validity }} + {{ w_accuracy }} + {{ w_consistency }}
+            + {{ w_timeliness }} + {{ w_uniqueness }}) AS quality_q,
+       n_total AS rows_considered,
+       {{ quality_version }} AS quality_version
+FROM clamped;

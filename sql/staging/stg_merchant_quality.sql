@@ -1,0 +1,17 @@
+-- Merchant quality coefficient Q from the quality stage (dq.merchant_quality).
+-- When that table does not exist yet, features.py creates this view empty instead.
+create or replace temp view stg_merchant_quality as
+with source as (
+    select * from dq.merchant_quality
+),
+
+renamed as (
+    select
+        merchant_id,
+        as_of_date,
+        quality_q
+    from source
+    where quality_q is not null
+)
+
+select * from renamed

@@ -1,0 +1,98 @@
+"""The business-date rule, checked against Airflow's own CronTriggerTimetable ticks."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import livefin_dates as ld
+import pytest
+
+UTC = timezone.utc
+
+
+def _ticks(cron: str, start: datetime, end: datetime) -> list:
+    """DagRunInfos Airflow's scheduler would create for ``cron`` (Shanghai) in [start, end]."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    tt = CronTriggerTimetable(cron, timezone="Asia/Shanghai")
+    out, last = [], None
+    restriction = TimeRestriction(earliest=start, latest=end, catchup=True)
+    while (info := tt.next_dagrun_info(last_automated_data_interval=last,
+                                       restriction=restriction)) is not None:
+        out.append(info)
+        last = info.data_interval
+    return out
+
+
+def test_ingest_tick_processes_previous_shanghai_day() -> None:
+    infos = _ticks(ld.INGEST_CRON, datetime(2025, 3, 9, tzinfo=UTC),
+                   datetime(2025, 3, 12, tzinfo=UTC))
+    assert infos, "the timetable produced no runs"
+    for info in infos:
+        # Airflow 3 cron semantics: a point in time, not an interval.
+        assert info.data_interval.start == info.data_interval.end == info.logical_date
+    # 02:00 Shanghai on 03-10 is 18:00 UTC on 03-09: the UTC date would be off by one.
+    first = infos[0]
+    assert first.logical_date == datetime(2025, 3, 9, 18, 0, tzinfo=UTC)
+    assert ld.business_date_for(first.logical_date) == date(2025, 3, 9)
+    got = [ld.business_date_for(i.logical_date) for i in infos]
+    assert got == [date(2025, 3, 9) + timedelta(days=k) for k in range(len(infos))]
+    # The naive "interval start minus a day" reading of the old semantics gives the wrong date.
+    assert first.data_interval.start.date() - timedelta(days=1) != got[0]
+
+
+def test_weekly_training_runs_as_of_sunday() -> None:
+    infos = _ticks(ld.TRAIN_CRON, datetime(2025, 3, 1, tzinfo=UTC),
+                   datetime(2025, 3, 20, tzinfo=UTC))
+    days = [ld.business_date_for(i.logical_date) for i in infos]
+    assert days == [date(2025, 3, 2), date(2025, 3, 9), date(2025, 3, 16)]
+    assert all(d.weekday() == 6 for d in days)
+
+
+def test_backfill_window_covers_exactly_the_business_dates() -> None:
+    first, last = date(2025, 3, 1), date(2025, 3, 7)
+    start, end = ld.backfill_window(first, last)
+    infos = _ticks(ld.INGEST_CRON, start, end)
+    assert [ld.business_date_for(i.logical_date) for i in infos] == [
+        first + timedelta(days=k) for k in range(7)
+    ]
+    with pytest.raises(ValueError):
+        ld.backfill_window(last, first)
+
+
+def test_rule_precedence_conf_then_assets_then_logical_then_run_after() -> None:
+    la = datetime(2025, 3, 9, 18, 0, tzinfo=UTC)  # 02:00 Shanghai on 03-10
+    ra = datetime(2025, 3, 10, 23, 0, tzinfo=UTC)  # 07:00 Shanghai on 03-11
+    events = {"livefin://raw/orders": [{"business_date": "2025-03-05"}]}
+    assert ld.resolve_business_date(requested="2025-02-01", asset_events=events,
+                                    logical_date=la) == (date(2025, 2, 1), "conf")
+    assert ld.resolve_business_date(asset_events=events, logical_date=la) == (
+        date(2025, 3, 5), "asset_events")
+    assert ld.resolve_business_date(asset_events={"x": [{}]}, logical_date=la) == (
+        date(2025, 3, 9), "logical_date")
+    # Asset-triggered and manual runs have no logical date in Airflow 3: run_after decides.
+    assert ld.resolve_business_date(logical_date=None, run_after=ra) == (
+        date(2025, 3, 10), "run_after")
+    with pytest.raises(ValueError):
+        ld.resolve_business_date()
+
+
+def test_asset_events_newest_per_source_then_oldest_across_sources() -> None:
+    events = {
+        # orders also re-delivered an old date; merchants is a day behind.
+        "livefin://raw/orders": [{"business_date": "2025-03-01"}, {"business_date": "2025-03-09"}],
+        "livefin://raw/traffic": [{"business_date": "2025-03-09"}],
+        "livefin://raw/merchants": [{"business_date": "2025-03-08"}, {"status": "passed"}],
+    }
+    assert ld.date_from_asset_events(events) == date(2025, 3, 8)
+    assert ld.date_from_asset_events({"a": [{"status": "x"}]}) is None
+
+
+def test_bad_inputs_fail_loudly() -> None:
+    with pytest.raises(ValueError, match="no timezone"):
+        ld.business_date_for(datetime(2025, 3, 10, 2, 0))
+    with pytest.raises(ValueError, match="not a date"):
+        ld.parse_date("yesterday")
+    assert ld.parse_date("2025-03-10T02:00:00+08:00") == date(2025, 3, 10)
+    assert ld.run_id_for(date(2025, 3, 9), "abcd1234") == "20250309-abcd1234"

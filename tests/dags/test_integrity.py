@@ -1,0 +1,102 @@
+"""DAG integrity: imports, tags, retries, timeouts, parse time, light module-level imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livefin_etl.contracts import list_sources
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+EXPECTED = {"livefin_ingest", "livefin_nightly", "livefin_train_weekly", "livefin_stress"}
+HEAVY = ("polars", "duckdb", "xgboost", "great_expectations", "pandas", "numpy", "sklearn",
+         "pyarrow", "livefin_etl")
+
+
+def test_no_import_errors_and_expected_dags(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+def test_parse_time_per_file_under_one_second(dagbag) -> None:
+    stats = {Path(s.file).name: s.duration.total_seconds() for s in dagbag.dagbag_stats}
+    assert set(stats) == {f"{d}.py" for d in EXPECTED}, "helper modules must be .airflowignored"
+    slow = {f: t for f, t in stats.items() if t >= 1.0}
+    assert not slow, f"DAG files parse too slowly: {slow}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_dag_and_task_settings(dagbag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert "livefin" in dag.tags and len(dag.tags) >= 2
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    for t in dag.tasks:
+        assert t.retries >= 2, t.task_id
+        assert t.retry_exponential_backoff > 0, t.task_id
+        assert t.execution_timeout is not None, t.task_id
+        assert t.on_failure_callback, t.task_id
+        assert t.pool == "livefin_warehouse", t.task_id
+
+
+def test_assets_wire_ingest_to_nightly(dagbag) -> None:
+    ingest = dagbag.dags["livefin_ingest"]
+    nightly = dagbag.dags["livefin_nightly"]
+    sources = list_sources()
+    produced = {o.uri for t in ingest.tasks for o in t.outlets}
+    assert produced == {f"livefin://raw/{s}" for s in sources}
+    for s in sources:  # one producer task per source, so one bad source blocks only itself
+        assert [o.uri for o in ingest.get_task(f"ingest_{s}").outlets] == [f"livefin://raw/{s}"]
+    cond = nightly.timetable.asset_condition
+    assert type(cond).__name__ == "AssetAll"
+    assert {a.uri for a in cond.objects} == produced
+    assert [o.uri for o in nightly.get_task("publish").outlets] == ["livefin://published/limits"]
+    # DuckDB has one writer: mapped shards must run one at a time.
+    for tid in ("score", "limits"):
+        assert nightly.get_task(tid).max_active_tis_per_dagrun == 1
+    order = ["business_date", "features", "value", "plan_shards", "score", "limits",
+             "limits_finalize", "publish"]
+    for up, down in zip(order[1:], order[2:], strict=False):
+        if up == "plan_shards":
+            continue
+        assert down in nightly.get_task(up).downstream_task_ids or down == "plan_shards", (up, down)
+    train = dagbag.dags["livefin_train_weekly"]
+    assert [o.uri for o in train.get_task("gate").outlets] == ["livefin://models/champion"]
+    assert train.get_task("evaluate").task_id in train.get_task("train").downstream_task_ids
+
+
+def test_dag_files_import_nothing_heavy() -> None:
+    """Import each DAG file in a fresh interpreter and look for heavy modules after each."""
+    files = sorted(str(p) for p in DAGS.glob("livefin_*.py"))
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.path.insert(0, {str(DAGS)!r})\n"
+        "out = {}\n"
+        f"for f in {files!r}:\n"
+        "    runpy.run_path(f)\n"
+        f"    out[f] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(json.dumps(out))\n"
+    )
+    from conftest import AIRFLOW_ENV
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=AIRFLOW_ENV, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(found) == len(files) >= 6
+    assert {Path(f).name: mods for f, mods in found.items() if mods} == {}
+
+
+def test_ruff_clean() -> None:
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff not installed in this environment")
+    proc = subprocess.run([str(ruff), "check", "--preview", "--select", "AIR3,E,F,I",
+                           str(DAGS), str(ROOT / "livefin_etl" / "airflow_local.py"),
+                           str(Path(__file__).parent)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout

@@ -161,7 +161,7 @@ def run(path: Path, as_of: date, threads: int) -> dict:
 
     os.environ["LIVEFIN_THREADS"] = str(threads)
     con = connect(path=path)
-    res: dict = {}
+    res: dict = {"load_avg": os.getloadavg()[0]}
     counts = {
         s: con.execute(f"select count(*) from raw.{s}").fetchone()[0]
         for s in ("merchants", "orders", "traffic", "fulfillment")
@@ -201,7 +201,8 @@ def write_section(cmd: str, res: dict, threads: int) -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, DuckDB threads {threads}, "
         f"Python {platform.python_version()}; synthetic raw history of 365 days + 1: "
         f"{r['merchants']:,} merchants, {r['orders']:,} orders, {r['fulfillment']:,} logistics events, "
-        f"{r['traffic']:,} sessions.",
+        f"{r['traffic']:,} sessions. Load average at start {res['load_avg']:.1f} (machine shared "
+        "with other jobs: treat times as upper bounds).",
         "",
         "| step | seconds | peak RSS MB | rows |",
         "|---|---:|---:|---:|",

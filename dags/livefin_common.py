@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset
-from livefin_dates import BUSINESS_TZ, parse_date, resolve_business_date, run_id_for
+from livefin_dates import parse_date, resolve_business_date, run_id_for
 
 log = logging.getLogger("livefin.dags")
 
@@ -22,7 +22,9 @@ log = logging.getLogger("livefin.dags")
 SOURCE_ORDER = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["livefin"]
-START_DATE = datetime(2025, 1, 1, tzinfo=BUSINESS_TZ)
+# UTC here: Airflow's DAG timezone must be a pendulum zone, and the stdlib stays enough.
+# The timetables carry Asia/Shanghai themselves (BUSINESS_TZ_NAME).
+START_DATE = datetime(2024, 12, 31, 16, 0, tzinfo=timezone.utc)  # 2025-01-01 00:00 Shanghai
 # All livefin tasks write one DuckDB file: this 1-slot pool serialises them across DAGs
 # (created by `python -m livefin_etl.airflow_local setup`); the flock in warehouse.py is the
 # backstop for processes outside Airflow.

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+BUSINESS_TZ_NAME = "Asia/Shanghai"
+BUSINESS_TZ = ZoneInfo(BUSINESS_TZ_NAME)
 # The platform delivers D's files overnight; the ingest DAG runs at 02:00 local time on D + 1.
 INGEST_CRON = "0 2 * * *"
 # Weekly training, Monday 03:00 local time: trains as of the Sunday just ended.

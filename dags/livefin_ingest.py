@@ -20,12 +20,12 @@ from livefin_common import (
     raw_asset,
     resolve_run,
 )
-from livefin_dates import BUSINESS_TZ, INGEST_CRON
+from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON
 
 
 @dag(
     dag_id="livefin_ingest",
-    schedule=CronTriggerTimetable(INGEST_CRON, timezone=BUSINESS_TZ),
+    schedule=CronTriggerTimetable(INGEST_CRON, timezone=BUSINESS_TZ_NAME),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

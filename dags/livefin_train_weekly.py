@@ -23,12 +23,12 @@ from livefin_common import (
     log,
     resolve_run,
 )
-from livefin_dates import BUSINESS_TZ, TRAIN_CRON
+from livefin_dates import BUSINESS_TZ_NAME, TRAIN_CRON
 
 
 @dag(
     dag_id="livefin_train_weekly",
-    schedule=CronTriggerTimetable(TRAIN_CRON, timezone=BUSINESS_TZ),
+    schedule=CronTriggerTimetable(TRAIN_CRON, timezone=BUSINESS_TZ_NAME),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -55,6 +55,9 @@ def env(base: Mapping[str, str] | None = None, port: int | None = None) -> dict[
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"
             ),
             "LIVEFIN_AIRFLOW_POOL": out.get("LIVEFIN_AIRFLOW_POOL", POOL),
+            # `airflow standalone` starts its components as `airflow ...` from PATH: make
+            # that this venv's airflow even when the venv is not activated (`make airflow`).
+            "PATH": os.pathsep.join([str(Path(airflow_bin()).parent), out.get("PATH", "")]),
         }
     )
     if port is not None:

@@ -443,7 +443,11 @@ def publish(
 
     try:
         if rollback:
-            path = pub.rollback(get_settings())
+            from livefin_etl.warehouse import writer_lock
+
+            s = get_settings()
+            with writer_lock(s):  # a rollback must not race a nightly publish
+                path = pub.rollback(s)
             console.print(f"published snapshot rolled back to {path}")
             return
         if not date_:

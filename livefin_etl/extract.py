@@ -117,6 +117,29 @@ def ensure_raw_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None
 # --------------------------------------------------------------------------- reading
 
 
+_ENSURED: set[tuple[int, str]] = set()
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """DDL and comments once per connection and source, not once per partition."""
+    token = (id(con), contract.name)
+    if token in _ENSURED and table_exists_raw(con, contract.name):
+        return
+    ensure_meta_tables(con)
+    ensure_raw_table(con, contract)
+    _ENSURED.add(token)
+
+
+def table_exists_raw(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema='raw' "
+            "and table_name=?",
+            [name],
+        ).fetchall()[0][0]
+    )
+
+
 def partition_dir(settings: Settings, source: str, day: date) -> Path:
     return settings.landing / source / f"dt={day.isoformat()}"
 
@@ -363,6 +386,15 @@ def _manifest_unchanged(
     return bool(rows) and dict(rows) == files
 
 
+class ExtractErrors(LivefinError):
+    """Some partitions of a range were refused; the others were loaded (results attached)."""
+
+    def __init__(self, errors: list[str], results: list[dict[str, Any]]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+        self.results = results
+
+
 def extract_partition(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -372,87 +404,149 @@ def extract_partition(
     force: bool = False,
 ) -> dict[str, Any]:
     """Load ``landing/<source>/dt=<day>/*`` into ``raw.<source>`` (replacing that partition)."""
-    t0 = time.perf_counter()
-    contract = load_contract(source)
-    ensure_meta_tables(con)
-    ensure_raw_table(con, contract)
-    folder = partition_dir(settings, source, day)
-    if not folder.is_dir():
-        raise LivefinError(f"{source} {day}: landing folder does not exist: {folder}")
-    exts = FORMAT_EXT[contract.format]
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
-    if not paths:
-        raise LivefinError(f"{source} {day}: no {'/'.join(exts)} files in {folder}")
-    checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-    if not force and _manifest_unchanged(con, source, day, checksums):
-        log.info("extract %s %s: unchanged, skipped", source, day)
-        return {"source": source, "dt": day.isoformat(), "skipped": True, "files": len(paths)}
-
-    key = pii_key(settings)
-    batches: list[FileBatch] = []
     try:
-        for p in paths:
-            batches.append(_read_file(p, contract))
-    except FileRejected as exc:
-        _record_rejection(con, contract, day, p, checksums[p.name], str(exc))
-        raise LivefinError(f"{source} {day}: {exc}; partition left unchanged") from None
+        return extract_partitions(con, settings, source, [day], force=force)[0]
+    except ExtractErrors as exc:
+        raise LivefinError(exc.errors[0]) from None
 
+
+def extract_partitions(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    days: list[date],
+    *,
+    force: bool = False,
+    chunk_days: int = 31,
+) -> list[dict[str, Any]]:
+    """Load several partitions of one source, each replaced exactly as by
+    :func:`extract_partition`, committing ``chunk_days`` partitions per transaction so history
+    backfills do not pay per-partition overhead. Refused partitions are left untouched and
+    reported together in :class:`ExtractErrors` after the others are committed."""
+    contract = load_contract(source)
+    ensure_tables(con, contract)
+    key = pii_key(settings)
+    exts = FORMAT_EXT[contract.format]
+    results: dict[date, dict[str, Any]] = {}
+    errors: list[str] = []
+    pending: list[tuple[date, list[FileBatch]]] = []
+    for day in sorted(set(days)):
+        folder = partition_dir(settings, source, day)
+        if not folder.is_dir():
+            errors.append(f"{source} {day}: landing folder does not exist: {folder}")
+            continue
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        if not paths:
+            errors.append(f"{source} {day}: no {'/'.join(exts)} files in {folder}")
+            continue
+        checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+        if not force and _manifest_unchanged(con, source, day, checksums):
+            log.info("extract %s %s: unchanged, skipped", source, day)
+            results[day] = {
+                "source": source,
+                "dt": day.isoformat(),
+                "skipped": True,
+                "files": len(paths),
+            }
+            continue
+        batches: list[FileBatch] = []
+        try:
+            for p in paths:
+                batches.append(_read_file(p, contract))
+        except FileRejected as exc:
+            _record_rejection(con, contract, day, p, checksums[p.name], str(exc))
+            errors.append(f"{source} {day}: {exc}; partition left unchanged")
+            continue
+        pending.append((day, batches))
+        if len(pending) >= chunk_days:
+            results.update(_load_chunk(con, contract, pending, key))
+            pending = []
+    if pending:
+        results.update(_load_chunk(con, contract, pending, key))
+    ordered = [results[d] for d in sorted(results)]
+    if errors:
+        raise ExtractErrors(errors, ordered)
+    return ordered
+
+
+def _load_chunk(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    pending: list[tuple[date, list[FileBatch]]],
+    key: bytes,
+) -> dict[date, dict[str, Any]]:
+    t0 = time.perf_counter()
+    source = contract.name
     loaded_at = datetime.now().replace(microsecond=0)
     good_parts, bad_parts, per_file = [], [], []
-    for b in batches:
-        frame = b.frame
-        malformed = frame["_malformed"] if "_malformed" in frame.columns else None
-        mapping_fmt = next(
-            (m.timestamp_format for m in _mappings(source) if m.name == b.mapping),
-            "%Y-%m-%d %H:%M:%S",
-        )
-        frame = _typed(frame, contract, mapping_fmt)
-        frame = _first_failure(frame, _reason_exprs(contract, day))
-        if malformed is not None:
-            frame = frame.with_columns(
-                pl.when(pl.col("_malformed").is_not_null())
-                .then(pl.lit("type_error"))
-                .otherwise(pl.col("__reason_code"))
-                .alias("__reason_code"),
-                pl.when(pl.col("_malformed").is_not_null())
-                .then(pl.lit("malformed JSON line"))
-                .otherwise(pl.col("__reason"))
-                .alias("__reason"),
+    for day, batches in pending:
+        checks = _reason_exprs(contract, day)
+        for b in batches:
+            frame = b.frame
+            malformed = frame["_malformed"] if "_malformed" in frame.columns else None
+            mapping_fmt = next(
+                (m.timestamp_format for m in _mappings(source) if m.name == b.mapping),
+                "%Y-%m-%d %H:%M:%S",
             )
-        frame = frame.with_columns(pl.lit(b.name).alias("_file"))
-        per_file.append((b, frame.height))
-        good_parts.append(frame.filter(pl.col("__reason_code").is_null()))
-        bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))
+            frame = _typed(frame, contract, mapping_fmt)
+            frame = _first_failure(frame, checks)
+            if malformed is not None:
+                is_bad = pl.col("_malformed").is_not_null()
+                frame = frame.with_columns(
+                    pl.when(is_bad)
+                    .then(pl.lit("type_error"))
+                    .otherwise(pl.col("__reason_code"))
+                    .alias("__reason_code"),
+                    pl.when(is_bad)
+                    .then(pl.lit("malformed JSON line"))
+                    .otherwise(pl.col("__reason"))
+                    .alias("__reason"),
+                )
+            frame = frame.with_columns(pl.lit(b.name).alias("_file"), pl.lit(day).alias("_dt"))
+            per_file.append((day, b, frame.height))
+            good_parts.append(frame.filter(pl.col("__reason_code").is_null()))
+            bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))
 
+    chunk_days = [d for d, _ in pending]
     good = pl.concat(good_parts, how="diagonal_relaxed")
     bad = pl.concat(bad_parts, how="diagonal_relaxed")
-    good, dup = _split_duplicates(con, contract, good, day)
-    good, unknown = _split_unknown_references(con, contract, good, day)
+    good, dup = _split_duplicates(con, contract, good, chunk_days)
+    good, unknown = _split_unknown_references(con, contract, good)
     nonempty = [x for x in (bad, dup, unknown) if x.height]
     bad = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else bad
 
     good = _hash_pii(good, contract, key)
     bad = _hash_pii(bad, contract, key) if bad.height else bad
+    mapping_by_file = {(d, b.name): b.mapping for d, b, _ in per_file}
     out = good.select(
         [pl.col(c.name).alias(c.stored_name) for c in contract.stored_columns]
         + [
-            pl.lit(day).alias("_dt"),
+            pl.col("_dt"),
             pl.col("_file"),
             pl.col("_line"),
             pl.lit(contract.version).alias("_contract_version"),
+            pl.struct("_dt", "_file")
+            .map_elements(lambda r: mapping_by_file[(r["_dt"], r["_file"])], return_dtype=pl.Utf8)
+            .alias("_mapping")
+            if len({m for m in mapping_by_file.values()}) > 1
+            else pl.lit(next(iter(mapping_by_file.values()))).alias("_mapping"),
+            pl.lit(loaded_at).cast(pl.Datetime("us")).alias("_loaded_at"),
         ]
     )
-    mapping_by_file = {b.name: b.mapping for b in batches}
-    out = out.with_columns(
-        pl.col("_file").replace_strict(mapping_by_file, return_dtype=pl.Utf8).alias("_mapping"),
-        pl.lit(loaded_at).cast(pl.Datetime("us")).alias("_loaded_at"),
-    )
-    quarantine = _quarantine_rows(bad, contract, source, day, loaded_at)
+    quarantine = _quarantine_rows(bad, contract, source, loaded_at)
 
+    bad_counts = (
+        {(d, f): n for d, f, n in bad.group_by("_dt", "_file").len().iter_rows()}
+        if bad.height
+        else {}
+    )
     manifest = []
-    bad_by_file = dict(bad.group_by("_file").len().iter_rows()) if bad.height else {}
-    for b, n in per_file:
-        nq = int(bad_by_file.get(b.name, 0))
+    stats: dict[date, list[int]] = {d: [0, 0, 0] for d in chunk_days}
+    for day, b, n in per_file:
+        nq = int(bad_counts.get((day, b.name), 0))
+        stats[day][0] += 1
+        stats[day][1] += n
+        stats[day][2] += nq
         manifest.append(
             (
                 source,
@@ -473,35 +567,43 @@ def extract_partition(
         )
 
     fault_point("extract.before_commit")
+    days_sql = ", ".join(f"DATE '{d.isoformat()}'" for d in chunk_days)
     with transaction(con):
-        con.execute(f"delete from {contract.table} where _dt = ?", [day])
+        con.execute(f"delete from {contract.table} where _dt in ({days_sql})")
         con.register("__extract_out", out.to_arrow())
         cols = ", ".join(out.columns)
         con.execute(f"insert into {contract.table} ({cols}) select {cols} from __extract_out")
         con.unregister("__extract_out")
-        con.execute("delete from meta.quarantine where source = ? and dt = ?", [source, day])
+        con.execute(
+            f"delete from meta.quarantine where source = ? and dt in ({days_sql})", [source]
+        )
         if quarantine.height:
             con.register("__extract_q", quarantine.to_arrow())
             con.execute("insert into meta.quarantine select * from __extract_q")
             con.unregister("__extract_q")
-        con.execute("delete from meta.load_manifest where source = ? and dt = ?", [source, day])
+        con.execute(
+            f"delete from meta.load_manifest where source = ? and dt in ({days_sql})", [source]
+        )
         con.executemany(
             "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", manifest
         )
-    rows_read = sum(n for _, n in per_file)
-    result = {
-        "source": source,
-        "dt": day.isoformat(),
-        "skipped": False,
-        "files": len(batches),
-        "rows_read": rows_read,
-        "rows_loaded": out.height,
-        "rows_quarantined": quarantine.height,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    assert result["rows_loaded"] + result["rows_quarantined"] == rows_read
-    log.info("extract %s", json.dumps(result))
-    return result
+    seconds = round((time.perf_counter() - t0) / len(chunk_days), 3)
+    results = {}
+    for day in chunk_days:
+        files, read, quarantined = stats[day]
+        results[day] = {
+            "source": source,
+            "dt": day.isoformat(),
+            "skipped": False,
+            "files": files,
+            "rows_read": read,
+            "rows_loaded": read - quarantined,
+            "rows_quarantined": quarantined,
+            "seconds": seconds,
+        }
+        log.info("extract %s", json.dumps(results[day]))
+    assert out.height + quarantine.height == sum(s[1] for s in stats.values())
+    return results
 
 
 def _mappings(source: str):
@@ -511,27 +613,33 @@ def _mappings(source: str):
 
 
 def _split_duplicates(
-    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, day: date
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first occurrence of a key in this partition; a key already loaded under
-    another partition is a duplicate too (late re-delivery of the same order)."""
+    """Keep the first occurrence of a key (by day, file, line); a key already loaded in a
+    partition outside this load is a duplicate too (a re-delivery of the same order). The
+    look-back is bounded by the contract's ``duplicate_window_days`` so the check stays cheap
+    on a year of history."""
     pk = list(contract.primary_key)
     if not good.height:
         return good, good.clear()
     first = good.with_columns(pl.struct(pk).is_first_distinct().alias("__first"))
+    window = int(contract.raw.get("duplicate_window_days", 30))
+    lo, hi = min(chunk_days) - timedelta(days=window), max(chunk_days) + timedelta(days=window)
+    days_sql = ", ".join(f"DATE '{d.isoformat()}'" for d in chunk_days)
     con.register("__pk", first.select(pk).to_arrow())
     on = " and ".join(f"r.{k} = p.{k}" for k in pk)
     existing = con.sql(
         f"select distinct {', '.join('p.' + k for k in pk)} from __pk p "
-        f"semi join {contract.table} r on {on} and r._dt <> ?",
-        params=[day],
+        f"semi join {contract.table} r on {on} and r._dt between ? and ? "
+        f"and r._dt not in ({days_sql})",
+        params=[lo, hi],
     ).pl()
     con.unregister("__pk")
     if existing.height:
         existing = existing.with_columns(pl.lit(True).alias("__seen")).cast(
             {k: first.schema[k] for k in pk}
         )
-        first = first.join(existing, on=pk, how="left", nulls_equal=True)
+        first = first.join(existing, on=pk, how="left", nulls_equal=True, maintain_order="left")
     else:
         first = first.with_columns(pl.lit(None, dtype=pl.Boolean).alias("__seen"))
     is_dup = ~pl.col("__first") | pl.col("__seen").fill_null(False)
@@ -548,8 +656,11 @@ def _split_duplicates(
 
 
 def _split_unknown_references(
-    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, day: date
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A reference is known if the target row was delivered in a partition on or before the
+    referencing row's partition date."""
+    bad_parts = []
     for col, target in contract.references.items():
         table, tcol = target.split(".")
         exists = con.execute(
@@ -558,26 +669,34 @@ def _split_unknown_references(
             [table],
         ).fetchall()[0][0]
         known = (
-            con.sql(f"select distinct {tcol} from raw.{table} where _dt <= ?", params=[day])
-            .pl()
-            .get_column(tcol)
+            con.sql(
+                f"select {tcol} as __ref, min(_dt) as __ref_dt from raw.{table} group by 1"
+            ).pl()
             if exists
-            else pl.Series(tcol, [], dtype=pl.Utf8)
+            else pl.DataFrame(schema={"__ref": pl.Utf8, "__ref_dt": pl.Date})
         )
-        hit = ~pl.col(col).is_in(known.implode()) & pl.col(col).is_not_null()
-        bad = good.filter(hit).with_columns(
-            pl.lit("unknown_reference").alias("__reason_code"),
-            pl.lit(col).alias("__column"),
-            pl.lit(f"{col} not found in raw.{table} (as of {day})").alias("__reason"),
+        joined = good.join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")
+        hit = pl.col(col).is_not_null() & (
+            pl.col("__ref_dt").is_null() | (pl.col("__ref_dt") > pl.col("_dt"))
         )
-        good = good.filter(~hit)
-        if bad.height:
-            return good, bad
-    return good, good.clear()
+        bad_parts.append(
+            joined.filter(hit)
+            .drop("__ref_dt")
+            .with_columns(
+                pl.lit("unknown_reference").alias("__reason_code"),
+                pl.lit(col).alias("__column"),
+                pl.format(
+                    "{} not found in raw.{} (as of {})", pl.lit(col), pl.lit(table), pl.col("_dt")
+                ).alias("__reason"),
+            )
+        )
+        good = joined.filter(~hit).drop("__ref_dt")
+    bad = [b for b in bad_parts if b.height]
+    return good, (pl.concat(bad, how="diagonal_relaxed") if bad else good.clear())
 
 
 def _quarantine_rows(
-    bad: pl.DataFrame, contract: Contract, source: str, day: date, at: datetime
+    bad: pl.DataFrame, contract: Contract, source: str, at: datetime
 ) -> pl.DataFrame:
     if not bad.height:
         return pl.DataFrame(
@@ -609,7 +728,7 @@ def _quarantine_rows(
     return pl.DataFrame(
         {
             "source": [source] * bad.height,
-            "dt": [day] * bad.height,
+            "dt": bad["_dt"],
             "file": bad["_file"],
             "line": bad["_line"].cast(pl.Int64),
             "reason_code": bad["__reason_code"],

@@ -346,12 +346,14 @@ def build_features(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
 
 
 def build_features_for_spine(
-    con: duckdb.DuckDBPyConnection, spine: str, target: str = SPINE_TABLE
+    con: duckdb.DuckDBPyConnection, spine: str, target: str = FEATURES_TABLE
 ) -> int:
     """Features for every (merchant_id, as_of_date) of table/view ``spine`` into ``target``.
 
-    Same SQL as :func:`build_features`, so a pair gets identical values either way. Pairs already
-    in ``target`` are replaced. Returns the number of distinct pairs written.
+    Same SQL as :func:`build_features`, so a pair gets identical values either way (credit
+    training reads loan-origination pairs from features.merchant_features). Pairs already in
+    ``target`` are replaced; other rows are untouched. Pass ``target=SPINE_TABLE``
+    (features.spine_features) to keep spine rows apart. Returns the number of distinct pairs.
     """
     if not _SPINE_NAME.match(spine) or not _SPINE_NAME.match(target):
         raise LivefinError(f"spine/target must be a table or view name, got {spine!r} / {target!r}")

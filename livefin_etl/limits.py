@@ -288,20 +288,21 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     unknown = sorted({str(g) for g in grade[scored] if str(g) not in grades_cfg})
     if unknown:
         raise LivefinError(f"policy has no mapping for model grade(s): {', '.join(unknown)}")
-    base_tier = grade.map(lambda g: grades_cfg[str(g)]["tier"] if pd.notna(g) else "E")
-    mult = grade.map(lambda g: grades_cfg[str(g)]["risk_multiplier"] if pd.notna(g) else 0.0)
-    mult = mult.to_numpy(dtype=float)
+    base_tier = grade.map({g: spec["tier"] for g, spec in grades_cfg.items()}).fillna("E")
+    mult = grade.map({g: float(spec["risk_multiplier"]) for g, spec in grades_cfg.items()})
+    mult = pd.to_numeric(mult, errors="coerce").to_numpy(dtype=float, na_value=0.0)
 
     f_new = tenure < flags_cfg["new_merchant_days"]
     f_vol = col("gmv_cv_90d", 0.0) > flags_cfg["volatile_cv"]
     top_share = col("top_streamer_share_90d", 0.0)
     f_str = top_share > flags_cfg["streamer_dependent_share"]
     idx = _tier_index(base_tier) + f_new + f_vol + f_str
-    tier = np.array(TIERS, dtype=object)[np.minimum(idx, len(TIERS) - 1).astype(int)]
+    t_idx = np.minimum(idx, len(TIERS) - 1).astype(int)
+    tier = np.array(TIERS, dtype=object)[t_idx]
     tiers_cfg = policy["tiers"]
-    tier_cap = np.array([float(tiers_cfg[t]["cap"]) for t in tier]) if n else np.zeros(0)
-    review_days = np.array([int(tiers_cfg[t]["review_days"]) for t in tier], dtype=int)
-    manual = np.array([bool(tiers_cfg[t]["manual_review"]) for t in tier], dtype=bool)
+    tier_cap = np.array([float(tiers_cfg[t]["cap"]) for t in TIERS])[t_idx]
+    review_days = np.array([int(tiers_cfg[t]["review_days"]) for t in TIERS])[t_idx]
+    manual = np.array([bool(tiers_cfg[t]["manual_review"]) for t in TIERS])[t_idx]
 
     value = np.maximum(col("data_asset_value", 0.0), 0.0)
     collateral = policy["collateral"]["advance_rate"] * value
@@ -330,7 +331,7 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     lgd = float(policy["lgd"])
     base_amount = np.where(hard_any, 0.0, available)
     # Smallest offer worth originating; also keeps a zero limit from ever being "approved".
-    floor_min = 0.0
+    floor_min = max(min_limit, round_to)
     active = ~hard_any & (np.floor(base_amount / round_to + 1e-9) * round_to >= floor_min)
     below_min_pre = ~hard_any & ~active
     scale = np.ones(n)
@@ -388,24 +389,20 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     for k in soft:
         soft[k] = soft[k] & ~hard_any
     texts = policy.get("reason_texts") or {}
-    names = list(hard) + list(soft)
-    matrix = np.column_stack([hard[k] for k in hard] + [soft[k] for k in soft]) if n else None
-    model_codes = df[[f"reason_code_{i}" for i in range(1, 5)]].astype(object).to_numpy()
-    model_texts = df[[f"reason_text_{i}" for i in range(1, 5)]].astype(object).to_numpy()
-    reason_codes: list[list[str]] = []
-    reason_texts: list[list[str]] = []
-    for i in range(n):
-        fired = [names[j] for j in np.flatnonzero(matrix[i])]
-        codes = fired[:]
-        rtexts = [str(texts.get(c, c)) for c in fired]
-        for c, t in zip(model_codes[i], model_texts[i], strict=True):
-            if c is not None and not (isinstance(c, float) and math.isnan(c)):
-                codes.append(str(c))
-                rtexts.append(
-                    "" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t)
-                )
-        reason_codes.append(codes)
-        reason_texts.append(rtexts)
+    reason_codes: list[list[str]] = [[] for _ in range(n)]
+    reason_texts: list[list[str]] = [[] for _ in range(n)]
+    for code, mask in [*hard.items(), *soft.items()]:
+        text = str(texts.get(code, code))
+        for i in np.flatnonzero(mask):
+            reason_codes[i].append(code)
+            reason_texts[i].append(text)
+    for k in range(1, 5):
+        m_codes = df[f"reason_code_{k}"].astype(object)
+        m_texts = df[f"reason_text_{k}"].astype(object).where(lambda x: x.notna(), "")
+        codes_arr, texts_arr = m_codes.to_numpy(), m_texts.to_numpy()
+        for i in np.flatnonzero(m_codes.notna().to_numpy()):
+            reason_codes[i].append(str(codes_arr[i]))
+            reason_texts[i].append(str(texts_arr[i]))
 
     out = pd.DataFrame(
         {

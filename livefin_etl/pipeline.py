@@ -182,21 +182,39 @@ def ingest_range(
     sources: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Extract every (source, date), then validate each source's dates in one batch."""
+    """Extract every (source, date), then validate each source's dates in one batch.
+
+    A refused partition (bad file, missing folder) does not stop the others; it is reported
+    with ``status='failed'`` and, having no passing validation, blocks its date downstream."""
     from livefin_etl import extract as ex
     from livefin_etl import quality
 
     sources = sources or list_sources()
-    results = []
+    results: list[dict] = []
     for source in sources:
-        for day in days:
-            if progress:
-                progress(f"extract {source} {day}")
-            results.append(ex.extract_partition(con, settings, source, day))
+        if progress:
+            progress(f"extract {source} ({len(days)} dates)")
+        refused: dict[str, str] = {}
+        try:
+            results.extend(ex.extract_partitions(con, settings, source, days))
+        except ex.ExtractErrors as exc:
+            results.extend(exc.results)
+            for msg in exc.errors:
+                refused[msg.split(": ", 1)[0]] = msg
         if progress:
             progress(f"validate {source} ({len(days)} dates)")
-        for r in quality.validate_range(con, settings, source, days):
+        ok_days = [d for d in days if f"{source} {d}" not in refused]
+        for r in quality.validate_range(con, settings, source, ok_days) if ok_days else []:
             results.append(_small(r))
+        for key, msg in refused.items():
+            results.append(
+                {
+                    "source": source,
+                    "dt": key.split(" ", 1)[1],
+                    "status": "failed",
+                    "failed_expectations": [msg],
+                }
+            )
     return results
 
 

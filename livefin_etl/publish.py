@@ -466,8 +466,9 @@ def publish(
         os.replace(building, snapshot)
         _fsync_dir(snaps)
         _pause("publish.before_replace")
+        # The two swaps below are the commit; each is atomic on its own and they run
+        # back to back, after everything that can fail slowly has already succeeded.
         entry = _set_current(settings, snapshot, "publish")
-        _pause("publish.before_exports")
         _swap_into_place(tmp_export, export_dir)
     except BaseException:
         building.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "promote": "registry",
     "rollback": "registry",
     "current_champion": "registry",
+    "champion": "registry",
     "load_champion": "registry",
     "registry_rows": "registry",
     "score": "scoring",

@@ -28,14 +28,18 @@ def _default_ensure_features() -> EnsureFeatures | None:
     try:
         from livefin_etl.features import build_features_for_spine
     except ImportError as exc:  # features module not installed yet: train on what exists
-        log.warning("cannot import features.build_features_for_spine (%s); "
-                    "loans without origination-date features are dropped", exc)
+        log.warning(
+            "cannot import features.build_features_for_spine (%s); "
+            "loans without origination-date features are dropped",
+            exc,
+        )
         return None
     return build_features_for_spine
 
 
-def _labelled_loans(con: duckdb.DuckDBPyConnection, as_of: date, threshold: int,
-                    horizon: int) -> pd.DataFrame:
+def _labelled_loans(
+    con: duckdb.DuckDBPyConnection, as_of: date, threshold: int, horizon: int
+) -> pd.DataFrame:
     # Observation window closed: origination + horizon <= as_of. Only repayment rows inside
     # [origination, origination + horizon] and strictly before as_of can set the label.
     return con.execute(
@@ -114,13 +118,18 @@ def build_training_set(
         builder = _default_ensure_features() if ensure_features == "auto" else ensure_features
         if builder is not None:
             con.register("_credit_missing", missing)
-            con.execute(f"create or replace temp table {SPINE_TABLE} as "
-                        "select merchant_id, as_of_date::DATE as as_of_date from _credit_missing")
+            con.execute(
+                f"create or replace temp table {SPINE_TABLE} as "
+                "select merchant_id, as_of_date::DATE as as_of_date from _credit_missing"
+            )
             con.unregister("_credit_missing")
             try:
                 built = builder(con, SPINE_TABLE)
-                log.info("built features for %s of %s missing loan origination pairs",
-                         built, len(missing))
+                log.info(
+                    "built features for %s of %s missing loan origination pairs",
+                    built,
+                    len(missing),
+                )
             finally:
                 con.execute(f"drop table if exists {SPINE_TABLE}")
     if not table_exists(con, "features.merchant_features"):
@@ -147,17 +156,25 @@ def build_training_set(
         )
     dropped = len(loans) - len(frame)
     if dropped:
-        log.warning("%s of %s matured loans have no origination-date features and are dropped",
-                    dropped, len(loans))
+        log.warning(
+            "%s of %s matured loans have no origination-date features and are dropped",
+            dropped,
+            len(loans),
+        )
     if frame.empty:
         raise LivefinError(
             f"empty training set: none of the {len(loans)} matured loans has features as of its "
             "origination date in features.merchant_features"
         )
     frame["split"] = time_split(frame[TIME_COL], cfg["split"])
-    frame.attrs.update({"as_of": str(as_of), "loans_matured": int(len(loans)),
-                        "loans_without_features": int(dropped),
-                        "loans_without_repayments": int((loans["repayment_rows"] == 0).sum())})
+    frame.attrs.update(
+        {
+            "as_of": str(as_of),
+            "loans_matured": int(len(loans)),
+            "loans_without_features": int(dropped),
+            "loans_without_repayments": int((loans["repayment_rows"] == 0).sum()),
+        }
+    )
     return frame.reset_index(drop=True)
 
 

@@ -38,10 +38,15 @@ def decile_table(y: np.ndarray, pd_: np.ndarray, bins: int = 10) -> list[dict[st
     for i, idx in enumerate(np.array_split(order, bins)):
         if len(idx) == 0:
             continue
-        out.append({
-            "decile": i + 1, "n": int(len(idx)), "pd_mean": float(pd_[idx].mean()),
-            "default_rate": float(y[idx].mean()), "defaults": int(y[idx].sum()),
-        })
+        out.append(
+            {
+                "decile": i + 1,
+                "n": int(len(idx)),
+                "pd_mean": float(pd_[idx].mean()),
+                "default_rate": float(y[idx].mean()),
+                "defaults": int(y[idx].sum()),
+            }
+        )
     return out
 
 
@@ -53,10 +58,14 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
     if len(e) == 0 or len(a) == 0:
         return float("nan")
     edges = np.unique(np.quantile(e_ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(e_ok) else []
-    e_counts = np.append(np.bincount(np.searchsorted(edges, e_ok, side="right"),
-                                     minlength=len(edges) + 1), np.isnan(e).sum())
-    a_counts = np.append(np.bincount(np.searchsorted(edges, a_ok, side="right"),
-                                     minlength=len(edges) + 1), np.isnan(a).sum())
+    e_counts = np.append(
+        np.bincount(np.searchsorted(edges, e_ok, side="right"), minlength=len(edges) + 1),
+        np.isnan(e).sum(),
+    )
+    a_counts = np.append(
+        np.bincount(np.searchsorted(edges, a_ok, side="right"), minlength=len(edges) + 1),
+        np.isnan(a).sum(),
+    )
     eps = 1e-4  # empty bins would make ln(A/E) infinite
     ep = np.maximum(e_counts / len(e), eps)
     ap = np.maximum(a_counts / len(a), eps)
@@ -83,12 +92,16 @@ def fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray) -> dict[str, 
         return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
     iso.fit(margin, y)
-    return {"method": "isotonic", "x": [float(v) for v in iso.X_thresholds_],
-            "y": [float(v) for v in iso.y_thresholds_]}
+    return {
+        "method": "isotonic",
+        "x": [float(v) for v in iso.X_thresholds_],
+        "y": [float(v) for v in iso.y_thresholds_],
+    }
 
 
-def apply_calibrator(cal: dict[str, Any], margin: np.ndarray, floor: float = 3e-4,
-                     cap: float = 0.9997) -> np.ndarray:
+def apply_calibrator(
+    cal: dict[str, Any], margin: np.ndarray, floor: float = 3e-4, cap: float = 0.9997
+) -> np.ndarray:
     """Calibrated PD, clipped so that odds and scores stay finite."""
     margin = np.asarray(margin, dtype=float)
     if cal["method"] == "platt":

@@ -18,7 +18,7 @@ import xgboost as xgb
 
 from livefin_etl.config import LivefinError, Settings, config_fingerprint
 from livefin_etl.credit.spec import FeatureSpec
-from livefin_etl.warehouse import transaction
+from livefin_etl.warehouse import table_exists, transaction
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,20 @@ def write_artifacts(folder: Path, fitted, extra: dict[str, Any] | None = None) -
         "features.json": fitted.spec.to_json(),
         "constraints.json": dict(zip(fitted.spec.columns, fitted.spec.constraints(), strict=True)),
         "config.json": fitted.cfg,
-        "metrics.json": {**fitted.metrics, **fitted.counts, "model_hash": fitted.hash,
-                         "data_fingerprint": fitted.fingerprint, "device": fitted.device,
-                         "config_fingerprint": config_fingerprint(fitted.cfg), **(extra or {})},
+        "metrics.json": {
+            **fitted.metrics,
+            **fitted.counts,
+            "model_hash": fitted.hash,
+            "data_fingerprint": fitted.fingerprint,
+            "device": fitted.device,
+            "config_fingerprint": config_fingerprint(fitted.cfg),
+            **(extra or {}),
+        },
     }
     for name, data in files.items():
-        (folder / name).write_text(json.dumps(_jsonable(data), indent=2, ensure_ascii=False),
-                                   encoding="utf-8")
+        (folder / name).write_text(
+            json.dumps(_jsonable(data), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
     (folder / "data_fingerprint.txt").write_text(fitted.fingerprint + "\n")
 
 
@@ -125,7 +132,9 @@ def load_model(path: Path | str, version: str | None = None) -> LoadedModel:
 
 
 def registry_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    ensure_tables(con)
+    """All registry rows, oldest first; [] before the first training (works read-only)."""
+    if not table_exists(con, "credit.model_registry"):
+        return []
     cur = con.execute("select * from credit.model_registry order by trained_at, model_version")
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
@@ -138,6 +147,11 @@ def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The champion's registry row, or None before the first training (pipeline's check)."""
+    return current_champion(con)
+
+
 def load_champion(con: duckdb.DuckDBPyConnection) -> LoadedModel:
     champ = current_champion(con)
     if champ is None:
@@ -145,8 +159,9 @@ def load_champion(con: duckdb.DuckDBPyConnection) -> LoadedModel:
     return load_model(champ["artifact_path"], champ["model_version"])
 
 
-def gate(champion: dict[str, Any] | None, auc: float, psi: float,
-         cfg: dict[str, Any]) -> tuple[str, str]:
+def gate(
+    champion: dict[str, Any] | None, auc: float, psi: float, cfg: dict[str, Any]
+) -> tuple[str, str]:
     """Champion/challenger decision for a new model, with the reason recorded in the registry."""
     tol = float(cfg["champion_gate"]["auc_tolerance"])
     psi_max = float(cfg["champion_gate"]["psi_max"])
@@ -159,24 +174,32 @@ def gate(champion: dict[str, Any] | None, auc: float, psi: float,
         return "challenger", f"{psi_txt} not below {psi_max} (unstable train -> oot)"
     champ_auc = champion["auc_oot"] if champion["auc_oot"] is not None else float("-inf")
     if auc < champ_auc - tol:
-        return "challenger", (f"oot AUC {auc:.4f} < champion {champion['model_version']} "
-                              f"{champ_auc:.4f} - {tol}")
-    return "champion", (f"oot AUC {auc:.4f} >= champion {champion['model_version']} "
-                        f"{champ_auc:.4f} - {tol} and {psi_txt} < {psi_max}")
+        return "challenger", (
+            f"oot AUC {auc:.4f} < champion {champion['model_version']} {champ_auc:.4f} - {tol}"
+        )
+    return "champion", (
+        f"oot AUC {auc:.4f} >= champion {champion['model_version']} "
+        f"{champ_auc:.4f} - {tol} and {psi_txt} < {psi_max}"
+    )
 
 
 def _event(con, version: str, action: str, from_s: str | None, to_s: str, reason: str) -> None:
     # event_seq orders events that share a timestamp
-    con.execute("insert into credit.model_events select coalesce(max(event_seq), 0) + 1, "
-                "?, ?, ?, ?, ?, ? from credit.model_events",
-                [_now(), version, action, from_s, to_s, reason])
+    con.execute(
+        "insert into credit.model_events select coalesce(max(event_seq), 0) + 1, "
+        "?, ?, ?, ?, ?, ? from credit.model_events",
+        [_now(), version, action, from_s, to_s, reason],
+    )
 
 
 def _set_status(con, version: str, status: str, reason: str, action: str) -> None:
-    old = con.execute("select status from credit.model_registry where model_version = ?",
-                      [version]).fetchone()
-    con.execute("update credit.model_registry set status = ?, reason = ? where model_version = ?",
-                [status, reason, version])
+    old = con.execute(
+        "select status from credit.model_registry where model_version = ?", [version]
+    ).fetchone()
+    con.execute(
+        "update credit.model_registry set status = ?, reason = ? where model_version = ?",
+        [status, reason, version],
+    )
     _event(con, version, action, old[0] if old else None, status, reason)
 
 
@@ -187,8 +210,9 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
     ensure_tables(con)
     h = fitted.hash
     version = f"m-{as_of:%Y%m%d}-{h[:8]}"
-    existing = con.execute("select * from credit.model_registry where model_version = ?",
-                           [version]).fetchone()
+    existing = con.execute(
+        "select * from credit.model_registry where model_version = ?", [version]
+    ).fetchone()
     m = fitted.metrics
     auc, ks, br = m["model"]["auc"], m["model"]["ks"], m["model"]["brier"]
     psi = m["psi_score"]
@@ -196,7 +220,7 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
     if existing is not None:  # same data + seed -> same model: registering again is a no-op
         log.info("model %s already registered; nothing to do", version)
         row = {d[0]: v for d, v in zip(con.description, existing, strict=True)}
-        return {**row, **result_extra, "already_registered": True}
+        return _jsonable({**row, **result_extra, "already_registered": True})
 
     final = Path(settings.models) / version
     Path(settings.models).mkdir(parents=True, exist_ok=True)
@@ -204,8 +228,9 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
     report_path = Path(settings.docs) / "models" / version / "report.html"
     try:
         write_artifacts(tmp, fitted, extra={"model_version": version, "as_of_date": str(as_of)})
-        report.write_report(tmp / "report.html", title=f"PD model {version}", fitted=fitted,
-                            version=version)
+        report.write_report(
+            tmp / "report.html", title=f"PD model {version}", fitted=fitted, version=version
+        )
         if final.exists():  # artifacts without a registry row: a crashed earlier run
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -218,45 +243,68 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
     champion = current_champion(con)
     status, reason = gate(champion, auc, psi, fitted.cfg)
     row = {
-        "model_version": version, "trained_at": _now(), "as_of_date": as_of, "status": status,
-        "reason": reason, "auc_oot": _num(auc), "ks_oot": _num(ks), "brier_oot": _num(br),
-        "psi_score": _num(psi), **fitted.counts, "data_fingerprint": fitted.fingerprint,
-        "model_config_version": str(fitted.cfg["version"]), "artifact_path": str(final),
+        "model_version": version,
+        "trained_at": _now(),
+        "as_of_date": as_of,
+        "status": status,
+        "reason": reason,
+        "auc_oot": _num(auc),
+        "ks_oot": _num(ks),
+        "brier_oot": _num(br),
+        "psi_score": _num(psi),
+        **fitted.counts,
+        "data_fingerprint": fitted.fingerprint,
+        "model_config_version": str(fitted.cfg["version"]),
+        "artifact_path": str(final),
         "report_path": str(report_path),
     }
     with transaction(con):
         if status == "champion" and champion is not None:
-            _set_status(con, champion["model_version"], "retired",
-                        f"superseded by {version}", "supersede")
+            _set_status(
+                con, champion["model_version"], "retired", f"superseded by {version}", "supersede"
+            )
         con.execute(
-            "insert into credit.model_registry (" + ", ".join(row) + ") values ("
-            + ", ".join("?" for _ in row) + ")", list(row.values()))
+            "insert into credit.model_registry ("
+            + ", ".join(row)
+            + ") values ("
+            + ", ".join("?" for _ in row)
+            + ")",
+            list(row.values()),
+        )
         _event(con, version, "register", None, status, reason)
     log.info("registered %s as %s: %s", version, status, reason)
-    return {**row, **result_extra, "already_registered": False}
+    return _jsonable({**row, **result_extra, "already_registered": False})
 
 
-def promote(con: duckdb.DuckDBPyConnection, settings: Settings, version: str,
-            reason: str = "manual promotion") -> dict[str, Any]:
-    """Make ``version`` the champion (a person's decision, overriding the gate)."""
+def promote(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    version: str,
+    reason: str = "manual promotion",
+) -> str:
+    """Make ``version`` the champion (a person's decision, overriding the gate); returns it."""
     rows = {r["model_version"]: r for r in registry_rows(con)}
     if version not in rows:
-        raise LivefinError(f"model {version} is not in credit.model_registry "
-                           f"(known: {', '.join(rows) or 'none'})")
+        raise LivefinError(
+            f"model {version} is not in credit.model_registry (known: {', '.join(rows) or 'none'})"
+        )
     load_model(rows[version]["artifact_path"], version)  # refuse to promote broken artifacts
     champ = current_champion(con)
     if champ and champ["model_version"] == version:
-        return champ
+        return version
     with transaction(con):
         if champ:
-            _set_status(con, champ["model_version"], "retired", f"superseded by {version}",
-                        "supersede")
+            _set_status(
+                con, champ["model_version"], "retired", f"superseded by {version}", "supersede"
+            )
         _set_status(con, version, "champion", reason, "promote")
-    return current_champion(con)
+    return version
 
 
-def rollback(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, Any]:
-    """Retire the champion and reinstate the champion before it (skipping rolled-back ones)."""
+def rollback(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
+    """Retire the champion and reinstate the one before it (skipping rolled-back ones).
+
+    Returns the reinstated version."""
     champ = current_champion(con)
     if champ is None:
         raise LivefinError("no champion to roll back")
@@ -266,16 +314,28 @@ def rollback(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, An
     rolled_back = {v for v, a, _ in events if a == "rollback"}
     rows = {r["model_version"]: r for r in registry_rows(con)}
     previous = next(
-        (v for v, _, to in events
-         if to == "champion" and v != champ["model_version"] and v not in rolled_back and v in rows),
+        (
+            v
+            for v, _, to in events
+            if to == "champion"
+            and v != champ["model_version"]
+            and v not in rolled_back
+            and v in rows
+        ),
         None,
     )
     if previous is None:
         raise LivefinError(f"no earlier champion to roll back to from {champ['model_version']}")
     load_model(rows[previous]["artifact_path"], previous)
     with transaction(con):
-        _set_status(con, champ["model_version"], "retired", f"rolled back to {previous}",
-                    "rollback")
-        _set_status(con, previous, "champion", f"reinstated by rollback of {champ['model_version']}",
-                    "reinstate")
-    return current_champion(con)
+        _set_status(
+            con, champ["model_version"], "retired", f"rolled back to {previous}", "rollback"
+        )
+        _set_status(
+            con,
+            previous,
+            "champion",
+            f"reinstated by rollback of {champ['model_version']}",
+            "reinstate",
+        )
+    return previous

@@ -19,16 +19,29 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from livefin_etl.credit import metrics as M  # noqa: E402
 
-SECTIONS = ("Metrics", "ROC curve", "KS curve", "Calibration", "Score distribution",
-            "Feature importance", "SHAP summary", "Stability (PSI)", "Data fingerprint",
-            "Configuration")
+SECTIONS = (
+    "Metrics",
+    "ROC curve",
+    "KS curve",
+    "Calibration",
+    "Score distribution",
+    "Feature importance",
+    "SHAP summary",
+    "Stability (PSI)",
+    "Data fingerprint",
+    "Configuration",
+)
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return '<img alt="chart" src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode() + '">'
+    return (
+        '<img alt="chart" src="data:image/png;base64,'
+        + base64.b64encode(buf.getvalue()).decode()
+        + '">'
+    )
 
 
 def _f(v: Any, fmt: str = "{:.4f}") -> str:
@@ -41,15 +54,23 @@ def _f(v: Any, fmt: str = "{:.4f}") -> str:
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_f(c) if not isinstance(c, str) else html.escape(c)}</td>"
-                                    for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{_f(c) if not isinstance(c, str) else html.escape(c)}</td>" for c in r)
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
 def _roc(ev) -> str:
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    curves = [("XGBoost", ev.pd_eval), ("Logistic baseline", ev.lr_eval),
-              ("Legacy rule", ev.legacy_eval), ("Oracle (true PD)", ev.oracle_eval)]
+    curves = [
+        ("XGBoost", ev.pd_eval),
+        ("Logistic baseline", ev.lr_eval),
+        ("Legacy rule", ev.legacy_eval),
+        ("Oracle (true PD)", ev.oracle_eval),
+    ]
     for name, risk in curves:
         if risk is None:
             continue
@@ -88,7 +109,9 @@ def _calibration(deciles: list[dict]) -> str:
     top = max([*p, *o, 0.01]) * 1.1
     ax.plot([0, top], [0, top], "k:", lw=0.8)
     ax.plot(p, o, "o-", label="decile")
-    ax.set(xlabel="mean predicted PD", ylabel="observed default rate", title="Calibration by decile")
+    ax.set(
+        xlabel="mean predicted PD", ylabel="observed default rate", title="Calibration by decile"
+    )
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -117,10 +140,20 @@ def _bars(values: dict[str, float], title: str, xlabel: str, top: int = 20) -> s
 
 def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
     m, ev, cfg = fitted.metrics, fitted.ev, fitted.cfg
-    rows = [["XGBoost (calibrated)", m["model"]["auc"], m["model"]["gini"], m["model"]["ks"],
-             m["model"]["brier"]]]
-    for key, name in (("lr_baseline", "Logistic regression baseline"), ("legacy_rule", "Legacy rule"),
-                      ("oracle", "Oracle (simulator true PD)")):
+    rows = [
+        [
+            "XGBoost (calibrated)",
+            m["model"]["auc"],
+            m["model"]["gini"],
+            m["model"]["ks"],
+            m["model"]["brier"],
+        ]
+    ]
+    for key, name in (
+        ("lr_baseline", "Logistic regression baseline"),
+        ("legacy_rule", "Legacy rule"),
+        ("oracle", "Oracle (simulator true PD)"),
+    ):
         if key in m:
             rows.append([name, m[key]["auc"], m[key]["gini"], m[key]["ks"], m[key].get("brier")])
         else:
@@ -128,12 +161,16 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
     ref = m["model_ref"]
     rows.append(["XGBoost on train window", ref["auc"], ref["gini"], ref["ks"], None])
     counts = fitted.counts
-    dec_rows = [[str(d["decile"]), d["n"], d["pd_mean"], d["default_rate"], d["defaults"]]
-                for d in m["deciles"]]
+    dec_rows = [
+        [str(d["decile"]), d["n"], d["pd_mean"], d["default_rate"], d["defaults"]]
+        for d in m["deciles"]
+    ]
     grade_rows = [[g["grade"], g["n"], g["default_rate"]] for g in m["grades"]]
     psi_rows = [["score (PD)", m["psi_score"], M.psi_band(m["psi_score"])]]
-    psi_rows += [[k, v, M.psi_band(v)] for k, v in sorted(m["psi_features"].items(),
-                                                          key=lambda kv: -(kv[1] or 0))]
+    psi_rows += [
+        [k, v, M.psi_band(v)]
+        for k, v in sorted(m["psi_features"].items(), key=lambda kv: -(kv[1] or 0))
+    ]
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Version <b>{html.escape(version)}</b> · model sha256 <code>{fitted.hash}</code> · "
@@ -144,14 +181,19 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
         _table(["model", "AUC", "Gini", "KS", "Brier"], rows),
         "<p>Gini = 2·AUC − 1. KS ≥ 0.2 usable, ≥ 0.3 strong; a suspiciously high KS suggests "
         "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d).</p>",
-        "<h2>ROC curve</h2>", _roc(ev),
-        "<h2>KS curve</h2>", _ks(ev),
-        "<h2>Calibration</h2>", _calibration(m["deciles"]),
+        "<h2>ROC curve</h2>",
+        _roc(ev),
+        "<h2>KS curve</h2>",
+        _ks(ev),
+        "<h2>Calibration</h2>",
+        _calibration(m["deciles"]),
         _table(["decile", "n", "mean PD", "default rate", "defaults"], dec_rows),
         "<h3>Master scale on the evaluation window</h3>",
         _table(["grade", "n", "default rate"], grade_rows),
-        "<h2>Score distribution</h2>", _score_dist(ev, cfg),
-        "<h2>Feature importance</h2>", _bars(m["gain"], "Gain", "total gain per split"),
+        "<h2>Score distribution</h2>",
+        _score_dist(ev, cfg),
+        "<h2>Feature importance</h2>",
+        _bars(m["gain"], "Gain", "total gain per split"),
         "<h2>SHAP summary</h2>",
         _bars(m["shap_mean_abs"], "mean |SHAP| (log-odds), evaluation sample", "mean |SHAP|"),
         "<h2>Stability (PSI)</h2>",
@@ -164,16 +206,24 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
         "<h2>Configuration</h2>",
         f"<pre>{html.escape(json.dumps(cfg, indent=2, ensure_ascii=False, default=str))}</pre>",
         "<h3>Monotone constraints</h3>",
-        _table(["feature", "direction"],
-               [[c, str(d)] for c, d in zip(fitted.spec.columns, fitted.spec.constraints(),
-                                            strict=True)]),
+        _table(
+            ["feature", "direction"],
+            [
+                [c, str(d)]
+                for c, d in zip(fitted.spec.columns, fitted.spec.constraints(), strict=True)
+            ],
+        ),
     ]
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-             "padding:2px 8px;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto;"
-             "font-size:12px}img{max-width:100%}")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
+        "padding:2px 8px;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto;"
+        "font-size:12px}img{max-width:100%}"
+    )
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc, encoding="utf-8")
     return path

@@ -45,8 +45,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(SCORES_DDL)
 
 
-def _features_for(con: duckdb.DuckDBPyConnection, d: date,
-                  merchant_id: str | None = None) -> pd.DataFrame:
+def _features_for(
+    con: duckdb.DuckDBPyConnection, d: date, merchant_id: str | None = None
+) -> pd.DataFrame:
     if not table_exists(con, "features.merchant_features"):
         raise LivefinError("features.merchant_features does not exist; run features first")
     sql = "select * from features.merchant_features where as_of_date = ?"
@@ -85,8 +86,9 @@ def _fmt(template: str, missing: str, label: str, value: Any) -> str:
         return f"{label}: {value}"
 
 
-def predict_with_reasons(model: LoadedModel, df: pd.DataFrame, threads: int,
-                         device: str | None = None) -> pd.DataFrame:
+def predict_with_reasons(
+    model: LoadedModel, df: pd.DataFrame, threads: int, device: str | None = None
+) -> pd.DataFrame:
     """PD, score, grade and top-k risk-raising reasons for every row of a feature frame."""
     cfg = model.cfg
     X = model.spec.matrix(df)
@@ -99,8 +101,9 @@ def predict_with_reasons(model: LoadedModel, df: pd.DataFrame, threads: int,
     # PD from the margin itself (SHAP sums to it only up to float32 rounding)
     margin = model.booster.predict(dm, output_margin=True).astype(np.float64)
     cal_cfg = cfg["calibration"]
-    pd_ = M.apply_calibrator(model.calibrator, margin, cal_cfg.get("pd_floor", 3e-4),
-                             cal_cfg.get("pd_cap", 0.9997))
+    pd_ = M.apply_calibrator(
+        model.calibrator, margin, cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
+    )
     groups, G = _groups(model)
     shap = contribs[:, :-1] @ G  # per source feature (one-hot levels summed)
     k = min(int((cfg.get("reasons") or {}).get("max_reasons", 4)), 4, len(groups))
@@ -108,10 +111,16 @@ def predict_with_reasons(model: LoadedModel, df: pd.DataFrame, threads: int,
     top_val = np.take_along_axis(shap, top, axis=1)
     applies = top_val > 0  # Reg B: only factors that actually pushed PD up
     missing_tpl = (cfg.get("reasons") or {}).get("missing", "{label}: no data available")
-    out = pd.DataFrame({
-        "merchant_id": df["merchant_id"].to_numpy() if "merchant_id" in df else np.arange(len(df)),
-        "pd": pd_, "score": M.pd_to_score(pd_, cfg), "grade": M.pd_to_grade(pd_, cfg),
-    })
+    out = pd.DataFrame(
+        {
+            "merchant_id": df["merchant_id"].to_numpy()
+            if "merchant_id" in df
+            else np.arange(len(df)),
+            "pd": pd_,
+            "score": M.pd_to_score(pd_, cfg),
+            "grade": M.pd_to_grade(pd_, cfg),
+        }
+    )
     metas = [_reason_meta(cfg, g) for g in groups]
     codes = np.array([m["code"] for m in metas], dtype=object)
     for slot in range(4):
@@ -136,8 +145,14 @@ def predict_with_reasons(model: LoadedModel, df: pd.DataFrame, threads: int,
     return out
 
 
-def score(con: duckdb.DuckDBPyConnection, settings: Settings, d: date, *,
-          run_id: str | None = None, device: str | None = None) -> int:
+def score(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    d: date,
+    *,
+    run_id: str | None = None,
+    device: str | None = None,
+) -> int:
     """Score every merchant in features.merchant_features for ``d`` with the champion.
 
     Replaces credit.merchant_scores for ``d`` in one transaction; returns the rows written.
@@ -157,15 +172,26 @@ def score(con: duckdb.DuckDBPyConnection, settings: Settings, d: date, *,
     res["model_version"] = model.version
     res["run_id"] = run_id or f"score-{d:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     ensure_tables(con)
-    cols = ["merchant_id", "as_of_date", "pd", "score", "grade",
-            *[f"reason_code_{i}" for i in range(1, 5)], *[f"reason_text_{i}" for i in range(1, 5)],
-            *[f"reason_shap_{i}" for i in range(1, 5)], "model_version", "run_id"]
+    cols = [
+        "merchant_id",
+        "as_of_date",
+        "pd",
+        "score",
+        "grade",
+        *[f"reason_code_{i}" for i in range(1, 5)],
+        *[f"reason_text_{i}" for i in range(1, 5)],
+        *[f"reason_shap_{i}" for i in range(1, 5)],
+        "model_version",
+        "run_id",
+    ]
     con.register("_credit_scores", res[cols])
     try:
         with transaction(con):
             con.execute("delete from credit.merchant_scores where as_of_date = ?", [d])
-            con.execute(f"insert into credit.merchant_scores ({', '.join(cols)}) "
-                        f"select {', '.join(cols)} from _credit_scores")
+            con.execute(
+                f"insert into credit.merchant_scores ({', '.join(cols)}) "
+                f"select {', '.join(cols)} from _credit_scores"
+            )
     finally:
         con.unregister("_credit_scores")
     log.info("scored %s merchants for %s with %s", len(res), d, model.version)
@@ -176,11 +202,15 @@ def explain(con: duckdb.DuckDBPyConnection, settings: Settings, merchant_id: str
     """Printable PD, score, grade and SHAP reasons for one merchant on one date."""
     row = None
     if table_exists(con, "credit.merchant_scores"):
-        row = con.execute("select model_version, run_id from credit.merchant_scores "
-                          "where merchant_id = ? and as_of_date = ?", [merchant_id, d]).fetchone()
+        row = con.execute(
+            "select model_version, run_id from credit.merchant_scores "
+            "where merchant_id = ? and as_of_date = ?",
+            [merchant_id, d],
+        ).fetchone()
     if row:  # explain with the model that produced the stored score
-        path = con.execute("select artifact_path from credit.model_registry where model_version = ?",
-                           [row[0]]).fetchone()
+        path = con.execute(
+            "select artifact_path from credit.model_registry where model_version = ?", [row[0]]
+        ).fetchone()
         model = load_model(path[0], row[0]) if path else load_champion(con)
     else:
         model = load_champion(con)
@@ -203,8 +233,10 @@ def explain(con: duckdb.DuckDBPyConnection, settings: Settings, merchant_id: str
     for i in range(1, 5):
         if r[f"reason_code_{i}"] is not None and isinstance(r[f"reason_code_{i}"], str):
             n += 1
-            lines.append(f"  {i}. [{r[f'reason_code_{i}']}] {r[f'reason_text_{i}']}  "
-                         f"(SHAP {r[f'reason_shap_{i}']:+.3f})")
+            lines.append(
+                f"  {i}. [{r[f'reason_code_{i}']}] {r[f'reason_text_{i}']}  "
+                f"(SHAP {r[f'reason_shap_{i}']:+.3f})"
+            )
     if n == 0:
         lines.append("  none: no factor raised this merchant's PD above the average")
     lowering = np.argsort(shap)[:3]

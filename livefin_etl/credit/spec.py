@@ -18,14 +18,23 @@ OTHER_LEVEL = "other"
 def model_config(override: dict[str, Any] | None = None) -> dict[str, Any]:
     """``config/model.yaml`` (or a full override dict, for tests and experiments), validated."""
     cfg = copy.deepcopy(override if override is not None else load_config("model"))
-    for key in ("version", "target", "split", "features", "xgboost", "calibration", "scorecard",
-                "master_scale", "champion_gate"):
+    for key in (
+        "version",
+        "target",
+        "split",
+        "features",
+        "xgboost",
+        "calibration",
+        "scorecard",
+        "master_scale",
+        "champion_gate",
+    ):
         if key not in cfg:
             raise LivefinError(f"model config is missing '{key}'")
     fr = [float(cfg["split"][k]) for k in ("train", "valid", "oot")]
     if any(f <= 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
         raise LivefinError(f"model config split fractions must be > 0 and sum to 1, got {fr}")
-    if cfg["calibration"].get("method", "isotonic") not in ("isotonic", "platt"):
+    if cfg["calibration"].get("method", "platt") not in ("isotonic", "platt"):
         raise LivefinError("model config calibration.method must be 'isotonic' or 'platt'")
     bad = {k: v for k, v in (cfg["features"] or {}).items() if v not in (-1, 0, 1)}
     if bad:
@@ -98,8 +107,14 @@ class FeatureSpec:
         return np.hstack(parts) if len(parts) > 1 else parts[0]
 
 
-def spec_from_frame(df: pd.DataFrame, cfg: dict[str, Any], *, label: str | None = None,
-                    exclude: tuple[str, ...] = (), strict: bool = True) -> FeatureSpec:
+def spec_from_frame(
+    df: pd.DataFrame,
+    cfg: dict[str, Any],
+    *,
+    label: str | None = None,
+    exclude: tuple[str, ...] = (),
+    strict: bool = True,
+) -> FeatureSpec:
     """Feature spec for a frame: the configured features (strict) or every usable column."""
     monotone = {k: int(v) for k, v in (cfg["features"] or {}).items()}
     cat_cfg = cfg.get("categorical") or {}
@@ -127,8 +142,9 @@ def spec_from_frame(df: pd.DataFrame, cfg: dict[str, Any], *, label: str | None 
         if len(counts) > max_levels or df[c].isna().any():
             levels.append(OTHER_LEVEL)
         categorical[c] = levels
-    return FeatureSpec(numeric=numeric, monotone={c: monotone.get(c, 0) for c in numeric},
-                       categorical=categorical)
+    return FeatureSpec(
+        numeric=numeric, monotone={c: monotone.get(c, 0) for c in numeric}, categorical=categorical
+    )
 
 
 def frame_fingerprint(df: pd.DataFrame) -> str:

@@ -34,15 +34,26 @@ from livefin_etl.credit.spec import FeatureSpec, frame_fingerprint, model_config
 log = logging.getLogger(__name__)
 
 # never features, even when a frame carries them: keys, outcomes, the lender's own decision
-NON_FEATURES = ("split", "loan_id", "merchant_id", "as_of_date", "origination_date", "max_dpd",
-                "repayment_rows", "feature_version", "legacy_limit", "principal", LABEL)
+NON_FEATURES = (
+    "split",
+    "loan_id",
+    "merchant_id",
+    "as_of_date",
+    "origination_date",
+    "max_dpd",
+    "repayment_rows",
+    "feature_version",
+    "legacy_limit",
+    "principal",
+    LABEL,
+)
 
 
 # --- device ---------------------------------------------------------------------------------
 
 
 def resolve_device(device: str | None) -> str:
-    """"cuda" only when asked and usable; otherwise CPU with a logged warning."""
+    """ "cuda" only when asked and usable; otherwise CPU with a logged warning."""
     if not device or device == "cpu":
         return "cpu"
     if not device.startswith("cuda"):
@@ -62,8 +73,11 @@ def resolve_device(device: str | None) -> str:
         return "cpu"
     gpu_msgs = [str(w.message) for w in caught if "GPU" in str(w.message)]
     if gpu_msgs or not used.startswith("cuda"):
-        log.warning("device=%s requested but no usable GPU (%s); using CPU", device,
-                    gpu_msgs[0].strip() if gpu_msgs else f"xgboost chose {used or 'cpu'}")
+        log.warning(
+            "device=%s requested but no usable GPU (%s); using CPU",
+            device,
+            gpu_msgs[0].strip() if gpu_msgs else f"xgboost chose {used or 'cpu'}",
+        )
         return "cpu"
     return device
 
@@ -75,25 +89,35 @@ def xgb_params(cfg: dict[str, Any], spec: FeatureSpec, threads: int, device: str
     p = dict(cfg["xgboost"])
     p.pop("n_estimators", None)
     p.pop("early_stopping_rounds", None)
-    p.update({
-        "objective": "binary:logistic",
-        "nthread": int(threads),
-        "device": device,
-        "monotone_constraints": "(" + ",".join(str(c) for c in spec.constraints()) + ")",
-        "verbosity": 0,
-    })
+    p.update(
+        {
+            "objective": "binary:logistic",
+            "nthread": int(threads),
+            "device": device,
+            "monotone_constraints": "(" + ",".join(str(c) for c in spec.constraints()) + ")",
+            "verbosity": 0,
+        }
+    )
     return p
 
 
-def fit_booster(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
-                spec: FeatureSpec, cfg: dict[str, Any], threads: int,
-                device: str = "cpu") -> xgb.Booster:
+def fit_booster(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_va: np.ndarray,
+    y_va: np.ndarray,
+    spec: FeatureSpec,
+    cfg: dict[str, Any],
+    threads: int,
+    device: str = "cpu",
+) -> xgb.Booster:
     """hist + monotone constraints, early stopping on the valid window, trimmed to the best round."""
     names = spec.columns
     dtr = xgb.DMatrix(X_tr, label=y_tr, feature_names=names, nthread=threads)
     dva = xgb.DMatrix(X_va, label=y_va, feature_names=names, nthread=threads)
     booster = xgb.train(
-        xgb_params(cfg, spec, threads, device), dtr,
+        xgb_params(cfg, spec, threads, device),
+        dtr,
         num_boost_round=int(cfg["xgboost"].get("n_estimators", 200)),
         evals=[(dva, "valid")],
         early_stopping_rounds=int(cfg["xgboost"].get("early_stopping_rounds", 30)),
@@ -129,8 +153,11 @@ def fit_lr_baseline(X_tr: np.ndarray, y_tr: np.ndarray, seed: int):
     with np.errstate(all="ignore"):
         big = np.nan_to_num(np.nanmax(np.abs(X_tr), axis=0), nan=0.0) > 100
     all_nan = np.all(np.isnan(X_tr), axis=0)
-    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                          StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    model = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(max_iter=2000, random_state=seed),
+    )
     Xt = _lr_transform(X_tr, big)
     Xt[:, all_nan] = 0.0
     model.fit(Xt, y_tr)
@@ -166,13 +193,21 @@ class EvalData:
 
 def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, Any]:
     bins = int(cfg["psi"].get("bins", 10))
-    out: dict[str, Any] = {"eval_window": ev.eval_name, "n_eval": int(len(ev.y_eval)),
-                           "default_rate_eval": float(ev.y_eval.mean())}
-    out["model"] = {**M.discrimination(ev.y_eval, ev.pd_eval), "brier": M.brier(ev.y_eval, ev.pd_eval)}
+    out: dict[str, Any] = {
+        "eval_window": ev.eval_name,
+        "n_eval": int(len(ev.y_eval)),
+        "default_rate_eval": float(ev.y_eval.mean()),
+    }
+    out["model"] = {
+        **M.discrimination(ev.y_eval, ev.pd_eval),
+        "brier": M.brier(ev.y_eval, ev.pd_eval),
+    }
     out["model_ref"] = M.discrimination(ev.y_ref, ev.pd_ref)
     if ev.lr_eval is not None:
-        out["lr_baseline"] = {**M.discrimination(ev.y_eval, ev.lr_eval),
-                              "brier": M.brier(ev.y_eval, ev.lr_eval)}
+        out["lr_baseline"] = {
+            **M.discrimination(ev.y_eval, ev.lr_eval),
+            "brier": M.brier(ev.y_eval, ev.lr_eval),
+        }
     if ev.legacy_eval is not None:
         out["legacy_rule"] = M.discrimination(ev.y_eval, ev.legacy_eval)
     if ev.oracle_eval is not None:
@@ -182,14 +217,19 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
     out["psi_score"] = M.psi(ev.pd_ref, ev.pd_eval, bins)
     out["psi_band"] = M.psi_band(out["psi_score"])
     out["psi_features"] = {
-        c: M.psi(ev.X_ref[:, i], ev.X_eval[:, i], bins) for i, c in enumerate(spec.columns)
+        c: M.psi(ev.X_ref[:, i], ev.X_eval[:, i], bins)
+        for i, c in enumerate(spec.columns)
         if i < len(spec.numeric)
     }
     grades = M.pd_to_grade(ev.pd_eval, cfg)
     out["grades"] = [
-        {"grade": g["grade"], "n": int((grades == g["grade"]).sum()),
-         "default_rate": float(ev.y_eval[grades == g["grade"]].mean())
-         if (grades == g["grade"]).any() else None}
+        {
+            "grade": g["grade"],
+            "n": int((grades == g["grade"]).sum()),
+            "default_rate": float(ev.y_eval[grades == g["grade"]].mean())
+            if (grades == g["grade"]).any()
+            else None,
+        }
         for g in cfg["master_scale"]
     ]
     out["gain"] = ev.gain
@@ -197,8 +237,9 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
     return out
 
 
-def _importances(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int,
-                 seed: int) -> tuple[dict[str, float], dict[str, float]]:
+def _importances(
+    booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int, seed: int
+) -> tuple[dict[str, float], dict[str, float]]:
     gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(X), size=min(len(X), 2000), replace=False)
@@ -233,8 +274,10 @@ def _check_frame(df: pd.DataFrame, label: str, time_col: str | None) -> pd.DataF
         raise LivefinError("empty training set: the frame has no rows")
     missing = [c for c in (label, time_col) if c and c not in df.columns]
     if missing:
-        raise LivefinError(f"missing columns in the training data: {', '.join(missing)} "
-                           f"(available: {', '.join(map(str, df.columns[:30]))})")
+        raise LivefinError(
+            f"missing columns in the training data: {', '.join(missing)} "
+            f"(available: {', '.join(map(str, df.columns[:30]))})"
+        )
     y = df[label]
     if y.isna().any():
         raise LivefinError(f"label '{label}' has {int(y.isna().sum())} missing values")
@@ -243,7 +286,9 @@ def _check_frame(df: pd.DataFrame, label: str, time_col: str | None) -> pd.DataF
         shown = sorted(map(str, values))[:5]
         raise LivefinError(f"label '{label}' must be binary 0/1, found values {shown}")
     if len({int(v) for v in values}) < 2:
-        raise LivefinError(f"label '{label}' has a single class; need both defaults and non-defaults")
+        raise LivefinError(
+            f"label '{label}' has a single class; need both defaults and non-defaults"
+        )
     out = df.reset_index(drop=True).copy()
     out[label] = out[label].astype(int)
     return out
@@ -253,8 +298,10 @@ def _need_both(y: np.ndarray, window: str) -> None:
     if len(y) == 0:
         raise LivefinError(f"the {window} window is empty; add data or change split fractions")
     if len(np.unique(y)) < 2:
-        raise LivefinError(f"the {window} window has a single class ({len(y)} rows, "
-                           f"rate {y.mean():.3f}); widen the window or add data")
+        raise LivefinError(
+            f"the {window} window has a single class ({len(y)} rows, "
+            f"rate {y.mean():.3f}); widen the window or add data"
+        )
 
 
 def _legacy_risk(df: pd.DataFrame) -> np.ndarray | None:
@@ -281,9 +328,16 @@ def _oracle(settings: Settings | None, df: pd.DataFrame) -> np.ndarray | None:
     return m["true_pd"].to_numpy(dtype=float, na_value=np.nan)
 
 
-def _fit_on_split(df: pd.DataFrame, label: str, split: np.ndarray, spec: FeatureSpec,
-                  cfg: dict[str, Any], threads: int, device: str,
-                  settings: Settings | None) -> Fitted:
+def _fit_on_split(
+    df: pd.DataFrame,
+    label: str,
+    split: np.ndarray,
+    spec: FeatureSpec,
+    cfg: dict[str, Any],
+    threads: int,
+    device: str,
+    settings: Settings | None,
+) -> Fitted:
     X = spec.matrix(df)
     y = df[label].to_numpy(dtype=int)
     masks = {w: split == w for w in ("train", "valid", "oot")}
@@ -293,17 +347,27 @@ def _fit_on_split(df: pd.DataFrame, label: str, split: np.ndarray, spec: Feature
     booster = fit_booster(X[tr], y[tr], X[va], y[va], spec, cfg, threads, device)
     cal_cfg = cfg["calibration"]
     m_all = margins(booster, X, spec, threads)
-    cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"), m_all[va], y[va])
-    pd_all = M.apply_calibrator(cal, m_all, cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997))
+    cal = M.fit_calibrator(cal_cfg.get("method", "platt"), m_all[va], y[va])
+    pd_all = M.apply_calibrator(
+        cal, m_all, cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
+    )
     seed = int(cfg["xgboost"].get("seed", 0))
     lr = fit_lr_baseline(X[tr], y[tr], seed)
     legacy = _legacy_risk(df)
     oracle = _oracle(settings, df)
     gain, shap = _importances(booster, X[oo], spec, threads, seed)
     ev = EvalData(
-        y_ref=y[tr], pd_ref=pd_all[tr], y_eval=y[oo], pd_eval=pd_all[oo], X_ref=X[tr], X_eval=X[oo],
-        lr_eval=lr(X[oo]), legacy_eval=None if legacy is None else legacy[oo],
-        oracle_eval=None if oracle is None else oracle[oo], gain=gain, shap_mean_abs=shap,
+        y_ref=y[tr],
+        pd_ref=pd_all[tr],
+        y_eval=y[oo],
+        pd_eval=pd_all[oo],
+        X_ref=X[tr],
+        X_eval=X[oo],
+        lr_eval=lr(X[oo]),
+        legacy_eval=None if legacy is None else legacy[oo],
+        oracle_eval=None if oracle is None else oracle[oo],
+        gain=gain,
+        shap_mean_abs=shap,
     )
     met = evaluate(ev, spec, cfg)
     met["model_margin_auc_eval"] = M.auc_ks(y[oo], m_all[oo])[0]
@@ -314,7 +378,9 @@ def _fit_on_split(df: pd.DataFrame, label: str, split: np.ndarray, spec: Feature
     return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp)
 
 
-def _auto_spec(df: pd.DataFrame, cfg: dict[str, Any], label: str, time_col: str | None) -> FeatureSpec:
+def _auto_spec(
+    df: pd.DataFrame, cfg: dict[str, Any], label: str, time_col: str | None
+) -> FeatureSpec:
     configured = list(cfg["features"] or {})
     if configured and all(c in df.columns for c in configured):
         return spec_from_frame(df, cfg, strict=True)
@@ -354,8 +420,10 @@ def train(
         spec = spec_from_frame(df, cfg, strict=True)
     else:
         if not label or not time_col:
-            raise LivefinError("train(features_df=...) needs label= and time_col= for the "
-                               "out-of-time split; use train_from_file for cross-validation")
+            raise LivefinError(
+                "train(features_df=...) needs label= and time_col= for the "
+                "out-of-time split; use train_from_file for cross-validation"
+            )
         df = _check_frame(features_df, label, time_col)
         split = time_split(df[time_col], cfg["split"])
         spec = _auto_spec(df, cfg, label, time_col)
@@ -363,8 +431,11 @@ def train(
     df = _check_frame(df, label, time_col)
     dev = resolve_device(device)
     fitted = _fit_on_split(df, label, split, spec, cfg, settings.threads, dev, settings)
-    fitted.metrics["training_set"] = {**attrs, "rows": len(df),
-                                      "default_rate": float(df[label].mean())}
+    fitted.metrics["training_set"] = {
+        **attrs,
+        "rows": len(df),
+        "default_rate": float(df[label].mean()),
+    }
     return registry.register(con, settings, as_of, fitted)
 
 
@@ -404,58 +475,90 @@ def train_from_file(
         fitted = _fit_cv(df, label, spec, cfg, settings.threads, dev)
     out = Path(out_dir) if out_dir else Path(settings.models) / "byof" / path.stem
     out.mkdir(parents=True, exist_ok=True)
-    registry.write_artifacts(out, fitted, extra={"source_file": str(path), "label": label,
-                                                  "time_col": time_col})
+    registry.write_artifacts(
+        out, fitted, extra={"source_file": str(path), "label": label, "time_col": time_col}
+    )
     report_path = out / "report.html"
-    report.write_report(report_path, title=f"BYOF model: {path.name}", fitted=fitted,
-                        version=f"byof-{fitted.hash[:8]}")
+    report.write_report(
+        report_path,
+        title=f"BYOF model: {path.name}",
+        fitted=fitted,
+        version=f"byof-{fitted.hash[:8]}",
+    )
     m = fitted.metrics
-    return {
-        "mode": "time_split" if time_col else f"cv{cfg['split'].get('cv_folds', 5)}",
-        "model_hash": fitted.hash, "data_fingerprint": fitted.fingerprint, **fitted.counts,
-        "auc": m["model"]["auc"], "gini": m["model"]["gini"], "ks": m["model"]["ks"],
-        "brier": m["model"]["brier"], "psi_score": m["psi_score"],
-        "lr_auc": m.get("lr_baseline", {}).get("auc"), "features": spec.columns,
-        "artifact_path": str(out), "report_path": str(report_path), "metrics": m,
-    }
+    return registry._jsonable(
+        {
+            "mode": "time_split" if time_col else f"cv{cfg['split'].get('cv_folds', 5)}",
+            "model_hash": fitted.hash,
+            "data_fingerprint": fitted.fingerprint,
+            **fitted.counts,
+            "auc": m["model"]["auc"],
+            "gini": m["model"]["gini"],
+            "ks": m["model"]["ks"],
+            "brier": m["model"]["brier"],
+            "psi_score": m["psi_score"],
+            "lr_auc": m.get("lr_baseline", {}).get("auc"),
+            "features": spec.columns,
+            "artifact_path": str(out),
+            "report_path": str(report_path),
+            "metrics": m,
+        }
+    )
 
 
-def _fit_cv(df: pd.DataFrame, label: str, spec: FeatureSpec, cfg: dict[str, Any], threads: int,
-            device: str) -> Fitted:
+def _fit_cv(
+    df: pd.DataFrame, label: str, spec: FeatureSpec, cfg: dict[str, Any], threads: int, device: str
+) -> Fitted:
     """Stratified k-fold: each fold holds out 20% of its training part for stopping + calibration."""
     X = spec.matrix(df)
     y = df[label].to_numpy(dtype=int)
     k = int(cfg["split"].get("cv_folds", 5))
     seed = int(cfg["xgboost"].get("seed", 0))
     if np.bincount(y).min() < k * 2:
-        raise LivefinError(f"too few rows of the minority class ({np.bincount(y).min()}) "
-                           f"for {k}-fold cross-validation")
+        raise LivefinError(
+            f"too few rows of the minority class ({np.bincount(y).min()}) "
+            f"for {k}-fold cross-validation"
+        )
     cal_cfg = cfg["calibration"]
     floor, cap = cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
     oof = np.zeros(len(y))
     oof_lr = np.zeros(len(y))
     ref_pd, ref_y = [], []
     for tr_idx, te_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y):
-        fit_idx, cal_idx = train_test_split(tr_idx, test_size=0.2, stratify=y[tr_idx],
-                                            random_state=seed)
+        fit_idx, cal_idx = train_test_split(
+            tr_idx, test_size=0.2, stratify=y[tr_idx], random_state=seed
+        )
         b = fit_booster(X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device)
-        cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"),
-                               margins(b, X[cal_idx], spec, threads), y[cal_idx])
+        cal = M.fit_calibrator(
+            cal_cfg.get("method", "platt"), margins(b, X[cal_idx], spec, threads), y[cal_idx]
+        )
         oof[te_idx] = M.apply_calibrator(cal, margins(b, X[te_idx], spec, threads), floor, cap)
         ref_pd.append(M.apply_calibrator(cal, margins(b, X[fit_idx], spec, threads), floor, cap))
         ref_y.append(y[fit_idx])
         oof_lr[te_idx] = fit_lr_baseline(X[fit_idx], y[fit_idx], seed)(X[te_idx])
     # the artifact: one model on all rows, same recipe
-    fit_idx, cal_idx = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
-                                        random_state=seed)
-    booster = fit_booster(X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device)
-    cal = M.fit_calibrator(cal_cfg.get("method", "isotonic"),
-                           margins(booster, X[cal_idx], spec, threads), y[cal_idx])
+    fit_idx, cal_idx = train_test_split(
+        np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed
+    )
+    booster = fit_booster(
+        X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device
+    )
+    cal = M.fit_calibrator(
+        cal_cfg.get("method", "platt"), margins(booster, X[cal_idx], spec, threads), y[cal_idx]
+    )
     gain, shap = _importances(booster, X, spec, threads, seed)
     legacy = _legacy_risk(df)
     ev = EvalData(
-        y_ref=np.concatenate(ref_y), pd_ref=np.concatenate(ref_pd), y_eval=y, pd_eval=oof,
-        X_ref=X, X_eval=X, lr_eval=oof_lr, legacy_eval=legacy, gain=gain, shap_mean_abs=shap,
+        y_ref=np.concatenate(ref_y),
+        pd_ref=np.concatenate(ref_pd),
+        y_eval=y,
+        pd_eval=oof,
+        X_ref=X,
+        X_eval=X,
+        lr_eval=oof_lr,
+        legacy_eval=legacy,
+        gain=gain,
+        shap_mean_abs=shap,
         eval_name=f"{k}-fold out-of-fold",
     )
     met = evaluate(ev, spec, cfg)

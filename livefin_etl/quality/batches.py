@@ -12,6 +12,7 @@ from datetime import date
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from livefin_etl.config import LivefinError, load_config
 from livefin_etl.quality.suites import SuiteSpec
@@ -40,7 +41,9 @@ def _qualified(table: str) -> str:
 def _dtype_for(duck_type: str) -> str | None:
     t = duck_type.upper()
     if t.startswith(("VARCHAR", "JSON", "UUID")):
-        return "object"  # GX's type check does not recognise pandas 3's "str" dtype
+        # pandas' NA-backed "string": GX's type check recognises it (not pandas 3's "str"), and
+        # unlike object it is checked on the dtype, not value by value
+        return "string"  # = pd.StringDtype()
     if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER"):
         return "Int64"  # nullable, so a null never turns the column into float64
     if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
@@ -56,14 +59,25 @@ def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFram
     DuckDB gives int64 or Int64 depending on nulls and str or object depending on emptiness;
     fixing dtypes from the schema makes a one-date frame and a multi-date frame agree.
     """
-    cur = con.execute(sql, params)
-    types = [str(d[1]) for d in cur.description]
-    df = cur.df()
+    rel = con.sql(sql, params=params)
+    types = [str(t) for t in rel.types]
+    table = rel.to_arrow_table()  # Arrow -> pandas maps types in one pass (faster than .df())
+    df = table.to_pandas(types_mapper=_ARROW_TYPES.get, date_as_object=False)
     for col, t in zip(df.columns, types, strict=True):
-        want = _dtype_for(t)
+        want = _dtype_for(t) or ("datetime64[us]" if t in ("DATE", "TIMESTAMP") else None)
         if want and str(df[col].dtype) != want:
             df[col] = df[col].astype(want)
     return df.reset_index(drop=True)
+
+
+_ARROW_TYPES = {
+    pa.string(): pd.StringDtype(),
+    pa.large_string(): pd.StringDtype(),
+    pa.string_view(): pd.StringDtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.int32(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
 
 
 def _empty_ref() -> str:

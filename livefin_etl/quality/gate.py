@@ -7,7 +7,7 @@ import math
 import time
 import uuid
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def _validate(
     spec = _check_source(source)
     dates = sorted(set(dates))
     run_ids = run_ids or {d: _new_run_id(source, d) for d in dates}
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     ensure_tables(con)
     rows_df = batches.row_batch(con, spec, dates)
@@ -171,7 +171,7 @@ def _validate(
     counts = rows_df.groupby(rows_df[spec.partition_column]).size() if len(rows_df) else None
 
     runs, results, statuses, summaries = [], [], [], []
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     for d in dates:
         rid = run_ids[d]
         crit: list[str] = []

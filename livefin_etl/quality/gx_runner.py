@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ def run(
     res = vd.run(
         batch_parameters={"dataframe": df},
         result_format=fmt,
-        run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(timezone.utc)),
+        run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(UTC)),
     )
     by_key: dict[int, Any] = {}
     for r in res.results:

@@ -24,7 +24,7 @@ DIMENSIONS = ("completeness", "validity", "accuracy", "consistency", "timeliness
 # pandas dtypes a DuckDB type may arrive as (batches are normalised in batches.py, so one each
 # is enough; the rest keep the check honest if normalisation changes).
 TYPE_LISTS: dict[str, list[str]] = {
-    "VARCHAR": ["object", "str"],
+    "VARCHAR": ["StringDtype", "object"],
     "BIGINT": ["Int64Dtype", "int64"],
     "INTEGER": ["Int64Dtype", "int64", "Int32Dtype", "int32"],
     "DOUBLE": ["float64", "Float64Dtype"],

@@ -74,24 +74,36 @@ def generate(scale: str, seed: int, start: dt.date | None = None, days: int | No
     world = World(p, seed, start, days, n, preset.orders_per_merchant_day)
     writer = Writer(world, out)
     steps = range(-world.burn, days)
+    marks: dict[str, float] = {}
+
+    def run_day(t: int) -> None:
+        if t == 0:
+            marks["burn_in"] = time.perf_counter() - t0
+        day = world.step(t)
+        if day is not None:
+            writer.write_day(day)
+
     if progress:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         cols = (TextColumn("[bold]sample {task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
         with Progress(*cols) as bar:
-            task = bar.add_task(scale, total=len(steps), info="")
+            task = bar.add_task(f"{scale} (warm-up {world.burn} d)", total=len(steps), info="")
             for t in steps:
-                day = world.step(t)
-                if day is not None:
-                    writer.write_day(day)
+                run_day(t)
                 bar.update(task, advance=1, info=f"{writer.counts['orders']:,} orders")
     else:
         for t in steps:
-            day = world.step(t)
-            if day is not None:
-                writer.write_day(day)
+            run_day(t)
+    marks["days"] = time.perf_counter() - t0 - marks.get("burn_in", 0.0)
 
     truth = _write_truth(world, writer, out, scale, preset, seed, start, days, n, p)
     seconds = time.perf_counter() - t0
@@ -99,8 +111,10 @@ def generate(scale: str, seed: int, start: dt.date | None = None, days: int | No
     return {
         "scale": scale, "seed": seed, "start": start.isoformat(),
         "end": (start + dt.timedelta(days=days - 1)).isoformat(), "days": days, "merchants": n,
-        "counts": counts, **{k: v for k, v in counts.items()}, **truth,
-        "bytes": writer.bytes, "seconds": round(seconds, 2), "out": str(out),
+        "counts": counts, **counts, **truth,
+        "bytes": writer.bytes, "seconds": round(seconds, 2),
+        "seconds_warm_up": round(marks.get("burn_in", 0.0), 2), "seconds_days": round(marks["days"], 2),
+        "out": str(out),
     }
 
 

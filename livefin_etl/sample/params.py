@@ -117,14 +117,14 @@ class WorldParams:
     terms: tuple[int, ...] = (30, 60, 90)  # the shortest term with withhold <= max_withhold ...
     longer_term_share: float = 0.15  # ... or, for this share of borrowers, the next longer one
     apply_mean_days: float = 12.0  # waiting time to the first application
-    apply_mean_days_brushing: float = 15.0
+    apply_mean_days_brushing: float = 8.0  # (plus brush_ramp_days)
     renew_mean_days: float = 3.0  # after a repaid loan
     reapply_mean_days: float = 15.0  # after an ineligible application
 
     # --- default model (logit of P(60+ dpd within 180 days))
     pd_intercept: float = -3.1
-    pd_quality: float = 5.0  # x (0.5 - q)
-    pd_brushing: float = 1.0
+    pd_quality: float = 6.0  # x (0.5 - q)
+    pd_brushing: float = 1.5
     pd_dependent: float = 0.4  # still depends on a star at origination
     pd_exit: float = 1.3  # the star leaves within shock_window_days (realised shock)
     pd_penalty: float = 1.3  # platform penalty within shock_window_days (realised shock)
@@ -132,7 +132,7 @@ class WorldParams:
     pd_volatility: float = 3.0  # x (volatility - 0.275)
     pd_trend: float = 1.0  # x (- yearly growth)
     pd_new: float = 0.3  # tenure < 1 year
-    pd_size: float = 0.2  # x (- ln(real net 30d / median))
+    pd_size: float = 0.1  # x (- ln(real net 30d / median))
     shock_window_days: int = 120
     cure_dpd: tuple[int, ...] = (1, 1, 3, 7, 15, 30)  # non-defaulters top up at this dpd
     default_dpd: int = 60

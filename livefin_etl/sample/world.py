@@ -223,7 +223,8 @@ class World:
         # Legacy lender state.
         mean_apply = np.where(self.brushing, p.apply_mean_days_brushing, p.apply_mean_days)
         self.next_apply = (np.maximum(p.lend_start_day, self.onboard + p.min_tenure_days)
-                           + r.geometric(1.0 / mean_apply, size=n)).astype(np.int64)
+                           + r.geometric(1.0 / mean_apply, size=n)
+                           + self.brushing * p.brush_ramp_days).astype(np.int64)
         self.has_loan = np.zeros(n, dtype=bool)
         self.banned = np.zeros(n, dtype=bool)
         self.gross_win = np.zeros((30, n))
@@ -422,7 +423,10 @@ class World:
         weight = np.where(empty, rf.uniform(5, 45, k), weight)
         weight = np.where(tracked, np.round(weight, 1), np.nan)
 
-        seq = sel.astype(np.int64)
+        seq = sel.astype(np.int32)
+        m = m.astype(np.int32)
+        carrier = carrier.astype(np.int8)
+        weight = weight.astype(np.float32)
         parts = [
             (np.ones(k, dtype=bool), 0, ship),
             (~lost, 1, deliver),
@@ -437,13 +441,13 @@ class World:
             cols["type"].append(np.full(mask.sum(), typ, dtype=np.int8))
             cols["ts"].append(ts[mask])
             cols["carrier"].append(carrier[mask])
-            cols["weight"].append(weight[mask] if typ == 0 else np.full(mask.sum(), np.nan))
+            cols["weight"].append(weight[mask] if typ == 0 else np.full(mask.sum(), np.nan, np.float32))
         ev = {c: np.concatenate(v) for c, v in cols.items()}
         day = ev["ts"] // DAY
         keep = day < self.days
         ev = {c: v[keep] for c, v in ev.items()}
         day = day[keep]
-        ev["order_day"] = np.full(day.size, t, dtype=np.int64)
+        ev["order_day"] = np.full(day.size, t, dtype=np.int32)  # compact: events wait for days
         order = np.argsort(day, kind="stable")
         day = day[order]
         ev = {c: v[order] for c, v in ev.items()}
@@ -461,6 +465,10 @@ class World:
         return {c: v[order] for c, v in ev.items()}
 
     # --------------------------------------------------------------- lending
+    def _schedule(self, m: np.ndarray, t: int, mean: float, r: np.random.Generator) -> np.ndarray:
+        """Next application day; a brusher first spends brush_ramp_days inflating its GMV."""
+        return t + r.geometric(1.0 / mean, size=m.size) + self.brushing[m] * self.p.brush_ramp_days
+
     def _originate(self, t: int, active: np.ndarray) -> dict[str, np.ndarray] | None:
         """The legacy rule: tenure and last-30-day gross GMV; limit = multiple x gross GMV."""
         p = self.p
@@ -473,7 +481,7 @@ class World:
         net30 = self.net_win[:, cand].sum(0)
         ok = (t - self.onboard[cand] >= p.min_tenure_days) & (gross30 >= p.gmv_floor)
         rej = cand[~ok]
-        self.next_apply[rej] = t + rl.geometric(1.0 / p.reapply_mean_days, size=rej.size)
+        self.next_apply[rej] = self._schedule(rej, t, p.reapply_mean_days, rl)
         m = cand[ok]
         k = m.size
         if k == 0:
@@ -578,7 +586,7 @@ class World:
             self.banned[m[charged]] = True
             rl = self.rng(5, t)
             md = m[done]
-            self.next_apply[md] = t + rl.geometric(1.0 / p.renew_mean_days, size=md.size)
+            self.next_apply[md] = self._schedule(md, t, p.renew_mean_days, rl)
             b.open_idx = li[~closing]
         return {"loan": li, "merchant": m, "amount": np.round(amt, 2),
                 "outstanding": np.round(outstanding, 2), "dpd": dpd.astype(np.int64)}

@@ -29,15 +29,17 @@ base as (
 ),
 
 daily as (
+    -- consumed once (by windows), so DuckDB streams it instead of materialising 365 x merchants
     select
         d.*,
-        s.as_of_date,
-        s.as_of_date - d.day as age  -- 1 = the day before as_of_date
-    from spine as s
+        b.as_of_date,
+        b.base_start,
+        b.as_of_date - d.day as age  -- 1 = the day before as_of_date
+    from base as b
     join features.merchant_daily as d
-        on d.merchant_id = s.merchant_id
-       and d.day >= s.as_of_date - 365
-       and d.day < s.as_of_date
+        on d.merchant_id = b.merchant_id
+       and d.day >= b.as_of_date - 365
+       and d.day < b.as_of_date
     where d.day >= cast({{ min_day }} as date) - 365
       and d.day < cast({{ max_day }} as date)
 ),
@@ -54,6 +56,7 @@ windows as (
         sum(gmv_net) filter (where age <= 30) as gmv_net_30d,
         sum(gmv_net) filter (where age <= 90) as gmv_net_90d,
         sum(gmv_net) as gmv_net_365d,
+        sum(gmv_net) filter (where day >= base_start) as gmv_net_base,
         sum(suspect_net + empty_parcel_net) filter (where age <= 30) as suspect_net_30d,
         sum(suspect_net + empty_parcel_net) filter (where age <= 90) as suspect_net_90d,
         sum(suspect_net + empty_parcel_net) as suspect_net_365d,
@@ -112,16 +115,6 @@ season as (
     join platform as p
         on p.day >= least(k.base_start, k.as_of_date - 30)
        and p.day < k.as_of_date
-    group by all
-),
-
-merchant_base_net as (
-    select b.merchant_id, b.as_of_date, sum(d.gmv_net) as gmv_net_base
-    from base as b
-    join daily as d
-        on d.merchant_id = b.merchant_id
-       and d.as_of_date = b.as_of_date
-       and d.day >= b.base_start
     group by all
 ),
 
@@ -213,7 +206,6 @@ joined as (
         w.* exclude (merchant_id, as_of_date),
         se.platform_30d,
         se.platform_base,
-        mb.gmv_net_base,
         bu.buyers_90d,
         bu.repeat_buyer_rate_90d,
         bu.buyer_hhi_90d,
@@ -227,8 +219,6 @@ joined as (
     from base as b
     left join windows as w on w.merchant_id = b.merchant_id and w.as_of_date = b.as_of_date
     left join season as se on se.as_of_date = b.as_of_date and se.base_start = b.base_start
-    left join merchant_base_net as mb
-        on mb.merchant_id = b.merchant_id and mb.as_of_date = b.as_of_date
     left join buyers as bu on bu.merchant_id = b.merchant_id and bu.as_of_date = b.as_of_date
     left join streamers as st on st.merchant_id = b.merchant_id and st.as_of_date = b.as_of_date
     left join quality as q on q.merchant_id = b.merchant_id and q.as_of_date = b.as_of_date

@@ -26,9 +26,17 @@ def small_config(**xgb_overrides) -> dict:
 
 def make_settings(tmp_path: Path) -> Settings:
     home = tmp_path / "state"
-    s = Settings(home=home, landing=home / "landing", warehouse=home / "warehouse" / "livefin.duckdb",
-                 published=home / "published", exports=home / "exports", models=home / "models",
-                 docs=home / "docs", airflow_home=home / "airflow", threads=1)
+    s = Settings(
+        home=home,
+        landing=home / "landing",
+        warehouse=home / "warehouse" / "livefin.duckdb",
+        published=home / "published",
+        exports=home / "exports",
+        models=home / "models",
+        docs=home / "docs",
+        airflow_home=home / "airflow",
+        threads=1,
+    )
     s.ensure_dirs()
     return s
 
@@ -46,7 +54,9 @@ def true_logit(f: pd.DataFrame) -> np.ndarray:
     ).to_numpy()
 
 
-def make_features(rng: np.random.Generator, keys: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
+def make_features(
+    rng: np.random.Generator, keys: pd.DataFrame, feature_names: list[str]
+) -> pd.DataFrame:
     """One row per (merchant_id, as_of_date) with every configured feature plus category."""
     n = len(keys)
     f = keys.reset_index(drop=True).copy()
@@ -66,8 +76,14 @@ def make_features(rng: np.random.Generator, keys: pd.DataFrame, feature_names: l
     return f
 
 
-def build_world(con: duckdb.DuckDBPyConnection, *, n_merchants: int = 400, n_loans: int = 1600,
-                seed: int = 7, score_date: date = AS_OF) -> dict:
+def build_world(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    n_merchants: int = 400,
+    n_loans: int = 1600,
+    seed: int = 7,
+    score_date: date = AS_OF,
+) -> dict:
     """raw.loans, raw.repayments, features.merchant_features (origination dates + D)."""
     rng = np.random.default_rng(seed)
     cfg = load_config("model")
@@ -75,20 +91,33 @@ def build_world(con: duckdb.DuckDBPyConnection, *, n_merchants: int = 400, n_loa
     merchants = [f"M{i:05d}" for i in range(n_merchants)]
     start = date(2023, 1, 1)
     span = (date(2024, 7, 1) - start).days
-    loans = pd.DataFrame({
-        "loan_id": [f"L{i:06d}" for i in range(n_loans)],
-        "merchant_id": rng.choice(merchants, n_loans),
-        "origination_date": [start + timedelta(days=int(d)) for d in rng.integers(0, span, n_loans)],
-    })
+    loans = pd.DataFrame(
+        {
+            "loan_id": [f"L{i:06d}" for i in range(n_loans)],
+            "merchant_id": rng.choice(merchants, n_loans),
+            "origination_date": [
+                start + timedelta(days=int(d)) for d in rng.integers(0, span, n_loans)
+            ],
+        }
+    )
     # a few recent loans whose window has not closed: must be excluded
-    recent = pd.DataFrame({"loan_id": ["LRECENT1", "LRECENT2"], "merchant_id": merchants[:2],
-                           "origination_date": [AS_OF - timedelta(days=30), AS_OF - timedelta(days=100)]})
+    recent = pd.DataFrame(
+        {
+            "loan_id": ["LRECENT1", "LRECENT2"],
+            "merchant_id": merchants[:2],
+            "origination_date": [AS_OF - timedelta(days=30), AS_OF - timedelta(days=100)],
+        }
+    )
     loans = pd.concat([loans, recent], ignore_index=True)
-    keys = loans[["merchant_id", "origination_date"]].drop_duplicates().rename(
-        columns={"origination_date": "as_of_date"})
+    keys = (
+        loans[["merchant_id", "origination_date"]]
+        .drop_duplicates()
+        .rename(columns={"origination_date": "as_of_date"})
+    )
     feats = make_features(rng, keys, names)
-    fl = loans.merge(feats, left_on=["merchant_id", "origination_date"],
-                     right_on=["merchant_id", "as_of_date"])
+    fl = loans.merge(
+        feats, left_on=["merchant_id", "origination_date"], right_on=["merchant_id", "as_of_date"]
+    )
     p = 1 / (1 + np.exp(-true_logit(fl)))
     fl["is_bad"] = rng.random(len(fl)) < p
     fl["true_pd"] = p
@@ -100,35 +129,60 @@ def build_world(con: duckdb.DuckDBPyConnection, *, n_merchants: int = 400, n_loa
     loans["legacy_limit"] = 1.5 * fl["gmv_gross_30d"].to_numpy()
 
     reps = []
-    for lid, mid, od, bad in fl[["loan_id", "merchant_id", "origination_date", "is_bad"]].itertuples(index=False):
+    for lid, mid, od, bad in fl[
+        ["loan_id", "merchant_id", "origination_date", "is_bad"]
+    ].itertuples(index=False):
         bad_day = int(rng.integers(90, 176)) if bad else None
         for k in (30, 60, 90, 120, 150, 175):
             dpd = 0 if (bad_day is None or k < bad_day - 60) else max(0, 60 + k - bad_day)
             if bad and k >= bad_day:
                 dpd = max(dpd, 60)
-            reps.append((lid, mid, od + timedelta(days=k), 100.0, 5000.0, int(dpd if bad else rng.integers(0, 15))))
-    rep = pd.DataFrame(reps, columns=["loan_id", "merchant_id", "repay_date", "amount_repaid",
-                                      "outstanding", "dpd"])
+            reps.append(
+                (
+                    lid,
+                    mid,
+                    od + timedelta(days=k),
+                    100.0,
+                    5000.0,
+                    int(dpd if bad else rng.integers(0, 15)),
+                )
+            )
+    rep = pd.DataFrame(
+        reps,
+        columns=["loan_id", "merchant_id", "repay_date", "amount_repaid", "outstanding", "dpd"],
+    )
     # scoring-date features for every merchant (the nightly spine)
     d_keys = pd.DataFrame({"merchant_id": merchants, "as_of_date": score_date})
     d_feats = make_features(rng, d_keys, names)
     all_feats = pd.concat([feats, d_feats], ignore_index=True)
-    con.execute("create schema if not exists raw; create schema if not exists features; "
-                "create schema if not exists credit")
+    con.execute(
+        "create schema if not exists raw; create schema if not exists features; "
+        "create schema if not exists credit"
+    )
     con.register("_l", loans)
     con.register("_r", rep)
     con.register("_f", all_feats)
-    con.execute("create or replace table raw.loans as select loan_id, merchant_id, "
-                "origination_date::DATE origination_date, principal, fee_amount, withhold_rate, "
-                "term_days::BIGINT term_days, legacy_limit from _l")
-    con.execute("create or replace table raw.repayments as select loan_id, merchant_id, "
-                "repay_date::DATE repay_date, amount_repaid, outstanding, dpd::BIGINT dpd from _r")
-    con.execute("create or replace table features.merchant_features as "
-                "select * replace (as_of_date::DATE as as_of_date) from _f")
+    con.execute(
+        "create or replace table raw.loans as select loan_id, merchant_id, "
+        "origination_date::DATE origination_date, principal, fee_amount, withhold_rate, "
+        "term_days::BIGINT term_days, legacy_limit from _l"
+    )
+    con.execute(
+        "create or replace table raw.repayments as select loan_id, merchant_id, "
+        "repay_date::DATE repay_date, amount_repaid, outstanding, dpd::BIGINT dpd from _r"
+    )
+    con.execute(
+        "create or replace table features.merchant_features as "
+        "select * replace (as_of_date::DATE as as_of_date) from _f"
+    )
     for t in ("_l", "_r", "_f"):
         con.unregister(t)
-    return {"truth": fl[["loan_id", "true_pd"]], "merchants": merchants, "names": names,
-            "labels": dict(zip(fl["loan_id"], fl["is_bad"].astype(int), strict=True))}
+    return {
+        "truth": fl[["loan_id", "true_pd"]],
+        "merchants": merchants,
+        "names": names,
+        "labels": dict(zip(fl["loan_id"], fl["is_bad"].astype(int), strict=True)),
+    }
 
 
 def write_truth(settings: Settings, world: dict) -> Path:
@@ -137,5 +191,3 @@ def write_truth(settings: Settings, world: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     world["truth"].to_parquet(path, index=False)
     return path
-
-

@@ -20,13 +20,17 @@ def _frame(n: int = 900, seed: int = 3) -> pd.DataFrame:
     x2 = rng.normal(size=n)
     purpose = rng.choice(["car", "tv", "business"], n)
     logit = -1.0 + 1.5 * x1 - 1.0 * x2 + 0.8 * (purpose == "business")
-    df = pd.DataFrame({
-        "applicant_id": [f"A{i}" for i in range(n)],  # id: many levels, not a feature
-        "duration": x1, "savings": x2, "purpose": purpose,
-        "noise": rng.normal(size=n),
-        "applied_on": pd.date_range("2023-01-01", periods=n, freq="D"),
-        "bad": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
-    })
+    df = pd.DataFrame(
+        {
+            "applicant_id": [f"A{i}" for i in range(n)],  # id: many levels, not a feature
+            "duration": x1,
+            "savings": x2,
+            "purpose": purpose,
+            "noise": rng.normal(size=n),
+            "applied_on": pd.date_range("2023-01-01", periods=n, freq="D"),
+            "bad": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
+        }
+    )
     df.loc[rng.random(n) < 0.05, "savings"] = np.nan
     return df
 

@@ -27,16 +27,19 @@ def test_only_matured_loans_with_true_labels(con, world):
     assert 0.05 < df.is_default.mean() < 0.4
     # origination + horizon <= as_of for every row
     horizon = small_config()["target"]["horizon_days"]
-    assert (pd.to_datetime(df.origination_date) + pd.Timedelta(days=horizon)
-            <= pd.Timestamp(AS_OF)).all()
+    assert (
+        pd.to_datetime(df.origination_date) + pd.Timedelta(days=horizon) <= pd.Timestamp(AS_OF)
+    ).all()
 
 
 def test_features_are_those_of_the_origination_date(con, world):
     df = _frame(con)
     row = df.iloc[5]
-    got = con.execute("select refund_rate_30d from features.merchant_features "
-                      "where merchant_id = ? and as_of_date = ?",
-                      [row.merchant_id, row.origination_date]).fetchone()[0]
+    got = con.execute(
+        "select refund_rate_30d from features.merchant_features "
+        "where merchant_id = ? and as_of_date = ?",
+        [row.merchant_id, row.origination_date],
+    ).fetchone()[0]
     assert row.refund_rate_30d == pytest.approx(got)
 
 
@@ -51,8 +54,10 @@ def test_leakage_later_features_and_repayments_change_nothing(con, world):
           and not exists (select 1 from features.merchant_features g
                           where g.merchant_id = f.merchant_id and g.as_of_date = f.as_of_date + 1)
     """)
-    con.execute("update features.merchant_features set refund_rate_30d = 0.999 "
-                "where as_of_date = ?", [AS_OF])
+    con.execute(
+        "update features.merchant_features set refund_rate_30d = 0.999 where as_of_date = ?",
+        [AS_OF],
+    )
     # repayments after the horizon (and after as_of) say every loan defaulted
     con.execute("""
         insert into raw.repayments
@@ -70,8 +75,11 @@ def test_repayment_inside_horizon_changes_label(con, world):
     """Positive control for the leakage test: the label does react to in-window data."""
     before = _frame(con)
     good = before.loc[before.is_default == 0, "loan_id"].iloc[0]
-    con.execute("insert into raw.repayments select loan_id, merchant_id, origination_date + 179, "
-                "0, 1, 61 from raw.loans where loan_id = ?", [good])
+    con.execute(
+        "insert into raw.repayments select loan_id, merchant_id, origination_date + 179, "
+        "0, 1, 61 from raw.loans where loan_id = ?",
+        [good],
+    )
     after = _frame(con)
     assert after.set_index("loan_id").loc[good, "is_default"] == 1
 
@@ -98,16 +106,20 @@ def test_missing_features_built_through_spine(con, world):
     victims = full.iloc[:25][["merchant_id", "origination_date"]]
     saved = con.execute("select * from features.merchant_features").df()
     con.register("_v", victims)
-    con.execute("delete from features.merchant_features f using _v "
-                "where f.merchant_id = _v.merchant_id and f.as_of_date = _v.origination_date")
+    con.execute(
+        "delete from features.merchant_features f using _v "
+        "where f.merchant_id = _v.merchant_id and f.as_of_date = _v.origination_date"
+    )
     calls = []
 
     def fake_builder(c: duckdb.DuckDBPyConnection, spine: str) -> int:
         pairs = c.execute(f"select merchant_id, as_of_date from {spine}").df()
         calls.append(pairs)
         c.register("_saved", saved)
-        c.execute(f"insert into features.merchant_features select s.* from _saved s "
-                  f"join {spine} p on p.merchant_id = s.merchant_id and p.as_of_date = s.as_of_date")
+        c.execute(
+            f"insert into features.merchant_features select s.* from _saved s "
+            f"join {spine} p on p.merchant_id = s.merchant_id and p.as_of_date = s.as_of_date"
+        )
         return len(pairs)
 
     dropped = _frame(con)
@@ -116,13 +128,16 @@ def test_missing_features_built_through_spine(con, world):
     assert len(calls) == 1
     assert len(calls[0]) == len(victims.drop_duplicates())
     assert len(rebuilt) == len(full)
-    assert not con.execute("select count(*) from duckdb_tables() where table_name = "
-                           "'credit_training_spine'").fetchone()[0]
+    assert not con.execute(
+        "select count(*) from duckdb_tables() where table_name = 'credit_training_spine'"
+    ).fetchone()[0]
 
 
 def test_duplicate_feature_rows_are_refused(con, world):
-    con.execute("insert into features.merchant_features select * from features.merchant_features "
-                "where as_of_date < DATE '2024-01-01' limit 1")
+    con.execute(
+        "insert into features.merchant_features select * from features.merchant_features "
+        "where as_of_date < DATE '2024-01-01' limit 1"
+    )
     with pytest.raises(LivefinError, match="duplicate"):
         _frame(con)
 

@@ -19,15 +19,18 @@ from livefin_etl.credit.metrics import pd_to_grade, pd_to_score
 def scored(trained):
     s, con, result, world = trained
     n = score(con, s, AS_OF, run_id="run-1")
-    df = con.execute("select * from credit.merchant_scores where as_of_date = ? "
-                     "order by merchant_id", [AS_OF]).df()
+    df = con.execute(
+        "select * from credit.merchant_scores where as_of_date = ? order by merchant_id", [AS_OF]
+    ).df()
     return s, con, result, world, n, df
 
 
 def test_every_merchant_of_the_date_is_scored_once(scored):
     s, con, result, world, n, df = scored
-    expected = con.execute("select count(distinct merchant_id) from features.merchant_features "
-                           "where as_of_date = ?", [AS_OF]).fetchone()[0]
+    expected = con.execute(
+        "select count(distinct merchant_id) from features.merchant_features where as_of_date = ?",
+        [AS_OF],
+    ).fetchone()[0]
     assert n == expected == len(df) == len(world["merchants"])
     assert df.merchant_id.is_unique
     assert (df.model_version == result["model_version"]).all()
@@ -37,8 +40,10 @@ def test_every_merchant_of_the_date_is_scored_once(scored):
 def test_rescoring_replaces_the_date(scored):
     s, con, result, world, n, df = scored
     score(con, s, AS_OF, run_id="run-2")
-    got = con.execute("select run_id, count(*) from credit.merchant_scores where as_of_date = ? "
-                      "group by 1", [AS_OF]).fetchall()
+    got = con.execute(
+        "select run_id, count(*) from credit.merchant_scores where as_of_date = ? group by 1",
+        [AS_OF],
+    ).fetchall()
     assert got == [("run-2", n)]
 
 
@@ -59,15 +64,20 @@ def test_pd_score_grade_are_consistent(scored):
 def test_reasons_are_risk_raising_top4_and_truthful(scored):
     s, con, result, world, n, df = scored
     model = load_champion(con)
-    feats = con.execute("select * from features.merchant_features where as_of_date = ? "
-                        "order by merchant_id", [AS_OF]).df()
+    feats = con.execute(
+        "select * from features.merchant_features where as_of_date = ? order by merchant_id",
+        [AS_OF],
+    ).df()
     contribs = model.booster.predict(
-        xgb.DMatrix(model.spec.matrix(feats), feature_names=model.spec.columns), pred_contribs=True)
+        xgb.DMatrix(model.spec.matrix(feats), feature_names=model.spec.columns), pred_contribs=True
+    )
     groups = model.spec.source_columns
     # fold one-hot columns back into their source feature
     folded = np.zeros((len(feats), len(groups)))
     for i, col in enumerate(model.spec.columns):
-        folded[:, groups.index(col if col in model.spec.numeric else col.split("=")[0])] += contribs[:, i]
+        folded[:, groups.index(col if col in model.spec.numeric else col.split("=")[0])] += (
+            contribs[:, i]
+        )
     code_of = {g: model.cfg["reasons"]["texts"].get(g, {}).get("code", g.upper()) for g in groups}
     feature_of = {v: k for k, v in code_of.items()}
     n_with_reasons = 0
@@ -96,18 +106,26 @@ def test_reason_text_carries_the_actual_value(scored):
     hit = df[df.reason_code_1 == "REFUND_RATE"]
     assert len(hit) > 0
     row = hit.iloc[0]
-    value = con.execute("select refund_rate_30d from features.merchant_features where "
-                        "merchant_id = ? and as_of_date = ?", [row.merchant_id, AS_OF]).fetchone()[0]
+    value = con.execute(
+        "select refund_rate_30d from features.merchant_features where "
+        "merchant_id = ? and as_of_date = ?",
+        [row.merchant_id, AS_OF],
+    ).fetchone()[0]
     assert row.reason_text_1 == f"Refund rate {value:.0%} over 30 days, above category norm"
 
 
 def test_table_comments_exist(scored):
     s, con, *_ = scored
-    comments = dict(con.execute("select table_name, comment from duckdb_tables() "
-                                "where schema_name = 'credit'").fetchall())
+    comments = dict(
+        con.execute(
+            "select table_name, comment from duckdb_tables() where schema_name = 'credit'"
+        ).fetchall()
+    )
     assert comments.get("merchant_scores") and comments.get("model_registry")
-    cols = con.execute("select count(*) from duckdb_columns() where table_name = 'merchant_scores' "
-                       "and comment is not null").fetchone()[0]
+    cols = con.execute(
+        "select count(*) from duckdb_columns() where table_name = 'merchant_scores' "
+        "and comment is not null"
+    ).fetchone()[0]
     assert cols >= 5
 
 

@@ -47,21 +47,26 @@ def test_same_data_and_seed_give_same_model_hash(tmp_path):
 def test_monotone_constraints_hold_on_a_sweep(trained):
     s, con, result, world = trained
     model = load_model(result["artifact_path"])
-    feats = con.execute("select * from features.merchant_features where as_of_date = ? "
-                        "order by merchant_id limit 40", [AS_OF]).df()
+    feats = con.execute(
+        "select * from features.merchant_features where as_of_date = ? "
+        "order by merchant_id limit 40",
+        [AS_OF],
+    ).df()
     X = model.spec.matrix(feats)
     checked = 0
-    for j, (col, direction) in enumerate(zip(model.spec.columns, model.spec.constraints(),
-                                             strict=True)):
+    for j, (col, direction) in enumerate(
+        zip(model.spec.columns, model.spec.constraints(), strict=True)
+    ):
         if direction == 0:
             continue
         lo, hi = np.nanpercentile(X[:, j], [0, 100])
         grid = np.linspace(lo - abs(lo) * 0.5 - 1, hi + abs(hi) * 0.5 + 1, 25)
         Xg = np.repeat(X[None, :, :], len(grid), axis=0)  # grid × rows × features
         Xg[:, :, j] = grid[:, None]
-        m = model.booster.predict(xgb.DMatrix(Xg.reshape(-1, X.shape[1]),
-                                              feature_names=model.spec.columns),
-                                  output_margin=True).reshape(len(grid), len(X))
+        m = model.booster.predict(
+            xgb.DMatrix(Xg.reshape(-1, X.shape[1]), feature_names=model.spec.columns),
+            output_margin=True,
+        ).reshape(len(grid), len(X))
         diffs = np.diff(m, axis=0) * direction
         assert (diffs >= -1e-6).all(), f"{col} violates its monotone direction {direction}"
         assert np.ptp(m) >= 0  # sanity: the sweep produced predictions
@@ -69,7 +74,9 @@ def test_monotone_constraints_hold_on_a_sweep(trained):
     assert checked >= 20
     # the constraint vector handed to xgboost is the configured one, in column order
     params = xgb_params(model.cfg, model.spec, 1, "cpu")
-    assert params["monotone_constraints"] == "(" + ",".join(map(str, model.spec.constraints())) + ")"
+    assert (
+        params["monotone_constraints"] == "(" + ",".join(map(str, model.spec.constraints())) + ")"
+    )
 
 
 def test_learns_the_known_signal_and_reports_baselines(trained):
@@ -93,12 +100,20 @@ def test_artifacts_are_json_and_complete(trained):
     s, con, result, world = trained
     folder = Path(result["artifact_path"])
     assert folder.parent == s.models
-    for name in ("model.json", "calibrator.json", "features.json", "constraints.json",
-                 "config.json", "metrics.json", "data_fingerprint.txt", "report.html"):
+    for name in (
+        "model.json",
+        "calibrator.json",
+        "features.json",
+        "constraints.json",
+        "config.json",
+        "metrics.json",
+        "data_fingerprint.txt",
+        "report.html",
+    ):
         assert (folder / name).exists(), name
     json.loads((folder / "model.json").read_text())  # JSON, not pickle
     cal = json.loads((folder / "calibrator.json").read_text())
-    assert cal["method"] == "isotonic" and cal["x"] == sorted(cal["x"])
+    assert cal["method"] == "platt" and cal["a"] > 0  # PD increases with the margin
     assert (folder / "data_fingerprint.txt").read_text().strip() == result["data_fingerprint"]
     cons = json.loads((folder / "constraints.json").read_text())
     assert cons["refund_rate_30d"] == 1 and cons["gmv_net_adj_90d"] == -1
@@ -112,21 +127,28 @@ def test_report_has_every_section(trained):
     for section in SECTIONS:
         assert f"<h2>{section}</h2>" in text, section
     assert text.count("data:image/png;base64,") >= 6
-    for needle in ("Logistic regression baseline", "Legacy rule", "Oracle", result["data_fingerprint"],
-                   "model-v1", "PSI"):
+    for needle in (
+        "Logistic regression baseline",
+        "Legacy rule",
+        "Oracle",
+        result["data_fingerprint"],
+        "model-v1",
+        "PSI",
+    ):
         assert needle in text
-    assert "src=\"http" not in text  # self-contained
+    assert 'src="http' not in text  # self-contained
 
 
-def test_platt_calibration_is_supported(tmp_path):
+def test_isotonic_calibration_is_supported(tmp_path):
     s = make_settings(tmp_path)
     c = duckdb.connect(str(s.warehouse))
     build_world(c, n_merchants=150, n_loans=700)
     cfg = small_config()
-    cfg["calibration"]["method"] = "platt"
+    cfg["calibration"]["method"] = "isotonic"
     r = train(c, s, AS_OF, config=cfg, ensure_features=None)
     cal = json.loads(Path(r["artifact_path"], "calibrator.json").read_text())
-    assert cal["method"] == "platt" and cal["a"] > 0
+    assert cal["method"] == "isotonic" and cal["x"] == sorted(cal["x"])
+    assert all(b >= a for a, b in zip(cal["y"], cal["y"][1:], strict=False))
 
 
 def test_bad_config_is_refused(con, world, settings):

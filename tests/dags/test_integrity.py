@@ -100,3 +100,36 @@ def test_ruff_clean() -> None:
                            str(DAGS), str(ROOT / "livefin_etl" / "airflow_local.py"),
                            str(Path(__file__).parent)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_dags_serialize_for_the_scheduler(dagbag) -> None:
+    """What the DAG processor stores; catches e.g. a non-pendulum DAG timezone."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id, dag in dagbag.dags.items():
+        data = DagSerialization.serialize_dag(dag)
+        back = DagSerialization.deserialize_dag(data)
+        assert back.dag_id == dag_id
+        assert {t.task_id for t in back.tasks} == {t.task_id for t in dag.tasks}
+
+
+def test_backfill_helper_window_hits_exactly_the_business_dates(airflow_db, dagbag) -> None:
+    """`airflow_local backfill --dry-run` through the real `airflow backfill create`."""
+    import re
+    from datetime import date, datetime, timedelta
+
+    import livefin_dates as ld
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dagbag, "dags-folder", None)  # what the DAG processor would have stored
+    first, last = date(2025, 10, 18), date(2025, 10, 20)
+    proc = subprocess.run(
+        [sys.executable, "-m", "livefin_etl.airflow_local", "backfill", "--start", str(first),
+         "--end", str(last), "--dry-run"], env=airflow_db, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stamps = re.findall(r"\|\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00)\s*\|", proc.stdout)
+    got = [ld.business_date_for(datetime.fromisoformat(s)) for s in stamps]
+    assert got == [first + timedelta(days=k) for k in range(3)], proc.stdout[-2000:]

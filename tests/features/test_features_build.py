@@ -134,7 +134,8 @@ def test_spine_gives_the_nightly_values(scenario_con: duckdb.DuckDBPyConnection)
         "('M1', date '2025-03-01'), ('M2', date '2025-03-01'), ('M1', date '2025-02-20'), "
         "('M1', date '2025-02-20')) t(merchant_id, as_of_date)"
     )
-    assert features.build_features_for_spine(scenario_con, "loans_spine") == 3
+    target = "features.spine_features"
+    assert features.build_features_for_spine(scenario_con, "loans_spine", target) == 3
     nightly = rows(scenario_con)
     spine = rows(scenario_con, "features.spine_features")
     assert set(spine) == {("M1", D), ("M2", D), ("M1", d2)}
@@ -147,8 +148,14 @@ def test_spine_gives_the_nightly_values(scenario_con: duckdb.DuckDBPyConnection)
     assert spine[("M1", d2)]["gmv_net_30d"] == 50.0  # ring 5x10 (o5 on 01-20 is 31 days back)
     assert spine[("M1", d2)]["gmv_net_90d"] == 250.0
     # running the spine again replaces its rows
-    assert features.build_features_for_spine(scenario_con, "loans_spine") == 3
+    assert features.build_features_for_spine(scenario_con, "loans_spine", target) == 3
     assert scenario_con.execute("select count(*) from features.spine_features").fetchone()[0] == 3
+    # default target: features.merchant_features, where credit training looks for the pairs
+    scenario_con.execute(
+        "create temp table one_loan as select 'M2' as merchant_id, date '2025-02-10' as as_of_date"
+    )
+    assert features.build_features_for_spine(scenario_con, "one_loan") == 1
+    assert set(rows(scenario_con)) == set(nightly) | {("M2", date(2025, 2, 10))}
 
 
 def test_rerun_is_idempotent_and_incremental(scenario_con: duckdb.DuckDBPyConnection) -> None:

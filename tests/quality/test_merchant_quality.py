@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import D, START, insert_raw, quarantine
+from conftest import START, D, insert_raw, quarantine
 
 from livefin_etl.config import LivefinError, load_config
 from livefin_etl.quality import build_merchant_quality

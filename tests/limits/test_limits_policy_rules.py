@@ -131,7 +131,7 @@ def test_caps_and_outstanding_each_reduce_with_reason(policy):
 
 
 def test_tier_flags_lower_the_tier_and_manual_review_tiers_go_to_review(policy):
-    r = one(policy, tenure_days=200, gmv_cv_90d=2.0)
+    r = one(policy, tenure_days=200, gmv_cv_90d=3.0)
     assert r["tier"] == "D"  # B + new + volatile
     assert {"TIER_DOWN_NEW_MERCHANT", "TIER_DOWN_VOLATILE"} <= set(r["reason_codes"])
     assert r["decision"] == "review" and "TIER_MANUAL_REVIEW" in r["reason_codes"]

@@ -66,6 +66,38 @@ def _labelled_loans(
     ).df()
 
 
+def _drop_burn_in(
+    con: duckdb.DuckDBPyConnection, loans: pd.DataFrame, burn_in_days: int
+) -> tuple[pd.DataFrame, int]:
+    """Drop loans originated within ``burn_in_days`` of the first order in the warehouse.
+
+    Their 90/365-day features are censored by the start of the data, not by the merchant's
+    history, and would teach the model (and the PSI) an artefact.
+    """
+    if burn_in_days <= 0 or not table_exists(con, "raw.orders"):
+        return loans, 0
+    start = con.execute("select min(order_ts)::DATE from raw.orders").fetchone()[0]
+    if start is None:
+        return loans, 0
+    cutoff = pd.Timestamp(start) + pd.Timedelta(days=burn_in_days)
+    keep = pd.to_datetime(loans["origination_date"]) >= cutoff
+    if (~keep).any():
+        log.info(
+            "dropping %s loans originated before %s (burn-in of %s days after data start %s)",
+            int((~keep).sum()),
+            cutoff.date(),
+            burn_in_days,
+            start,
+        )
+    out = loans.loc[keep].reset_index(drop=True)
+    if out.empty:
+        raise LivefinError(
+            f"empty training set: every matured loan was originated within the {burn_in_days}-day "
+            f"burn-in after the data start {start} (target.burn_in_days in config/model.yaml)"
+        )
+    return out, int((~keep).sum())
+
+
 def _missing_feature_pairs(con: duckdb.DuckDBPyConnection, loans: pd.DataFrame) -> pd.DataFrame:
     pairs = loans[["merchant_id", "origination_date"]].drop_duplicates()
     if not table_exists(con, "features.merchant_features"):
@@ -112,6 +144,7 @@ def build_training_set(
             f"{as_of} minus {horizon} days (the default window must have closed)"
         )
     loans[LABEL] = (loans["max_dpd"] >= threshold).astype(np.int8)
+    loans, burned = _drop_burn_in(con, loans, int(cfg["target"].get("burn_in_days", 0) or 0))
 
     missing = _missing_feature_pairs(con, loans)
     if len(missing):
@@ -170,7 +203,8 @@ def build_training_set(
     frame.attrs.update(
         {
             "as_of": str(as_of),
-            "loans_matured": int(len(loans)),
+            "loans_matured": int(len(loans) + burned),
+            "loans_in_burn_in": int(burned),
             "loans_without_features": int(dropped),
             "loans_without_repayments": int((loans["repayment_rows"] == 0).sum()),
         }

@@ -188,13 +188,19 @@ keyed as (
          coalesce(count(m.rows_read) over (order by b.dt rows between unbounded preceding
                                            and 1 preceding), 0) as k
   from base b left join man m using (dt) left join rawc r using (dt)),
+-- Expected volume multiplier of the platform calendar (shopping festivals, Spring Festival):
+-- volumes are compared after dividing by it, so Double 11 is not mistaken for a double delivery.
+cal as (
+  select k.*, coalesce(c.factor, 1.0) as season_factor,
+         k.rows_read / coalesce(c.factor, 1.0) as adj_rows
+  from keyed k left join __livefin_calendar c using (dt)),
 hist as (
   select *,
     count(rows_read) over w as history_dates,
-    median(rows_read::DOUBLE) over w as median_rows,
+    median(adj_rows::DOUBLE) over w as median_rows,
     sum(case when rows_read is not null then value_sum end) over w as hist_value_sum,
     sum(case when rows_read is not null then value_n end) over w as hist_value_n
-  from keyed
+  from cal
   window w as (order by k range between {hist_n} preceding and 1 preceding))
 select
   h.dt,
@@ -210,8 +216,12 @@ select
   h.late_rows / nullif(h.raw_rows, 0)::DOUBLE as late_row_rate,
   h.history_dates::BIGINT as history_dates,
   h.median_rows,
-  case when h.history_dates >= {min_hist} then h.rows_read / nullif(h.median_rows, 0) end
+  h.season_factor,
+  case when h.history_dates >= {min_hist} then h.adj_rows / nullif(h.median_rows, 0) end
     as row_count_ratio,
+  -- same ratio under another name: GX keeps one expectation per (type, column) in a suite
+  case when h.history_dates >= {min_hist} then h.adj_rows / nullif(h.median_rows, 0) end
+    as volume_ratio,
   h.value_sum / nullif(h.value_n, 0) as mean_value,
   case when h.history_dates >= {min_hist}
        then (h.value_sum / nullif(h.value_n, 0))
@@ -222,4 +232,57 @@ select
 from req join hist h using (dt) left join q using (dt)
 order by h.dt
 """
-    return fetch(con, sql, [list(dates), spec.name, spec.name])
+    _register_calendar(con, spec.name, dates, hist_n)
+    try:
+        return fetch(con, sql, [list(dates), spec.name, spec.name])
+    finally:
+        con.unregister("__livefin_calendar")
+
+
+def season_factors(source: str, first: date, last: date) -> dict[date, float]:
+    """Expected platform volume multiplier per day from ``profile.calendar`` in quality.yaml."""
+    import math
+    from datetime import timedelta
+
+    cal = (load_config("quality").get("profile") or {}).get("calendar") or {}
+    if source not in (cal.get("apply_to") or []):
+        return {}
+    lag = int((cal.get("lag_days") or {}).get(source, 0))
+    out: dict[date, float] = {}
+    d = first
+    while d <= last:
+        bump = 0.0
+        dip = 1.0
+        for y in (d.year - 1, d.year, d.year + 1):
+            for peak in cal.get("peaks") or []:
+                m, dd = (int(x) for x in str(peak["month_day"]).split("-"))
+                x = (d - date(y, m, dd)).days / float(peak.get("sigma_days", 3.5))
+                bump += float(peak["height"]) * math.exp(-0.5 * x * x)
+            for dipspec in cal.get("dips") or []:
+                for ds in dipspec.get("dates") or []:
+                    c = date.fromisoformat(str(ds))
+                    if c.year == y:
+                        x = (d - c).days / float(dipspec.get("sigma_days", 5))
+                        dip -= float(dipspec["depth"]) * math.exp(-0.5 * x * x)
+        for plateau in cal.get("plateaus") or []:
+            a = date(d.year, *(int(x) for x in str(plateau["from"]).split("-")))
+            b = date(d.year, *(int(x) for x in str(plateau["to"]).split("-")))
+            if a <= d <= b:
+                bump += float(plateau["height"])
+        out[d + timedelta(days=lag)] = (1.0 + bump) * max(dip, 0.05)
+        d += timedelta(days=1)
+    return out
+
+
+def _register_calendar(
+    con: duckdb.DuckDBPyConnection, source: str, dates: list[date], hist_n: int
+) -> None:
+    from datetime import timedelta
+
+    lo = min(dates) - timedelta(days=hist_n * 3 + 30)
+    factors = season_factors(source, lo - timedelta(days=7), max(dates))
+    frame = pd.DataFrame({"dt": list(factors), "factor": list(factors.values())})
+    if frame.empty:
+        frame = pd.DataFrame({"dt": pd.Series([], dtype="object"), "factor": pd.Series([], dtype="float64")})
+    frame["dt"] = pd.to_datetime(frame["dt"]).dt.date
+    con.register("__livefin_calendar", frame)

@@ -24,8 +24,15 @@ from .params import CATEGORIES, DEFAULT_START, SCALES, SOURCES, ScalePreset, Wor
 from .world import NEVER, World
 from .writer import Writer, loan_ids, orders_encoding
 
-__all__ = ["DEFAULT_START", "SCALES", "SOURCES", "ScalePreset", "WorldParams", "generate",
-           "orders_encoding"]
+__all__ = [
+    "DEFAULT_START",
+    "SCALES",
+    "SOURCES",
+    "ScalePreset",
+    "WorldParams",
+    "generate",
+    "orders_encoding",
+]
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -34,7 +41,9 @@ def _prepare_out(out: Path, force: bool) -> None:
         raise LivefinError(f"output path {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise LivefinError(f"output directory {out} is not empty; pass force=True (--force) to replace it")
+            raise LivefinError(
+                f"output directory {out} is not empty; pass force=True (--force) to replace it"
+            )
         resolved = out.resolve()
         if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
             raise LivefinError(f"refusing to clear {resolved}")
@@ -46,9 +55,17 @@ def _prepare_out(out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def generate(scale: str, seed: int, start: dt.date | None = None, days: int | None = None,
-             out: Path = Path("state/landing"), force: bool = False, progress: bool = True,
-             merchants: int | None = None, params: WorldParams | None = None) -> dict[str, Any]:
+def generate(
+    scale: str,
+    seed: int,
+    start: dt.date | None = None,
+    days: int | None = None,
+    out: Path = Path("state/landing"),
+    force: bool = False,
+    progress: bool = True,
+    merchants: int | None = None,
+    params: WorldParams | None = None,
+) -> dict[str, Any]:
     """Write landing files; return a summary dict (counts per source, days, merchants, seconds, out).
 
     ``days=None`` uses the preset's days; ``merchants`` overrides the preset's merchant count.
@@ -93,8 +110,14 @@ def generate(scale: str, seed: int, start: dt.date | None = None, days: int | No
             TimeRemainingColumn,
         )
 
-        cols = (TextColumn("[bold]sample {task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        cols = (
+            TextColumn("[bold]sample {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
         with Progress(*cols) as bar:
             task = bar.add_task(f"{scale} (warm-up {world.burn} d)", total=len(steps), info="")
             for t in steps:
@@ -109,11 +132,19 @@ def generate(scale: str, seed: int, start: dt.date | None = None, days: int | No
     seconds = time.perf_counter() - t0
     counts = dict(writer.counts)
     return {
-        "scale": scale, "seed": seed, "start": start.isoformat(),
-        "end": (start + dt.timedelta(days=days - 1)).isoformat(), "days": days, "merchants": n,
-        "counts": counts, **counts, **truth,
-        "bytes": writer.bytes, "seconds": round(seconds, 2),
-        "seconds_warm_up": round(marks.get("burn_in", 0.0), 2), "seconds_days": round(marks["days"], 2),
+        "scale": scale,
+        "seed": seed,
+        "start": start.isoformat(),
+        "end": (start + dt.timedelta(days=days - 1)).isoformat(),
+        "days": days,
+        "merchants": n,
+        "counts": counts,
+        **counts,
+        **truth,
+        "bytes": writer.bytes,
+        "seconds": round(seconds, 2),
+        "seconds_warm_up": round(marks.get("burn_in", 0.0), 2),
+        "seconds_days": round(marks["days"], 2),
         "out": str(out),
     }
 
@@ -123,12 +154,24 @@ def _dates(start: dt.date, t: np.ndarray, valid: np.ndarray | None = None) -> pl
     base = (start - dt.date(1970, 1, 1)).days
     days = pl.Series((base + np.clip(t, -(10**6), 10**6)).astype(np.int32)).cast(pl.Date)
     if valid is not None:
-        days = pl.select(pl.when(pl.lit(pl.Series(valid))).then(pl.lit(days)).otherwise(None)).to_series()
+        days = pl.select(
+            pl.when(pl.lit(pl.Series(valid))).then(pl.lit(days)).otherwise(None)
+        ).to_series()
     return days
 
 
-def _write_truth(world: World, writer: Writer, out: Path, scale: str, preset: ScalePreset, seed: int,
-                 start: dt.date, days: int, n: int, p: WorldParams) -> dict[str, Any]:
+def _write_truth(
+    world: World,
+    writer: Writer,
+    out: Path,
+    scale: str,
+    preset: ScalePreset,
+    seed: int,
+    start: dt.date,
+    days: int,
+    n: int,
+    p: WorldParams,
+) -> dict[str, Any]:
     tdir = out / "_truth"
     tdir.mkdir(parents=True, exist_ok=True)
     w = world
@@ -137,24 +180,26 @@ def _write_truth(world: World, writer: Writer, out: Path, scale: str, preset: Sc
     def in_window(d: np.ndarray) -> np.ndarray:
         return (d >= 0) & (d <= last)
 
-    merchants = pl.DataFrame({
-        "merchant_id": writer.mids,
-        "category": pl.Series(CATEGORIES).gather(w.cat),
-        "quality": w.q,
-        "brushing": w.brushing,
-        "streamer_dependent": w.dependent,
-        "streamer_exit_date": _dates(start, w.exit_day, w.dependent & in_window(w.exit_day)),
-        "onboard_date": _dates(start, w.onboard),
-        "base_daily_gmv": np.round(w.base_daily_gmv, 2),
-        "refund_rate": np.round(w.refund, 4),
-        "fake_share": np.where(w.brushing, np.round(w.fake_share, 4), 0.0),
-        "n_streamers": w.roster.astype(np.int64),
-        "volatility": np.round(w.volatility, 4),
-        "trend": np.round(w.trend, 4),
-        "penalty_date": _dates(start, w.pen_day, in_window(w.pen_day)),
-        "churn_date": _dates(start, w.churn_day, in_window(w.churn_day)),
-        "distress_date": _dates(start, w.distress_day, in_window(w.distress_day)),
-    })
+    merchants = pl.DataFrame(
+        {
+            "merchant_id": writer.mids,
+            "category": pl.Series(CATEGORIES).gather(w.cat),
+            "quality": w.q,
+            "brushing": w.brushing,
+            "streamer_dependent": w.dependent,
+            "streamer_exit_date": _dates(start, w.exit_day, w.dependent & in_window(w.exit_day)),
+            "onboard_date": _dates(start, w.onboard),
+            "base_daily_gmv": np.round(w.base_daily_gmv, 2),
+            "refund_rate": np.round(w.refund, 4),
+            "fake_share": np.where(w.brushing, np.round(w.fake_share, 4), 0.0),
+            "n_streamers": w.roster.astype(np.int64),
+            "volatility": np.round(w.volatility, 4),
+            "trend": np.round(w.trend, 4),
+            "penalty_date": _dates(start, w.pen_day, in_window(w.pen_day)),
+            "churn_date": _dates(start, w.churn_day, in_window(w.churn_day)),
+            "distress_date": _dates(start, w.distress_day, in_window(w.distress_day)),
+        }
+    )
     pq.write_table(merchants.to_arrow(), tdir / "merchants.parquet", compression="zstd")
 
     b = world.loans
@@ -163,34 +208,48 @@ def _write_truth(world: World, writer: Writer, out: Path, scale: str, preset: Sc
     closed_day = b.view("closed_day")
     defaulted = (dday < NEVER) & (dday - orig <= p.default_horizon_days)
     closed = orig + p.default_horizon_days <= last
-    loans = pl.DataFrame({
-        "loan_id": loan_ids(np.arange(b.n)),
-        "merchant_id": writer.mids.gather(b.view("merchant")),
-        "origination_date": _dates(start, orig),
-        "true_pd": np.round(b.view("true_pd"), 6),
-        "defaulted_180d": defaulted,
-        "window_closed": closed,
-        "legacy_limit": b.view("limit"),
-        "principal": b.view("principal"),
-        "term_days": b.view("term"),
-        "gross_gmv_30d": np.round(b.view("gross30"), 2),
-        "net_gmv_30d": np.round(b.view("net30"), 2),
-        "pd_realised": np.round(b.view("pd_realised"), 6),
-        "star_exit_in_window": b.view("s1"),
-        "penalty_in_window": b.view("s2"),
-        "default_date": _dates(start, dday, dday < NEVER),
-        "max_dpd": b.view("max_dpd"),
-        "status": pl.Series(["open", "repaid", "charged_off"]).gather(b.view("status").astype(np.int64)),
-        "closed_date": _dates(start, closed_day, closed_day < NEVER),
-    })
+    loans = pl.DataFrame(
+        {
+            "loan_id": loan_ids(np.arange(b.n)),
+            "merchant_id": writer.mids.gather(b.view("merchant")),
+            "origination_date": _dates(start, orig),
+            "true_pd": np.round(b.view("true_pd"), 6),
+            "defaulted_180d": defaulted,
+            "window_closed": closed,
+            "legacy_limit": b.view("limit"),
+            "principal": b.view("principal"),
+            "term_days": b.view("term"),
+            "gross_gmv_30d": np.round(b.view("gross30"), 2),
+            "net_gmv_30d": np.round(b.view("net30"), 2),
+            "pd_realised": np.round(b.view("pd_realised"), 6),
+            "star_exit_in_window": b.view("s1"),
+            "penalty_in_window": b.view("s2"),
+            "default_date": _dates(start, dday, dday < NEVER),
+            "max_dpd": b.view("max_dpd"),
+            "status": pl.Series(["open", "repaid", "charged_off"]).gather(
+                b.view("status").astype(np.int64)
+            ),
+            "closed_date": _dates(start, closed_day, closed_day < NEVER),
+        }
+    )
     pq.write_table(loans.to_arrow(), tdir / "loans.parquet", compression="zstd")
 
     n_closed = int(closed.sum())
     n_def = int((defaulted & closed).sum())
     params = {
-        "scale": scale, "seed": seed, "start": start.isoformat(), "days": days, "merchants": n,
-        "preset": dataclasses.asdict(preset), "world": dataclasses.asdict(p),
+        "scale": scale,
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": days,
+        "merchants": n,
+        "preset": dataclasses.asdict(preset),
+        "world": dataclasses.asdict(p),
     }
-    (tdir / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {"loans_closed": n_closed, "defaults_closed": n_def,
-            "default_rate_closed": round(n_def / n_closed, 4) if n_closed else None}
+    (tdir / "params.json").write_text(
+        json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return {
+        "loans_closed": n_closed,
+        "defaults_closed": n_def,
+        "default_rate_closed": round(n_def / n_closed, 4) if n_closed else None,
+    }

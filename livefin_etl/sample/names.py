@@ -44,18 +44,55 @@ PROVINCES: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("青海省", ("西宁市",), 0.2),
     ("西藏自治区", ("拉萨市",), 0.1),
 )
-DISTRICTS = ("城关区", "新城区", "高新区", "经开区", "东城区", "西城区", "南湖区", "北苑区",
-             "滨江区", "江北区", "中心区", "开发区")
-ROADS = ("人民路", "解放路", "中山路", "建设路", "和平路", "文化路", "新华路", "长江路", "黄河路",
-         "胜利路", "学府路", "科技路", "青年路", "朝阳路", "迎宾大道", "工业大道", "滨湖路", "金桥路",
-         "花园路", "光明路")
-SURNAMES = tuple("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
-                 "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛段雷侯龙史陶黎贺顾"
-                 "毛郝龚邵万钱严覃武戴莫孔向汤")
-GIVEN = tuple("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚华玉萍红玲芬燕彬鹏辉建国志海晓东婷雪梅慧琳"
-              "欣怡轩浩然宇航思远涵雨桐鸣琪佳俊博文丹宁凯鑫悦晨阳瑶颖倩雯昊天乐嘉豪子婧蕾")
-BRAND = tuple("锦绣优品鲜味悦家美颜星辰云上花语森林嘉禾盛世华彩金玉满堂乐享初心源野小麦田蜜语清风"
-              "雅致匠造尚潮柒月暖阳")
+DISTRICTS = (
+    "城关区",
+    "新城区",
+    "高新区",
+    "经开区",
+    "东城区",
+    "西城区",
+    "南湖区",
+    "北苑区",
+    "滨江区",
+    "江北区",
+    "中心区",
+    "开发区",
+)
+ROADS = (
+    "人民路",
+    "解放路",
+    "中山路",
+    "建设路",
+    "和平路",
+    "文化路",
+    "新华路",
+    "长江路",
+    "黄河路",
+    "胜利路",
+    "学府路",
+    "科技路",
+    "青年路",
+    "朝阳路",
+    "迎宾大道",
+    "工业大道",
+    "滨湖路",
+    "金桥路",
+    "花园路",
+    "光明路",
+)
+SURNAMES = tuple(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
+    "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛段雷侯龙史陶黎贺顾"
+    "毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = tuple(
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚华玉萍红玲芬燕彬鹏辉建国志海晓东婷雪梅慧琳"
+    "欣怡轩浩然宇航思远涵雨桐鸣琪佳俊博文丹宁凯鑫悦晨阳瑶颖倩雯昊天乐嘉豪子婧蕾"
+)
+BRAND = tuple(
+    "锦绣优品鲜味悦家美颜星辰云上花语森林嘉禾盛世华彩金玉满堂乐享初心源野小麦田蜜语清风"
+    "雅致匠造尚潮柒月暖阳"
+)
 CATEGORY_NOUNS = (
     ("服饰", "女装", "男装", "童装", "鞋服"),
     ("食品", "特产", "零食", "生鲜", "茶叶"),
@@ -65,7 +102,16 @@ CATEGORY_NOUNS = (
 )
 STORE_TYPES = ("旗舰店", "专营店", "官方店", "专卖店", "小店", "工厂店")
 
-CARRIERS = ("顺丰速运", "中通快递", "圆通速递", "韵达快递", "申通快递", "极兔速递", "京东物流", "中国邮政")
+CARRIERS = (
+    "顺丰速运",
+    "中通快递",
+    "圆通速递",
+    "韵达快递",
+    "申通快递",
+    "极兔速递",
+    "京东物流",
+    "中国邮政",
+)
 CARRIER_PREFIX = ("SF", "ZT", "YT", "YD", "ST", "JT", "JD", "EM")
 CARRIER_WEIGHTS = (0.12, 0.22, 0.18, 0.14, 0.10, 0.14, 0.06, 0.04)
 
@@ -134,7 +180,7 @@ def person_names(h: np.ndarray) -> pl.Expr:
 
 
 def addresses(h: np.ndarray) -> pl.Expr:
-    """"省 市 区 路 号" delivery addresses."""
+    """ "省 市 区 路 号" delivery addresses."""
     h2 = mix64(h ^ _U64(0x5DEECE66D))
     prov = province_of(h2)
     city = city_of(prov, h2 >> _U64(20))
@@ -142,8 +188,13 @@ def addresses(h: np.ndarray) -> pl.Expr:
     road = ((h2 >> _U64(36)) % _U64(len(ROADS))).astype(np.int64)
     num = ((h2 >> _U64(44)) % _U64(399) + _U64(1)).astype(np.int64)
     return pl.concat_str(
-        [_pick(PROVINCE_NAMES, prov), _pick(_CITY_FLAT, city), _pick(DISTRICTS, dist),
-         _pick(ROADS, road), _num(num) + "号"],
+        [
+            _pick(PROVINCE_NAMES, prov),
+            _pick(_CITY_FLAT, city),
+            _pick(DISTRICTS, dist),
+            _pick(ROADS, road),
+            _num(num) + "号",
+        ],
         separator=" ",
     )
 
@@ -156,8 +207,13 @@ def shop_names(prov: np.ndarray, city_h: np.ndarray, cat: np.ndarray, h: np.ndar
     noun_i = ((h >> _U64(16)) % _U64(5)).astype(np.int64)
     store = ((h >> _U64(24)) % _U64(len(STORE_TYPES))).astype(np.int64)
     return pl.concat_str(
-        [_pick(_CITY_SHORT, city), _pick(BRAND, b1), _pick(BRAND, b2),
-         _pick(_NOUNS, cat.astype(np.int64) * 5 + noun_i), _pick(STORE_TYPES, store)]
+        [
+            _pick(_CITY_SHORT, city),
+            _pick(BRAND, b1),
+            _pick(BRAND, b2),
+            _pick(_NOUNS, cat.astype(np.int64) * 5 + noun_i),
+            _pick(STORE_TYPES, store),
+        ]
     )
 
 
@@ -166,4 +222,8 @@ def tracking_numbers(carrier: np.ndarray, h: np.ndarray) -> pl.Expr:
     has = carrier >= 0
     digits = (h % _U64(10**12)).astype(np.int64)
     pref = _pick(CARRIER_PREFIX, np.where(has, carrier, 0))
-    return pl.when(pl.lit(pl.Series(has))).then(pl.concat_str([pref, _num(digits, 12)])).otherwise(None)
+    return (
+        pl.when(pl.lit(pl.Series(has)))
+        .then(pl.concat_str([pref, _num(digits, 12)]))
+        .otherwise(None)
+    )

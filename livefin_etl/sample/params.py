@@ -30,7 +30,7 @@ class ScalePreset:
 
 
 SCALES: dict[str, ScalePreset] = {
-    "tiny": ScalePreset("tiny", 200, 300, 2.4, "CI: seconds to generate, >= 250 closed loans"),
+    "tiny": ScalePreset("tiny", 200, 300, 2.2, "CI: seconds to generate, >= 250 closed loans"),
     "small": ScalePreset("small", 2_000, 365, 3.6, "demo: ~2.5 M orders, well under a minute"),
     "large": ScalePreset("large", 100_000, 365, 4.0, "benchmark: >= 300k orders/day, streamed"),
 }
@@ -52,9 +52,11 @@ class WorldParams:
     aov_sigma: float = 0.45  # within-merchant order value dispersion
     conversion: tuple[float, ...] = (0.020, 0.030, 0.025, 0.022, 0.010)  # orders/viewer at q=0.5
     conversion_q: float = 1.5  # d log(conversion) / dq
-    sessions_per_day: tuple[float, float] = (0.3, 1.6)  # live sessions per day (small..big merchants)
+    # live sessions per day: from small to big merchants
+    sessions_per_day: tuple[float, float] = (0.3, 1.6)
     ar_phi: float = 0.85  # daily persistence of merchant demand noise
     volatility: tuple[float, float] = (0.10, 0.45)  # stationary sd of log demand noise
+    trend_mean: float = 0.25  # mean yearly log growth of a merchant (the platform grows)
     trend_sigma: float = 0.35  # sd of the yearly log growth rate
     ramp_days: float = 30.0  # new merchants ramp up with this time constant
     discount_share: float = 0.55  # share of real orders with a discount
@@ -71,8 +73,14 @@ class WorldParams:
     category_peak_scale: tuple[float, ...] = (1.2, 0.8, 1.0, 1.25, 1.0)
 
     # --- operations driven by quality q
+    # refund rate per category, from q=1 to q=0 (apparel returns are extreme)
     refund_range: tuple[tuple[float, float], ...] = (
-        (0.40, 0.80), (0.04, 0.14), (0.05, 0.16), (0.15, 0.35), (0.10, 0.28))  # rate at q=1 .. q=0
+        (0.40, 0.80),  # apparel
+        (0.04, 0.14),  # food
+        (0.05, 0.16),  # household
+        (0.15, 0.35),  # beauty
+        (0.10, 0.28),  # electronics
+    )
     partial_refund_share: float = 0.25
     cancel: tuple[float, float] = (0.01, 0.05)  # base + slope * (1 - q)
     ship_hours: tuple[float, float] = (10.0, 55.0)  # median hours to ship: base + slope*(1-q)^1.5
@@ -130,7 +138,7 @@ class WorldParams:
     pd_penalty: float = 1.3  # platform penalty within shock_window_days (realised shock)
     pd_leverage: float = 0.8  # x ln(gross / real net) over the last 30 days
     pd_volatility: float = 3.0  # x (volatility - 0.275)
-    pd_trend: float = 1.0  # x (- yearly growth)
+    pd_trend: float = 1.0  # x (trend_mean - yearly growth)
     pd_new: float = 0.3  # tenure < 1 year
     pd_size: float = 0.1  # x (- ln(real net 30d / median))
     shock_window_days: int = 120

@@ -25,16 +25,81 @@ DAY = 86_400
 
 # Chinese New Year (logistics shut down for about a week around it).
 CNY = {
-    2020: (1, 25), 2021: (2, 12), 2022: (2, 1), 2023: (1, 22), 2024: (2, 10), 2025: (1, 29),
-    2026: (2, 17), 2027: (2, 6), 2028: (1, 26), 2029: (2, 13), 2030: (2, 3), 2031: (1, 23),
-    2032: (2, 11), 2033: (1, 31), 2034: (2, 19), 2035: (2, 8),
+    2020: (1, 25),
+    2021: (2, 12),
+    2022: (2, 1),
+    2023: (1, 22),
+    2024: (2, 10),
+    2025: (1, 29),
+    2026: (2, 17),
+    2027: (2, 6),
+    2028: (1, 26),
+    2029: (2, 13),
+    2030: (2, 3),
+    2031: (1, 23),
+    2032: (2, 11),
+    2033: (1, 31),
+    2034: (2, 19),
+    2035: (2, 8),
 }
 
 # Hour-of-day weights: live sessions are evening-heavy, shelf orders flatter.
-SESSION_HOURS = np.array([0.15, 0.05, 0.02, 0.01, 0.01, 0.02, 0.1, 0.3, 0.6, 0.8, 1.0, 1.0,
-                          1.2, 1.0, 0.9, 0.9, 1.0, 1.2, 1.6, 2.4, 3.0, 3.0, 2.2, 0.8])
-SHELF_HOURS = np.array([0.25, 0.12, 0.06, 0.04, 0.04, 0.08, 0.3, 0.6, 0.9, 1.0, 1.0, 1.1,
-                        1.2, 1.0, 1.0, 1.0, 1.0, 1.1, 1.2, 1.4, 1.6, 1.6, 1.3, 0.7])
+SESSION_HOURS = np.array(
+    [
+        0.15,
+        0.05,
+        0.02,
+        0.01,
+        0.01,
+        0.02,
+        0.1,
+        0.3,
+        0.6,
+        0.8,
+        1.0,
+        1.0,
+        1.2,
+        1.0,
+        0.9,
+        0.9,
+        1.0,
+        1.2,
+        1.6,
+        2.4,
+        3.0,
+        3.0,
+        2.2,
+        0.8,
+    ]
+)
+SHELF_HOURS = np.array(
+    [
+        0.25,
+        0.12,
+        0.06,
+        0.04,
+        0.04,
+        0.08,
+        0.3,
+        0.6,
+        0.9,
+        1.0,
+        1.0,
+        1.1,
+        1.2,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        1.1,
+        1.2,
+        1.4,
+        1.6,
+        1.6,
+        1.3,
+        0.7,
+    ]
+)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -51,8 +116,11 @@ def season_table(p: WorldParams, start: dt.date, first: int, days: int) -> np.nd
         peaks = 0.0
         cny = 1.0
         for y in (d.year - 1, d.year, d.year + 1):
-            for (m, dd), amp in (((6, 18), p.peak_618), ((11, 11), p.peak_1111),
-                                 ((12, 12), p.peak_1212)):
+            for (m, dd), amp in (
+                ((6, 18), p.peak_618),
+                ((11, 11), p.peak_1111),
+                ((12, 12), p.peak_1212),
+            ):
                 x = (o - dt.date(y, m, dd).toordinal()) / p.peak_sigma_days
                 if abs(x) < 6:
                     peaks += amp * np.exp(-0.5 * x * x)
@@ -83,12 +151,28 @@ class LoanBook:
     """Struct-of-arrays loan book with amortised growth."""
 
     FIELDS = {
-        "merchant": np.int64, "orig": np.int64, "principal": np.float64, "fee": np.float64,
-        "due": np.float64, "w": np.float64, "term": np.int64, "limit": np.float64,
-        "true_pd": np.float64, "pd_realised": np.float64, "default": bool, "tau": np.int64,
-        "cure": np.int64, "repaid": np.float64, "status": np.int8, "default_day": np.int64,
-        "closed_day": np.int64, "s1": bool, "s2": bool, "max_dpd": np.int64,
-        "gross30": np.float64, "net30": np.float64,
+        "merchant": np.int64,
+        "orig": np.int64,
+        "principal": np.float64,
+        "fee": np.float64,
+        "due": np.float64,
+        "w": np.float64,
+        "term": np.int64,
+        "limit": np.float64,
+        "true_pd": np.float64,
+        "pd_realised": np.float64,
+        "default": bool,
+        "tau": np.int64,
+        "cure": np.int64,
+        "repaid": np.float64,
+        "status": np.int8,
+        "default_day": np.int64,
+        "closed_day": np.int64,
+        "s1": bool,
+        "s2": bool,
+        "max_dpd": np.int64,
+        "gross30": np.float64,
+        "net30": np.float64,
     }
 
     def __init__(self) -> None:
@@ -124,8 +208,9 @@ class LoanBook:
 
 
 class World:
-    def __init__(self, p: WorldParams, seed: int, start: dt.date, days: int, n: int,
-                 orders_per_day: float) -> None:
+    def __init__(
+        self, p: WorldParams, seed: int, start: dt.date, days: int, n: int, orders_per_day: float
+    ) -> None:
         self.p = p
         self.seed = int(seed)
         self.start = start
@@ -147,7 +232,9 @@ class World:
     def _init_merchants(self, mu: float) -> None:
         p, n = self.p, self.N
         r = self.rng(0, -self.burn)
-        self.cat = r.choice(len(CATEGORIES), size=n, p=np.array(p.category_shares) / sum(p.category_shares))
+        self.cat = r.choice(
+            len(CATEGORIES), size=n, p=np.array(p.category_shares) / sum(p.category_shares)
+        )
         h = names.mix64(np.arange(n, dtype=U64) + U64(self.seed) * U64(0x100000001))
         self.prov = names.province_of(h)
         self.name_hash = h
@@ -168,8 +255,11 @@ class World:
 
         # Streamer roster: 1-5 streamers; a dependent merchant has a hired star plus backups.
         self.dependent = r.random(n) < p.streamer_dependent_share
-        roster = np.where(self.dependent, r.integers(2, 6, size=n),
-                          r.choice([1, 2, 3, 4, 5], size=n, p=[0.15, 0.3, 0.25, 0.2, 0.1]))
+        roster = np.where(
+            self.dependent,
+            r.integers(2, 6, size=n),
+            r.choice([1, 2, 3, 4, 5], size=n, p=[0.15, 0.3, 0.25, 0.2, 0.1]),
+        )
         self.roster = roster
         w = r.gamma(2.0, size=(n, 5))
         w[np.arange(5)[None, :] >= roster[:, None]] = 0.0
@@ -179,8 +269,12 @@ class World:
         w[dep, 0] = p.star_share
         w[dep, 1:] = backups * (1 - p.star_share)
         self.weights = w
-        self.exit_day = np.where(dep, np.maximum(self.onboard, 0)
-                                 + np.floor(r.exponential(p.exit_mean_days, size=n)).astype(np.int64), NEVER)
+        self.exit_day = np.where(
+            dep,
+            np.maximum(self.onboard, 0)
+            + np.floor(r.exponential(p.exit_mean_days, size=n)).astype(np.int64),
+            NEVER,
+        )
         self.exit_drop = r.uniform(*p.exit_drop, size=n)
 
         # Pre-drawn shock dates; the hazards are memoryless, so P(shock in the next W days | none
@@ -204,7 +298,7 @@ class World:
         self.base_daily_gmv = self.mu * self.aov
         self.volatility = r.uniform(*p.volatility, size=n)
         self.ar = r.standard_normal(n) * self.volatility
-        self.trend = r.normal(0.0, p.trend_sigma, size=n)
+        self.trend = r.normal(p.trend_mean, p.trend_sigma, size=n)
 
         # Operations, all driven by quality.
         rr = np.array(p.refund_range)
@@ -222,9 +316,11 @@ class World:
 
         # Legacy lender state.
         mean_apply = np.where(self.brushing, p.apply_mean_days_brushing, p.apply_mean_days)
-        self.next_apply = (np.maximum(p.lend_start_day, self.onboard + p.min_tenure_days)
-                           + r.geometric(1.0 / mean_apply, size=n)
-                           + self.brushing * p.brush_ramp_days).astype(np.int64)
+        self.next_apply = (
+            np.maximum(p.lend_start_day, self.onboard + p.min_tenure_days)
+            + r.geometric(1.0 / mean_apply, size=n)
+            + self.brushing * p.brush_ramp_days
+        ).astype(np.int64)
         self.has_loan = np.zeros(n, dtype=bool)
         self.banned = np.zeros(n, dtype=bool)
         self.gross_win = np.zeros((30, n))
@@ -250,7 +346,12 @@ class World:
 
         mult = self._demand(t, active)
         orders, sessions = self._orders(t, active, mult, rd)
-        om, paid, refund, fake = orders["merchant"], orders["paid"], orders["refund"], orders["fake"]
+        om, paid, refund, fake = (
+            orders["merchant"],
+            orders["paid"],
+            orders["refund"],
+            orders["fake"],
+        )
         gross = np.bincount(om, weights=paid, minlength=n)
         real = ~fake
         net = np.bincount(om[real], weights=paid[real] - refund[real], minlength=n)
@@ -264,8 +365,9 @@ class World:
         self._events(t, orders)
         events = self._pop_events(t)
         mer = np.flatnonzero(self.onboard <= 0) if t == 0 else np.flatnonzero(self.onboard == t)
-        return DayTables(t, mer, orders, sessions, events, new_loans or _empty_loans(),
-                         reps or _empty_reps())
+        return DayTables(
+            t, mer, orders, sessions, events, new_loans or _empty_loans(), reps or _empty_reps()
+        )
 
     def _demand(self, t: int, active: np.ndarray) -> np.ndarray:
         p = self.p
@@ -275,7 +377,11 @@ class World:
         m *= np.exp(self.trend * t / 365.0 + self.ar - 0.5 * self.volatility**2)
         m *= np.where(t >= self.exit_day, 1 - self.exit_drop, 1.0)
         since = t - self.pen_day
-        m *= np.where(since >= 0, 1 - p.penalty_depth * np.exp(-np.maximum(since, 0) / p.penalty_recovery_days), 1.0)
+        m *= np.where(
+            since >= 0,
+            1 - p.penalty_depth * np.exp(-np.maximum(since, 0) / p.penalty_recovery_days),
+            1.0,
+        )
         m *= np.where(t >= self.distress_day, p.distress_mult, 1.0)
         return m * active
 
@@ -292,18 +398,34 @@ class World:
         ns = sm.size
         cw = np.cumsum(self.weights[sm], axis=1)
         slot = np.minimum((rd.random(ns)[:, None] > cw).sum(1), self.roster[sm] - 1)
-        start = (rd.choice(24, size=ns, p=SESSION_HOURS / SESSION_HOURS.sum()) * 3600
-                 + rd.integers(0, 3600, size=ns))
+        start = rd.choice(24, size=ns, p=SESSION_HOURS / SESSION_HOURS.sum()) * 3600 + rd.integers(
+            0, 3600, size=ns
+        )
         dur = rd.integers(3600, 5 * 3600, size=ns)
-        viewers = np.maximum(1, np.rint(self.audience[sm] * mult[sm] / self.sess_rate[sm]
-                                        * rd.lognormal(-0.08, 0.4, size=ns))).astype(np.int64)
+        viewers = np.maximum(
+            1,
+            np.rint(
+                self.audience[sm]
+                * mult[sm]
+                / self.sess_rate[sm]
+                * rd.lognormal(-0.08, 0.4, size=ns)
+            ),
+        ).astype(np.int64)
         so = rd.poisson(viewers * self.conv[sm])
         # Sessions are numbered in start order.
         order_s = np.lexsort((np.arange(ns), start))
-        sm, slot, start, dur, viewers, so = (a[order_s] for a in (sm, slot, start, dur, viewers, so))
+        sm, slot, start, dur, viewers, so = (
+            a[order_s] for a in (sm, slot, start, dur, viewers, so)
+        )
         sessions = {
-            "merchant": sm, "slot": slot, "start": start, "end": start + dur, "viewers": viewers,
-            "peak": np.maximum(1, np.rint(viewers * rd.uniform(0.05, 0.25, size=ns))).astype(np.int64),
+            "merchant": sm,
+            "slot": slot,
+            "start": start,
+            "end": start + dur,
+            "viewers": viewers,
+            "peak": np.maximum(1, np.rint(viewers * rd.uniform(0.05, 0.25, size=ns))).astype(
+                np.int64
+            ),
             "watch": np.round(viewers * self.watch[sm] * rd.lognormal(0, 0.2, size=ns), 1),
             "followers": rd.binomial(viewers, self.follow[sm]),
         }
@@ -312,7 +434,8 @@ class World:
         # Orders: in sessions, on the shelf (no session), and fake (brushing).
         sess_idx = np.repeat(np.arange(ns), so)
         ts_live = start[sess_idx] + np.floor(
-            ro.random(sess_idx.size) * np.minimum(dur[sess_idx], DAY - 1 - start[sess_idx])).astype(np.int64)
+            ro.random(sess_idx.size) * np.minimum(dur[sess_idx], DAY - 1 - start[sess_idx])
+        ).astype(np.int64)
         shelf_n = ro.poisson(self.audience * self.conv * mult * (1 - p.live_share) / p.live_share)
         shelf_m = np.repeat(np.arange(n), shelf_n)
         hrs = ro.choice(24, size=shelf_m.size, p=SHELF_HOURS / SHELF_HOURS.sum())
@@ -320,29 +443,51 @@ class World:
 
         age = np.maximum(t - self.onboard, 0)
         life = 0.15 + 0.85 * (1 - np.exp(-age / p.ramp_days))
-        ramp = np.where((self.next_apply >= t) & (self.next_apply - t <= p.brush_ramp_days)
-                        & ~self.has_loan, p.brush_ramp_mult, 1.0)
-        fake_rate = (self.brushing * active * (t < self.distress_day) * self.fake_share
-                     * self.mu * life * ramp)
+        ramp = np.where(
+            (self.next_apply >= t) & (self.next_apply - t <= p.brush_ramp_days) & ~self.has_loan,
+            p.brush_ramp_mult,
+            1.0,
+        )
+        fake_rate = (
+            self.brushing
+            * active
+            * (t < self.distress_day)
+            * self.fake_share
+            * self.mu
+            * life
+            * ramp
+        )
         fake_n = ro.poisson(fake_rate)
         fake_m = np.repeat(np.arange(n), fake_n)
         nf = fake_m.size
         burst = ro.integers(0, 5 * 3600 - 1800, size=n)  # one small-hours burst per merchant-day
         odd = ro.random(nf) < p.odd_hour_share
-        ts_fake = np.where(odd, burst[fake_m] + ro.integers(0, 1800, size=nf),
-                           ro.integers(8 * 3600, 23 * 3600, size=nf))
+        ts_fake = np.where(
+            odd,
+            burst[fake_m] + ro.integers(0, 1800, size=nf),
+            ro.integers(8 * 3600, 23 * 3600, size=nf),
+        )
 
         om = np.concatenate([sm[sess_idx], shelf_m, fake_m]).astype(np.int64)
         osess = np.concatenate([sess_idx, np.full(shelf_m.size + nf, -1)]).astype(np.int64)
-        fake = np.concatenate([np.zeros(sess_idx.size + shelf_m.size, dtype=bool), np.ones(nf, dtype=bool)])
+        fake = np.concatenate(
+            [np.zeros(sess_idx.size + shelf_m.size, dtype=bool), np.ones(nf, dtype=bool)]
+        )
         ots = np.concatenate([ts_live, ts_shelf, ts_fake]).astype(np.int64)
         no = om.size
 
         # Amounts: paid <= item after rounding because rounding is monotone.
         aov = self.aov[om]
-        item = np.maximum(1.0, np.round(aov * np.where(fake, ro.lognormal(0, 0.2, no),
-                                                       ro.lognormal(-0.1, p.aov_sigma, no)), 2))
-        disc = np.where(~fake & (ro.random(no) < p.discount_share), ro.uniform(0.02, p.discount_max, no), 0.0)
+        item = np.maximum(
+            1.0,
+            np.round(
+                aov * np.where(fake, ro.lognormal(0, 0.2, no), ro.lognormal(-0.1, p.aov_sigma, no)),
+                2,
+            ),
+        )
+        disc = np.where(
+            ~fake & (ro.random(no) < p.discount_share), ro.uniform(0.02, p.discount_max, no), 0.0
+        )
         paid = np.round(item * (1 - disc), 2)
 
         # Status, decided at creation (the export carries the final status).
@@ -359,25 +504,45 @@ class World:
         status[partial] = 3
         status[fake] = 0
         lost &= ~fake
-        refund = np.where(status == 3, np.round(paid * ro.uniform(0.1, 0.7, no), 2),
-                          np.where((status == 1) | (status == 2), paid, 0.0))
+        refund = np.where(
+            status == 3,
+            np.round(paid * ro.uniform(0.1, 0.7, no), 2),
+            np.where((status == 1) | (status == 2), paid, 0.0),
+        )
 
         # Buyers: loyal pool (repeat customers), new buyers, or the brushing ring.
         loyal = ro.random(no) < self.repeat[om]
-        k_pool = np.floor(ro.random(no) * np.where(fake, self.ring_size[om], self.pool[om])).astype(np.int64)
-        keyed = (np.where(fake, 2, 1).astype(U64) << U64(60)) | (om.astype(U64) << U64(30)) | k_pool.astype(U64)
+        k_pool = np.floor(ro.random(no) * np.where(fake, self.ring_size[om], self.pool[om])).astype(
+            np.int64
+        )
+        keyed = (
+            (np.where(fake, 2, 1).astype(U64) << U64(60))
+            | (om.astype(U64) << U64(30))
+            | k_pool.astype(U64)
+        )
         keyed = keyed ^ (U64(self.seed) << U64(20))
         random_id = ro.integers(0, 1 << 62, size=no, dtype=np.int64).astype(U64)
         buyer = names.mix64(np.where(fake | loyal, keyed, random_id))
 
         perm = np.lexsort((np.arange(no), ots))
         orders = {
-            "merchant": om, "session": osess, "fake": fake, "ts": ots, "item": item, "paid": paid,
-            "status": status, "refund": refund, "lost": lost, "buyer": buyer,
+            "merchant": om,
+            "session": osess,
+            "fake": fake,
+            "ts": ots,
+            "item": item,
+            "paid": paid,
+            "status": status,
+            "refund": refund,
+            "lost": lost,
+            "buyer": buyer,
         }
         orders = {k: v[perm] for k, v in orders.items()}
-        gmv_sess = np.bincount(orders["session"][orders["session"] >= 0],
-                               weights=orders["paid"][orders["session"] >= 0], minlength=ns)
+        gmv_sess = np.bincount(
+            orders["session"][orders["session"] >= 0],
+            weights=orders["paid"][orders["session"] >= 0],
+            minlength=ns,
+        )
         sessions["gmv"] = np.round(gmv_sess, 2)
         return orders, sessions
 
@@ -393,28 +558,42 @@ class World:
         m = o["merchant"][sel]
         fake = o["fake"][sel]
         base = t * DAY + o["ts"][sel]
-        delay_h = np.where(fake, rf.uniform(0.5, 6, k),
-                           rf.lognormal(np.log(self.ship_hours[m]), 0.6, k))
+        delay_h = np.where(
+            fake, rf.uniform(0.5, 6, k), rf.lognormal(np.log(self.ship_hours[m]), 0.6, k)
+        )
         ship = base + (delay_h * 3600).astype(np.int64)
         late = delay_h > 48
         # Logistics dip around CNY: deliveries take longer.
-        cny_slow = 1.0 / np.maximum(self.season[self.cat[m], t + self.burn] / np.array(p.weekly)[
-            (self.start + dt.timedelta(days=t)).weekday()], 0.5)
-        transit = np.where(fake, rf.uniform(0.3, 1.5, k),
-                           rf.lognormal(np.log(2.5), 0.35, k) * np.maximum(cny_slow, 1.0))
+        cny_slow = 1.0 / np.maximum(
+            self.season[self.cat[m], t + self.burn]
+            / np.array(p.weekly)[(self.start + dt.timedelta(days=t)).weekday()],
+            0.5,
+        )
+        transit = np.where(
+            fake,
+            rf.uniform(0.3, 1.5, k),
+            rf.lognormal(np.log(2.5), 0.35, k) * np.maximum(cny_slow, 1.0),
+        )
         lost = o["lost"][sel]
         deliver = ship + (transit * DAY).astype(np.int64)
         lost_ts = ship + (rf.uniform(3, 8, k) * DAY).astype(np.int64)
         status = o["status"][sel]
-        ret = ~fake & ~lost & (((status == 2) & (rf.random(k) < 0.9)) | ((status == 3) & (rf.random(k) < 0.4)))
+        ret = (
+            ~fake
+            & ~lost
+            & (((status == 2) & (rf.random(k) < 0.9)) | ((status == 3) & (rf.random(k) < 0.4)))
+        )
         ret_ts = deliver + (rf.uniform(1, 10, k) * DAY).astype(np.int64)
         comp_p = self.complaint[m] * np.where(late, 3.0, 1.0) + np.where(lost, 0.3, 0.0)
         comp = ~fake & (rf.random(k) < comp_p)
         comp_ts = np.where(lost, lost_ts, deliver) + (rf.uniform(0, 4, k) * DAY).astype(np.int64)
 
         # Real parcels: a carrier, a tracking number and a real weight. Fake ones: mostly none.
-        carrier = np.where(rf.random(k) < 0.8, self.carrier[m],
-                           rf.choice(len(names.CARRIERS), size=k, p=names.CARRIER_WEIGHTS))
+        carrier = np.where(
+            rf.random(k) < 0.8,
+            self.carrier[m],
+            rf.choice(len(names.CARRIERS), size=k, p=names.CARRIER_WEIGHTS),
+        )
         tracked = np.where(fake, rf.random(k) >= p.fake_no_track, rf.random(k) < 0.997)
         carrier = np.where(tracked, carrier, -1)
         grams = np.array(p.parcel_grams)[self.cat[m]]
@@ -441,7 +620,9 @@ class World:
             cols["type"].append(np.full(mask.sum(), typ, dtype=np.int8))
             cols["ts"].append(ts[mask])
             cols["carrier"].append(carrier[mask])
-            cols["weight"].append(weight[mask] if typ == 0 else np.full(mask.sum(), np.nan, np.float32))
+            cols["weight"].append(
+                weight[mask] if typ == 0 else np.full(mask.sum(), np.nan, np.float32)
+            )
         ev = {c: np.concatenate(v) for c, v in cols.items()}
         day = ev["ts"] // DAY
         keep = day < self.days
@@ -452,9 +633,13 @@ class World:
         day = day[order]
         ev = {c: v[order] for c, v in ev.items()}
         cuts = np.flatnonzero(np.diff(day)) + 1
-        for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [day.size]]), strict=True):
+        for lo, hi in zip(
+            np.concatenate([[0], cuts]), np.concatenate([cuts, [day.size]]), strict=True
+        ):
             if hi > lo:
-                self.pending.setdefault(int(day[lo]), []).append({c: v[lo:hi] for c, v in ev.items()})
+                self.pending.setdefault(int(day[lo]), []).append(
+                    {c: v[lo:hi] for c, v in ev.items()}
+                )
 
     def _pop_events(self, t: int) -> dict[str, np.ndarray]:
         chunks = self.pending.pop(t, [])
@@ -472,8 +657,13 @@ class World:
     def _originate(self, t: int, active: np.ndarray) -> dict[str, np.ndarray] | None:
         """The legacy rule: tenure and last-30-day gross GMV; limit = multiple x gross GMV."""
         p = self.p
-        cand = np.flatnonzero(active & (self.next_apply <= t) & ~self.has_loan & ~self.banned
-                              & (self.distress_day > t))
+        cand = np.flatnonzero(
+            active
+            & (self.next_apply <= t)
+            & ~self.has_loan
+            & ~self.banned
+            & (self.distress_day > t)
+        )
         if cand.size == 0:
             return None
         rl = self.rng(4, t)
@@ -505,36 +695,70 @@ class World:
         r_exp = np.clip(net30 / np.maximum(gross30, 1.0), 0.03, 1.0)
         dep_active = self.dependent[m] & (self.exit_day[m] > t)
         W = p.shock_window_days
-        logit0 = (p.pd_intercept + p.pd_quality * (0.5 - q) + p.pd_brushing * self.brushing[m]
-                  + p.pd_dependent * dep_active + p.pd_leverage * np.log(1.0 / r_exp)
-                  + p.pd_volatility * (self.volatility[m] - 0.275) - p.pd_trend * self.trend[m]
-                  + p.pd_new * (t - self.onboard[m] < 365)
-                  - p.pd_size * np.log(np.maximum(net30, 1.0) / self.net_ref))
+        logit0 = (
+            p.pd_intercept
+            + p.pd_quality * (0.5 - q)
+            + p.pd_brushing * self.brushing[m]
+            + p.pd_dependent * dep_active
+            + p.pd_leverage * np.log(1.0 / r_exp)
+            + p.pd_volatility * (self.volatility[m] - 0.275)
+            + p.pd_trend * (p.trend_mean - self.trend[m])
+            + p.pd_new * (t - self.onboard[m] < 365)
+            - p.pd_size * np.log(np.maximum(net30, 1.0) / self.net_ref)
+        )
         p1 = dep_active * (1 - np.exp(-W / p.exit_mean_days))
         not_pen = self.pen_day[m] >= t
         p2 = not_pen * (1 - np.exp(-self.pen_hazard[m] * W))
-        true_pd = ((1 - p1) * (1 - p2) * _sigmoid(logit0) + p1 * (1 - p2) * _sigmoid(logit0 + p.pd_exit)
-                   + (1 - p1) * p2 * _sigmoid(logit0 + p.pd_penalty)
-                   + p1 * p2 * _sigmoid(logit0 + p.pd_exit + p.pd_penalty))
+        true_pd = (
+            (1 - p1) * (1 - p2) * _sigmoid(logit0)
+            + p1 * (1 - p2) * _sigmoid(logit0 + p.pd_exit)
+            + (1 - p1) * p2 * _sigmoid(logit0 + p.pd_penalty)
+            + p1 * p2 * _sigmoid(logit0 + p.pd_exit + p.pd_penalty)
+        )
         s1 = dep_active & (self.exit_day[m] < t + W)
         s2 = not_pen & (self.pen_day[m] < t + W)
         pd_real = _sigmoid(logit0 + p.pd_exit * s1 + p.pd_penalty * s2)
         default = rl.random(k) < pd_real
         # A defaulter's distress follows its shock if one happens, else arrives at random.
-        shock = np.minimum(np.where(s1, self.exit_day[m], NEVER), np.where(s2, self.pen_day[m], NEVER))
-        tau = np.where(shock < NEVER, shock + rl.integers(3, 22, size=k), t + rl.integers(10, 91, size=k))
+        shock = np.minimum(
+            np.where(s1, self.exit_day[m], NEVER), np.where(s2, self.pen_day[m], NEVER)
+        )
+        tau = np.where(
+            shock < NEVER, shock + rl.integers(3, 22, size=k), t + rl.integers(10, 91, size=k)
+        )
         tau = np.clip(tau, t + 1, t + 100)
         tau = np.where(default, tau, NEVER)
         self.distress_day[m] = np.minimum(self.distress_day[m], tau)
         self.has_loan[m] = True
 
         idx = self.loans.add(
-            merchant=m, orig=np.full(k, t), principal=principal, fee=fee, due=due, w=w, term=term,
-            limit=limit, true_pd=true_pd, pd_realised=pd_real, default=default, tau=tau,
-            cure=rl.choice(np.array(p.cure_dpd), size=k), s1=s1, s2=s2, gross30=gross30, net30=net30,
+            merchant=m,
+            orig=np.full(k, t),
+            principal=principal,
+            fee=fee,
+            due=due,
+            w=w,
+            term=term,
+            limit=limit,
+            true_pd=true_pd,
+            pd_realised=pd_real,
+            default=default,
+            tau=tau,
+            cure=rl.choice(np.array(p.cure_dpd), size=k),
+            s1=s1,
+            s2=s2,
+            gross30=gross30,
+            net30=net30,
         )
-        return {"loan": idx, "merchant": m, "principal": principal, "fee": fee, "w": w,
-                "term": term.astype(np.int64), "limit": limit}
+        return {
+            "loan": idx,
+            "merchant": m,
+            "principal": principal,
+            "fee": fee,
+            "w": w,
+            "term": term.astype(np.int64),
+            "limit": limit,
+        }
 
     def _repay(self, t: int, net: np.ndarray) -> dict[str, np.ndarray] | None:
         """Withhold a share of real net sales; track dpd against 30-day minimum instalments."""
@@ -588,14 +812,25 @@ class World:
             md = m[done]
             self.next_apply[md] = self._schedule(md, t, p.renew_mean_days, rl)
             b.open_idx = li[~closing]
-        return {"loan": li, "merchant": m, "amount": np.round(amt, 2),
-                "outstanding": np.round(outstanding, 2), "dpd": dpd.astype(np.int64)}
+        return {
+            "loan": li,
+            "merchant": m,
+            "amount": np.round(amt, 2),
+            "outstanding": np.round(outstanding, 2),
+            "dpd": dpd.astype(np.int64),
+        }
 
 
 def _empty_events() -> dict[str, np.ndarray]:
-    return {"seq": np.zeros(0, np.int64), "merchant": np.zeros(0, np.int64), "type": np.zeros(0, np.int8),
-            "ts": np.zeros(0, np.int64), "carrier": np.zeros(0, np.int64), "weight": np.zeros(0),
-            "order_day": np.zeros(0, np.int64)}
+    return {
+        "seq": np.zeros(0, np.int64),
+        "merchant": np.zeros(0, np.int64),
+        "type": np.zeros(0, np.int8),
+        "ts": np.zeros(0, np.int64),
+        "carrier": np.zeros(0, np.int64),
+        "weight": np.zeros(0),
+        "order_day": np.zeros(0, np.int64),
+    }
 
 
 def _empty_loans() -> dict[str, np.ndarray]:

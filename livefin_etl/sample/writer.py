@@ -24,20 +24,54 @@ from .params import CATEGORIES, CATEGORIES_ZH, EVENT_TYPES, SOURCES, STATUSES_ZH
 from .world import DAY, U64, DayTables, World
 
 CHUNK_ROWS = 200_000  # rows per CSV chunk: bounds the memory of peak days
-ORDER_HEADERS = ("订单号", "商家ID", "买家手机号", "买家姓名", "收货地址", "下单时间", "商品金额",
-                 "实付金额", "订单状态", "退款金额", "直播间ID", "主播ID", "类目")
+ORDER_HEADERS = (
+    "订单号",
+    "商家ID",
+    "买家手机号",
+    "买家姓名",
+    "收货地址",
+    "下单时间",
+    "商品金额",
+    "实付金额",
+    "订单状态",
+    "退款金额",
+    "直播间ID",
+    "主播ID",
+    "类目",
+)
 MERCHANT_HEADERS = ("merchant_id", "merchant_name", "category", "region", "onboard_date")
-FULFILLMENT_HEADERS = ("event_id", "order_id", "merchant_id", "event_type", "event_ts", "carrier",
-                       "tracking_no", "parcel_weight_g")
-LOAN_SCHEMA = pa.schema([
-    ("loan_id", pa.string()), ("merchant_id", pa.string()), ("origination_date", pa.date32()),
-    ("principal", pa.float64()), ("fee_amount", pa.float64()), ("withhold_rate", pa.float64()),
-    ("term_days", pa.int64()), ("legacy_limit", pa.float64()),
-])
-REPAY_SCHEMA = pa.schema([
-    ("loan_id", pa.string()), ("merchant_id", pa.string()), ("repay_date", pa.date32()),
-    ("amount_repaid", pa.float64()), ("outstanding", pa.float64()), ("dpd", pa.int64()),
-])
+FULFILLMENT_HEADERS = (
+    "event_id",
+    "order_id",
+    "merchant_id",
+    "event_type",
+    "event_ts",
+    "carrier",
+    "tracking_no",
+    "parcel_weight_g",
+)
+LOAN_SCHEMA = pa.schema(
+    [
+        ("loan_id", pa.string()),
+        ("merchant_id", pa.string()),
+        ("origination_date", pa.date32()),
+        ("principal", pa.float64()),
+        ("fee_amount", pa.float64()),
+        ("withhold_rate", pa.float64()),
+        ("term_days", pa.int64()),
+        ("legacy_limit", pa.float64()),
+    ]
+)
+REPAY_SCHEMA = pa.schema(
+    [
+        ("loan_id", pa.string()),
+        ("merchant_id", pa.string()),
+        ("repay_date", pa.date32()),
+        ("amount_repaid", pa.float64()),
+        ("outstanding", pa.float64()),
+        ("dpd", pa.int64()),
+    ]
+)
 
 
 def orders_encoding(day: dt.date) -> str:
@@ -51,7 +85,8 @@ def _ids(prefix: str, nums: np.ndarray, width: int) -> pl.Expr:
 
 def _ts(epoch_s: np.ndarray) -> pl.Expr:
     return pl.from_epoch(pl.lit(pl.Series(epoch_s.astype(np.int64))), time_unit="s").dt.strftime(
-        "%Y-%m-%d %H:%M:%S")
+        "%Y-%m-%d %H:%M:%S"
+    )
 
 
 def _f64(x: np.ndarray) -> pl.Expr:
@@ -70,7 +105,12 @@ def loan_ids(idx: np.ndarray) -> pl.Series:
 
 def _empty_table(schema: pa.Schema) -> pa.Table:
     """Zero-row table with the full schema (``schema.empty_table()`` would import pandas)."""
-    pl_types = {pa.string(): pl.String, pa.date32(): pl.Date, pa.float64(): pl.Float64, pa.int64(): pl.Int64}
+    pl_types = {
+        pa.string(): pl.String,
+        pa.date32(): pl.Date,
+        pa.float64(): pl.Float64,
+        pa.int64(): pl.Int64,
+    }
     return pl.DataFrame(schema={f.name: pl_types[f.type] for f in schema}).to_arrow().cast(schema)
 
 
@@ -86,7 +126,9 @@ class Writer:
         self.out = out
         self.mids = pl.select(_ids("M", np.arange(world.N), 6)).to_series()
         self.epoch0 = (world.start - dt.date(1970, 1, 1)).days * DAY
-        self.date8 = tuple((world.start + dt.timedelta(days=t)).strftime("%Y%m%d") for t in range(world.days))
+        self.date8 = tuple(
+            (world.start + dt.timedelta(days=t)).strftime("%Y%m%d") for t in range(world.days)
+        )
         self.counts = dict.fromkeys(SOURCES, 0)
         self.bytes = 0
         self._empty_loans = _parquet_bytes(_empty_table(LOAN_SCHEMA))
@@ -106,7 +148,8 @@ class Writer:
         if not exprs:  # header-only file for an empty day
             return ",".join(headers) + "\n"
         return pl.select([e.alias(h) for h, e in zip(headers, exprs, strict=True)]).write_csv(
-            float_precision=precision)
+            float_precision=precision
+        )
 
     def write_day(self, d: DayTables) -> None:
         day = self.w.start + dt.timedelta(days=d.t)
@@ -153,7 +196,8 @@ class Writer:
                 names.person_names(buyer),
                 names.addresses(buyer),
                 _ts(self.epoch0 + d.t * DAY + o["ts"][lo:hi]),
-                _f64(o["item"][lo:hi]), _f64(o["paid"][lo:hi]),
+                _f64(o["item"][lo:hi]),
+                _f64(o["paid"][lo:hi]),
                 _pick(STATUSES_ZH, o["status"][lo:hi]),
                 _f64(o["refund"][lo:hi]),
                 pl.when(has).then(_ids(f"LS{date8}", si, 7)).otherwise(None),
@@ -162,13 +206,27 @@ class Writer:
             ]
 
         # BOM (if any) only once, at the start of the file
-        self._put_chunks("orders", day, ORDER_HEADERS, n, chunk, 2,
-                         lambda text, first: text.encode(enc if first else enc.replace("-sig", "")))
+        self._put_chunks(
+            "orders",
+            day,
+            ORDER_HEADERS,
+            n,
+            chunk,
+            2,
+            lambda text, first: text.encode(enc if first else enc.replace("-sig", "")),
+        )
         self.counts["orders"] += n
 
-    def _put_chunks(self, source: str, day: dt.date, headers: tuple[str, ...], n: int,
-                    chunk: Callable[[int, int], list[pl.Expr]], precision: int,
-                    encode: Callable[[str, bool], bytes]) -> None:
+    def _put_chunks(
+        self,
+        source: str,
+        day: dt.date,
+        headers: tuple[str, ...],
+        n: int,
+        chunk: Callable[[int, int], list[pl.Expr]],
+        precision: int,
+        encode: Callable[[str, bool], bytes],
+    ) -> None:
         """Write a CSV in row chunks so that a Double 11 day never needs its whole text in memory."""
         d = self.out / source / f"dt={day.isoformat()}"
         d.mkdir(parents=True, exist_ok=True)
@@ -220,19 +278,30 @@ class Writer:
                 self._mid(e["merchant"][lo:hi]),
                 _pick(EVENT_TYPES, e["type"][lo:hi]),
                 _ts(self.epoch0 + e["ts"][lo:hi]),
-                pl.when(tracked).then(_pick(names.CARRIERS, np.maximum(carrier, 0))).otherwise(None),
+                pl.when(tracked)
+                .then(_pick(names.CARRIERS, np.maximum(carrier, 0)))
+                .otherwise(None),
                 names.tracking_numbers(carrier, names.mix64(key ^ U64(self.w.seed))),
                 pl.lit(pl.Series(e["weight"][lo:hi].astype(np.float64), nan_to_null=True)),
             ]
 
-        self._put_chunks("fulfillment", day, FULFILLMENT_HEADERS, k, chunk, 1,
-                         lambda text, first: text.encode("utf-8"))
+        self._put_chunks(
+            "fulfillment",
+            day,
+            FULFILLMENT_HEADERS,
+            k,
+            chunk,
+            1,
+            lambda text, first: text.encode("utf-8"),
+        )
         self.counts["fulfillment"] += k
 
     @staticmethod
     def _arrow(schema: pa.Schema, day: dt.date, cols: dict[str, pl.Expr]) -> pa.Table:
         date = pl.lit(day, dtype=pl.Date)
-        df = pl.select(**{f.name: (date if f.type == pa.date32() else cols[f.name]) for f in schema})
+        df = pl.select(
+            **{f.name: (date if f.type == pa.date32() else cols[f.name]) for f in schema}
+        )
         return df.to_arrow().cast(schema)
 
     def _loans(self, day: dt.date, d: DayTables) -> None:
@@ -241,15 +310,19 @@ class Writer:
         if not k:
             self._put("loans", day, "parquet", self._empty_loans)
             return
-        table = self._arrow(LOAN_SCHEMA, day, {
-            "loan_id": _ids("LN", x["loan"] + 1, 7),
-            "merchant_id": self._mid(x["merchant"]),
-            "principal": _f64(x["principal"]),
-            "fee_amount": _f64(x["fee"]),
-            "withhold_rate": _f64(x["w"]),
-            "term_days": _i64(x["term"]),
-            "legacy_limit": _f64(x["limit"]),
-        })
+        table = self._arrow(
+            LOAN_SCHEMA,
+            day,
+            {
+                "loan_id": _ids("LN", x["loan"] + 1, 7),
+                "merchant_id": self._mid(x["merchant"]),
+                "principal": _f64(x["principal"]),
+                "fee_amount": _f64(x["fee"]),
+                "withhold_rate": _f64(x["w"]),
+                "term_days": _i64(x["term"]),
+                "legacy_limit": _f64(x["limit"]),
+            },
+        )
         self._put("loans", day, "parquet", _parquet_bytes(table))
         self.counts["loans"] += k
 
@@ -259,12 +332,16 @@ class Writer:
         if not k:
             self._put("repayments", day, "parquet", self._empty_reps)
             return
-        table = self._arrow(REPAY_SCHEMA, day, {
-            "loan_id": _ids("LN", x["loan"] + 1, 7),
-            "merchant_id": self._mid(x["merchant"]),
-            "amount_repaid": _f64(x["amount"]),
-            "outstanding": _f64(x["outstanding"]),
-            "dpd": _i64(x["dpd"]),
-        })
+        table = self._arrow(
+            REPAY_SCHEMA,
+            day,
+            {
+                "loan_id": _ids("LN", x["loan"] + 1, 7),
+                "merchant_id": self._mid(x["merchant"]),
+                "amount_repaid": _f64(x["amount"]),
+                "outstanding": _f64(x["outstanding"]),
+                "dpd": _i64(x["dpd"]),
+            },
+        )
         self._put("repayments", day, "parquet", _parquet_bytes(table))
         self.counts["repayments"] += k

@@ -142,6 +142,22 @@ def test_duplicate_feature_rows_are_refused(con, world):
         _frame(con)
 
 
+def test_burn_in_drops_loans_with_censored_history(con, world):
+    full = _frame(con)
+    con.execute("create table raw.orders as select TIMESTAMP '2023-03-01 10:00:00' as order_ts")
+    cfg = small_config()
+    cfg["target"]["burn_in_days"] = 90
+    df = build_training_set(con, AS_OF, cfg, ensure_features=None)
+    cutoff = pd.Timestamp("2023-05-30")
+    assert (pd.to_datetime(df.origination_date) >= cutoff).all()
+    dropped = int((pd.to_datetime(full.origination_date) < cutoff).sum())
+    assert dropped > 0 and len(df) == len(full) - dropped
+    assert df.attrs["loans_in_burn_in"] == dropped
+    cfg["target"]["burn_in_days"] = 2000
+    with pytest.raises(LivefinError, match="burn-in"):
+        build_training_set(con, AS_OF, cfg, ensure_features=None)
+
+
 def test_no_matured_loans_is_a_clear_error(con, world):
     with pytest.raises(LivefinError, match="empty training set"):
         build_training_set(con, date(2023, 2, 1), small_config(), ensure_features=None)

@@ -26,7 +26,9 @@ from livefin_etl.config import CONFIG_DIR, LivefinError
 from livefin_etl.sample import SCALES, SOURCES, generate, writer
 
 SEED = 7
-MAPPING = yaml.safe_load((CONFIG_DIR / "mappings" / "orders" / "douyin.yaml").read_text(encoding="utf-8"))
+MAPPING = yaml.safe_load(
+    (CONFIG_DIR / "mappings" / "orders" / "douyin.yaml").read_text(encoding="utf-8")
+)
 
 
 def _contract(source: str) -> dict:
@@ -57,50 +59,78 @@ class Tiny:
         for d in self.dates:
             enc, text = _decode_orders((out / "orders" / f"dt={d}" / "part-0.csv").read_bytes())
             self.encodings[d] = enc
-            frames.append(pl.read_csv(io.StringIO(text), infer_schema=False).with_columns(dt=pl.lit(d)))
+            frames.append(
+                pl.read_csv(io.StringIO(text), infer_schema=False).with_columns(dt=pl.lit(d))
+            )
         o = pl.concat(frames).rename(MAPPING["headers"])
         self.orders = o.with_columns(
-            pl.col("status").replace_strict(status), pl.col("category").replace_strict(category),
+            pl.col("status").replace_strict(status),
+            pl.col("category").replace_strict(category),
             pl.col("order_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
             *(pl.col(c).cast(pl.Float64) for c in ("item_amount", "paid_amount", "refund_amount")),
         )
         self.fulfillment = pl.concat(
-            pl.read_csv(out / "fulfillment" / f"dt={d}" / "part-0.csv", infer_schema=False).with_columns(dt=pl.lit(d))
+            pl.read_csv(
+                out / "fulfillment" / f"dt={d}" / "part-0.csv", infer_schema=False
+            ).with_columns(dt=pl.lit(d))
             for d in self.dates
-        ).with_columns(pl.col("event_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
-                       pl.col("parcel_weight_g").cast(pl.Float64))
-        self.traffic = pl.concat(
-            pl.read_ndjson(out / "traffic" / f"dt={d}" / "part-0.jsonl").with_columns(dt=pl.lit(d)) for d in self.dates
+        ).with_columns(
+            pl.col("event_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+            pl.col("parcel_weight_g").cast(pl.Float64),
         )
-        self.loans = pl.read_parquet(out / "loans" / "*" / "part-0.parquet", hive_partitioning=False)
-        self.repayments = pl.read_parquet(out / "repayments" / "*" / "part-0.parquet", hive_partitioning=False)
+        self.traffic = pl.concat(
+            pl.read_ndjson(out / "traffic" / f"dt={d}" / "part-0.jsonl").with_columns(dt=pl.lit(d))
+            for d in self.dates
+        )
+        self.loans = pl.read_parquet(
+            out / "loans" / "*" / "part-0.parquet", hive_partitioning=False
+        )
+        self.repayments = pl.read_parquet(
+            out / "repayments" / "*" / "part-0.parquet", hive_partitioning=False
+        )
 
     def merchant_orders(self) -> pl.DataFrame:
         """Per-merchant observable rates from orders, joined to the truth."""
         o = self.orders.with_columns(hour=pl.col("order_ts").dt.hour())
-        top = (o.group_by("merchant_id", "buyer_phone").len()
-               .sort("len", descending=True).group_by("merchant_id").agg(top5=pl.col("len").head(5).sum()))
+        top = (
+            o.group_by("merchant_id", "buyer_phone")
+            .len()
+            .sort("len", descending=True)
+            .group_by("merchant_id")
+            .agg(top5=pl.col("len").head(5).sum())
+        )
         agg = o.group_by("merchant_id").agg(
             n=pl.len(),
             refund_rate=(pl.col("status").is_in(["refunded", "partially_refunded"])).sum()
             / (pl.col("status") != "cancelled").sum(),
             odd_hour=(pl.col("hour") < 6).mean(),
         )
-        return agg.join(top, on="merchant_id").with_columns(top5_share=pl.col("top5") / pl.col("n")).join(
-            self.truth_m, on="merchant_id")
+        return (
+            agg.join(top, on="merchant_id")
+            .with_columns(top5_share=pl.col("top5") / pl.col("n"))
+            .join(self.truth_m, on="merchant_id")
+        )
 
     def merchant_logistics(self) -> pl.DataFrame:
         f = self.fulfillment
         ship = f.filter(pl.col("event_type") == "shipped").join(
-            self.orders.select("order_id", "order_ts"), on="order_id")
+            self.orders.select("order_id", "order_ts"), on="order_id"
+        )
         s = ship.group_by("merchant_id").agg(
             shipped=pl.len(),
             late=((pl.col("event_ts") - pl.col("order_ts")).dt.total_hours() > 48).mean(),
             no_track=(pl.col("tracking_no").is_null() | (pl.col("parcel_weight_g") < 50)).mean(),
         )
-        c = f.filter(pl.col("event_type") == "complaint").group_by("merchant_id").agg(complaints=pl.len())
-        return s.join(c, on="merchant_id", how="left").with_columns(
-            complaint_rate=pl.col("complaints").fill_null(0) / pl.col("shipped")).join(self.truth_m, on="merchant_id")
+        c = (
+            f.filter(pl.col("event_type") == "complaint")
+            .group_by("merchant_id")
+            .agg(complaints=pl.len())
+        )
+        return (
+            s.join(c, on="merchant_id", how="left")
+            .with_columns(complaint_rate=pl.col("complaints").fill_null(0) / pl.col("shipped"))
+            .join(self.truth_m, on="merchant_id")
+        )
 
     def daily_gmv(self) -> pl.DataFrame:
         return self.orders.group_by("dt").agg(gmv=pl.col("paid_amount").sum()).sort("dt")
@@ -114,8 +144,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ------------------------------------------------------------------ arguments
@@ -143,8 +176,14 @@ def test_presets() -> None:
 
 # ------------------------------------------------------------------ layout and formats
 def test_layout_every_source_every_date(tiny: Tiny) -> None:
-    ext = {"merchants": "csv", "orders": "csv", "traffic": "jsonl", "fulfillment": "csv",
-           "loans": "parquet", "repayments": "parquet"}
+    ext = {
+        "merchants": "csv",
+        "orders": "csv",
+        "traffic": "jsonl",
+        "fulfillment": "csv",
+        "loans": "parquet",
+        "repayments": "parquet",
+    }
     for source in SOURCES:
         folders = sorted(p.name for p in (tiny.out / source).iterdir())
         assert folders == [f"dt={d}" for d in tiny.dates], source
@@ -160,7 +199,11 @@ def test_headers_match_contracts(tiny: Tiny) -> None:
     _, text = _decode_orders((tiny.out / "orders" / f"dt={d}" / "part-0.csv").read_bytes())
     assert text.splitlines()[0].split(",") == list(MAPPING["headers"])
     for source, ext in (("merchants", "csv"), ("fulfillment", "csv")):
-        header = (tiny.out / source / f"dt={d}" / f"part-0.{ext}").read_text(encoding="utf-8").splitlines()[0]
+        header = (
+            (tiny.out / source / f"dt={d}" / f"part-0.{ext}")
+            .read_text(encoding="utf-8")
+            .splitlines()[0]
+        )
         assert header.split(",") == list(_contract(source)["columns"]), source
     assert tiny.traffic.drop("dt").columns == list(_contract("traffic")["columns"])
     types = {"VARCHAR": "string", "DATE": "date32[day]", "DOUBLE": "double", "BIGINT": "int64"}
@@ -187,28 +230,49 @@ def test_order_values(tiny: Tiny) -> None:
     assert o["buyer_address"].str.split(" ").list.len().min() == 5
     assert (o["order_ts"].dt.date() == o["dt"]).all()
     assert o["order_id"].n_unique() == o.height
-    assert (o["paid_amount"] <= o["item_amount"]).all() and (o["refund_amount"] <= o["paid_amount"]).all()
+    assert (o["paid_amount"] <= o["item_amount"]).all() and (
+        o["refund_amount"] <= o["paid_amount"]
+    ).all()
     assert set(o["status"].unique()) == {"completed", "cancelled", "refunded", "partially_refunded"}
     cancelled = o.filter(pl.col("status") == "cancelled")
     assert (cancelled["refund_amount"] == cancelled["paid_amount"]).all()
     assert (o.filter(pl.col("status") == "completed")["refund_amount"] == 0).all()
     # session orders point at a session of the same merchant on the same day
     s = o.filter(pl.col("session_id").is_not_null()).join(
-        tiny.traffic.select("session_id", pl.col("merchant_id").alias("m2"), pl.col("streamer_id").alias("s2"),
-                            pl.col("dt").alias("d2")), on="session_id", how="left")
-    assert (s["merchant_id"] == s["m2"]).all() and (s["streamer_id"] == s["s2"]).all() and (s["dt"] == s["d2"]).all()
+        tiny.traffic.select(
+            "session_id",
+            pl.col("merchant_id").alias("m2"),
+            pl.col("streamer_id").alias("s2"),
+            pl.col("dt").alias("d2"),
+        ),
+        on="session_id",
+        how="left",
+    )
+    assert (
+        (s["merchant_id"] == s["m2"]).all()
+        and (s["streamer_id"] == s["s2"]).all()
+        and (s["dt"] == s["d2"]).all()
+    )
     assert 0.5 < o["session_id"].is_not_null().mean() < 0.95
     assert tiny.summary["orders"] == o.height <= 150_000
 
 
 def test_merchants_partitions(tiny: Tiny) -> None:
-    m = pl.concat(pl.read_csv(tiny.out / "merchants" / f"dt={d}" / "part-0.csv", infer_schema=False)
-                  .with_columns(dt=pl.lit(d)) for d in tiny.dates)
+    m = pl.concat(
+        pl.read_csv(
+            tiny.out / "merchants" / f"dt={d}" / "part-0.csv", infer_schema=False
+        ).with_columns(dt=pl.lit(d))
+        for d in tiny.dates
+    )
     m = m.with_columns(pl.col("onboard_date").str.to_date())
     first = m.filter(pl.col("dt") == tiny.start)
     assert (first["onboard_date"] <= tiny.start).all()
     assert first["onboard_date"].min() < tiny.start - dt.timedelta(days=2 * 365)
-    assert (m.filter(pl.col("dt") > tiny.start).select((pl.col("onboard_date") == pl.col("dt")).all()).item())
+    assert (
+        m.filter(pl.col("dt") > tiny.start)
+        .select((pl.col("onboard_date") == pl.col("dt")).all())
+        .item()
+    )
     assert m["merchant_id"].n_unique() == m.height == tiny.truth_m.height
     assert m["merchant_id"].str.contains(r"^M\d{6}$").all()
     assert m["merchant_name"].str.contains("店$").all()
@@ -216,7 +280,9 @@ def test_merchants_partitions(tiny: Tiny) -> None:
 
 
 def test_traffic_values(tiny: Tiny) -> None:
-    t = tiny.traffic.with_columns(pl.col("start_ts").str.to_datetime(), pl.col("end_ts").str.to_datetime())
+    t = tiny.traffic.with_columns(
+        pl.col("start_ts").str.to_datetime(), pl.col("end_ts").str.to_datetime()
+    )
     assert (t["start_ts"].dt.date() == t["dt"]).all()
     assert (t["end_ts"] >= t["start_ts"]).all() and (t["peak_viewers"] <= t["total_viewers"]).all()
     assert t["session_id"].n_unique() == t.height
@@ -235,7 +301,9 @@ def test_fulfillment_values(tiny: Tiny) -> None:
     assert (j["status"] != "cancelled").all()
     # honest merchants ship real parcels: tracked, hundreds of grams
     honest = tiny.truth_m.filter(~pl.col("brushing"))["merchant_id"]
-    ship = f.filter((pl.col("event_type") == "shipped") & pl.col("merchant_id").is_in(honest.implode()))
+    ship = f.filter(
+        (pl.col("event_type") == "shipped") & pl.col("merchant_id").is_in(honest.implode())
+    )
     assert ship["tracking_no"].is_not_null().mean() > 0.99
     assert ship["parcel_weight_g"].min() >= 80 and ship["parcel_weight_g"].median() > 300
 
@@ -243,8 +311,11 @@ def test_fulfillment_values(tiny: Tiny) -> None:
 # ------------------------------------------------------------------ causal structure
 def test_category_refund_rates(tiny: Tiny) -> None:
     o = tiny.orders.filter(pl.col("status") != "cancelled")
-    rates = dict(o.group_by("category").agg(
-        pl.col("status").is_in(["refunded", "partially_refunded"]).mean()).iter_rows())
+    rates = dict(
+        o.group_by("category")
+        .agg(pl.col("status").is_in(["refunded", "partially_refunded"]).mean())
+        .iter_rows()
+    )
     assert max(rates, key=rates.get) == "apparel"
     assert 0.40 <= rates["apparel"] <= 0.80
     assert rates["food"] < 0.15 and rates["household"] < 0.15
@@ -253,25 +324,43 @@ def test_category_refund_rates(tiny: Tiny) -> None:
 
 
 def test_low_quality_worse_operations(tiny: Tiny) -> None:
-    m = tiny.merchant_orders().join(tiny.merchant_logistics().select(
-        "merchant_id", "late", "complaint_rate"), on="merchant_id").filter(pl.col("n") >= 100)
+    m = (
+        tiny.merchant_orders()
+        .join(
+            tiny.merchant_logistics().select("merchant_id", "late", "complaint_rate"),
+            on="merchant_id",
+        )
+        .filter(pl.col("n") >= 100)
+    )
     # refund rate relative to the category's mean, so category mix does not drive the result
-    m = m.with_columns(rel_refund=pl.col("refund_rate") / pl.col("refund_rate").mean().over("category"))
+    m = m.with_columns(
+        rel_refund=pl.col("refund_rate") / pl.col("refund_rate").mean().over("category")
+    )
     lo = m.filter(pl.col("quality") < pl.col("quality").quantile(1 / 3))
     hi = m.filter(pl.col("quality") > pl.col("quality").quantile(2 / 3))
     assert lo["rel_refund"].mean() > 1.15 * hi["rel_refund"].mean()
     assert lo["late"].mean() > 2 * hi["late"].mean()
     assert lo["complaint_rate"].mean() > 2 * hi["complaint_rate"].mean()
     # conversion = orders per viewer in live sessions
-    conv = tiny.orders.filter(pl.col("session_id").is_not_null()).group_by("merchant_id").len().join(
-        tiny.traffic.group_by("merchant_id").agg(pl.col("total_viewers").sum()), on="merchant_id").join(
-        tiny.truth_m, on="merchant_id").with_columns(conv=pl.col("len") / pl.col("total_viewers"))
+    conv = (
+        tiny.orders.filter(pl.col("session_id").is_not_null())
+        .group_by("merchant_id")
+        .len()
+        .join(
+            tiny.traffic.group_by("merchant_id").agg(pl.col("total_viewers").sum()),
+            on="merchant_id",
+        )
+        .join(tiny.truth_m, on="merchant_id")
+        .with_columns(conv=pl.col("len") / pl.col("total_viewers"))
+    )
     rho = np.corrcoef(conv["quality"].rank().to_numpy(), conv["conv"].rank().to_numpy())[0, 1]
     assert rho > 0.2
 
 
 def test_low_quality_defaults_more(tiny: Tiny) -> None:
-    c = tiny.truth_l.filter("window_closed").join(tiny.truth_m.select("merchant_id", "quality"), on="merchant_id")
+    c = tiny.truth_l.filter("window_closed").join(
+        tiny.truth_m.select("merchant_id", "quality"), on="merchant_id"
+    )
     med = c["quality"].median()
     lo = c.filter(pl.col("quality") < med)["defaulted_180d"].mean()
     hi = c.filter(pl.col("quality") >= med)["defaulted_180d"].mean()
@@ -279,7 +368,9 @@ def test_low_quality_defaults_more(tiny: Tiny) -> None:
 
 
 def test_brushing_signatures(tiny: Tiny) -> None:
-    m = tiny.merchant_orders().join(tiny.merchant_logistics().select("merchant_id", "no_track"), on="merchant_id")
+    m = tiny.merchant_orders().join(
+        tiny.merchant_logistics().select("merchant_id", "no_track"), on="merchant_id"
+    )
     b, h = m.filter(pl.col("brushing")), m.filter(~pl.col("brushing"))
     assert b.height >= 5
     assert b["top5_share"].mean() > 2 * h["top5_share"].mean()
@@ -287,45 +378,63 @@ def test_brushing_signatures(tiny: Tiny) -> None:
     assert b["odd_hour"].mean() > 0.1 > 3 * h["odd_hour"].mean()
     # fake orders never come back or get complained about: brushers' returns per order are lower
     ret = tiny.fulfillment.filter(pl.col("event_type") == "returned").group_by("merchant_id").len()
-    rr = m.join(ret, on="merchant_id", how="left").with_columns(r=pl.col("len").fill_null(0) / pl.col("n"))
+    rr = m.join(ret, on="merchant_id", how="left").with_columns(
+        r=pl.col("len").fill_null(0) / pl.col("n")
+    )
     assert rr.filter(pl.col("brushing"))["r"].mean() < rr.filter(~pl.col("brushing"))["r"].mean()
 
 
 def test_brushing_inflates_gmv_before_loans(tiny: Tiny) -> None:
     """Brushers' GMV in the 3 weeks before an origination exceeds the 3 weeks before that."""
     brushers = tiny.truth_m.filter("brushing")["merchant_id"]
-    daily = tiny.orders.filter(pl.col("merchant_id").is_in(brushers.implode())).group_by(
-        "merchant_id", "dt").agg(gmv=pl.col("paid_amount").sum(), odd=(pl.col("order_ts").dt.hour() < 6).sum())
-    loans = tiny.loans.filter(pl.col("merchant_id").is_in(brushers.implode())
-                              & (pl.col("origination_date") >= tiny.start + dt.timedelta(days=42)))
+    daily = (
+        tiny.orders.filter(pl.col("merchant_id").is_in(brushers.implode()))
+        .group_by("merchant_id", "dt")
+        .agg(gmv=pl.col("paid_amount").sum(), odd=(pl.col("order_ts").dt.hour() < 6).sum())
+    )
+    loans = tiny.loans.filter(
+        pl.col("merchant_id").is_in(brushers.implode())
+        & (pl.col("origination_date") >= tiny.start + dt.timedelta(days=42))
+    )
     j = loans.join(daily, on="merchant_id").with_columns(
-        lag=(pl.col("origination_date") - pl.col("dt")).dt.total_days())
+        lag=(pl.col("origination_date") - pl.col("dt")).dt.total_days()
+    )
     near, far = pl.col("lag").is_between(1, 21), pl.col("lag").is_between(22, 42)
     r = j.group_by("loan_id").agg(
         gmv_ratio=pl.col("gmv").filter(near).sum() / pl.col("gmv").filter(far).sum(),
-        odd_ratio=(pl.col("odd").filter(near).sum() + 1) / (pl.col("odd").filter(far).sum() + 1))
+        odd_ratio=(pl.col("odd").filter(near).sum() + 1) / (pl.col("odd").filter(far).sum() + 1),
+    )
     assert r.height >= 5
     assert r["gmv_ratio"].median() > 1.2
     assert r["odd_ratio"].median() > 1.8
 
 
 def test_gmv_drops_after_streamer_exit(tiny: Tiny) -> None:
-    ex = tiny.truth_m.filter(pl.col("streamer_exit_date").is_between(
-        tiny.start + dt.timedelta(days=35), tiny.dates[-1] - dt.timedelta(days=35)))
+    ex = tiny.truth_m.filter(
+        pl.col("streamer_exit_date").is_between(
+            tiny.start + dt.timedelta(days=35), tiny.dates[-1] - dt.timedelta(days=35)
+        )
+    )
     assert ex.height >= 5
     daily = tiny.orders.group_by("merchant_id", "dt").agg(gmv=pl.col("paid_amount").sum())
     j = daily.join(ex.select("merchant_id", "streamer_exit_date"), on="merchant_id").with_columns(
-        lag=(pl.col("dt") - pl.col("streamer_exit_date")).dt.total_days())
+        lag=(pl.col("dt") - pl.col("streamer_exit_date")).dt.total_days()
+    )
     r = j.group_by("merchant_id").agg(
         before=pl.col("gmv").filter(pl.col("lag").is_between(-28, -1)).sum(),
-        after=pl.col("gmv").filter(pl.col("lag").is_between(3, 30)).sum())
+        after=pl.col("gmv").filter(pl.col("lag").is_between(3, 30)).sum(),
+    )
     ratio = (r["after"] / r["before"]).median()
     assert ratio < 0.55
     # and the star hosted most sessions of a dependent merchant before leaving
     dep = tiny.truth_m.filter("streamer_dependent")["merchant_id"]
-    share = tiny.traffic.filter(pl.col("merchant_id").is_in(dep.implode())).group_by(
-        "merchant_id", "streamer_id").len().group_by("merchant_id").agg(
-        top=pl.col("len").max() / pl.col("len").sum())
+    share = (
+        tiny.traffic.filter(pl.col("merchant_id").is_in(dep.implode()))
+        .group_by("merchant_id", "streamer_id")
+        .len()
+        .group_by("merchant_id")
+        .agg(top=pl.col("len").max() / pl.col("len").sum())
+    )
     assert share["top"].median() > 0.6
 
 
@@ -334,7 +443,9 @@ def test_weekly_and_peak_seasonality(tiny: Tiny) -> None:
     weekend = g.filter(pl.col("wd") >= 6)["gmv"].mean()
     weekday = g.filter(pl.col("wd").is_between(1, 4))["gmv"].mean()
     assert weekend > 1.08 * weekday
-    peak = g.filter(pl.col("dt").is_between(dt.date(2025, 6, 15), dt.date(2025, 6, 21)))["gmv"].mean()
+    peak = g.filter(pl.col("dt").is_between(dt.date(2025, 6, 15), dt.date(2025, 6, 21)))[
+        "gmv"
+    ].mean()
     may = g.filter(pl.col("dt").is_between(dt.date(2025, 5, 1), dt.date(2025, 5, 31)))["gmv"].mean()
     assert peak > 2 * may
 
@@ -358,35 +469,53 @@ def test_loan_book_size_and_default_rate(tiny: Tiny) -> None:
     assert n_def >= 25
     assert 0.08 <= n_def / closed.height <= 0.20
     assert tiny.truth_l.height == tiny.loans.height
-    assert (tiny.loans.join(tiny.truth_l, on="loan_id")["legacy_limit"]
-            == tiny.loans.join(tiny.truth_l, on="loan_id")["legacy_limit_right"]).all()
+    assert (
+        tiny.loans.join(tiny.truth_l, on="loan_id")["legacy_limit"]
+        == tiny.loans.join(tiny.truth_l, on="loan_id")["legacy_limit_right"]
+    ).all()
 
 
 def test_repayments_consistent_with_truth(tiny: Tiny) -> None:
     r = tiny.repayments
     assert r.select(pl.struct("loan_id", "repay_date").n_unique()).item() == r.height
-    spans = r.group_by("loan_id").agg(first=pl.col("repay_date").min(), last=pl.col("repay_date").max(),
-                                     n=pl.len(), end_out=pl.col("outstanding").sort_by("repay_date").last(),
-                                     end_dpd=pl.col("dpd").sort_by("repay_date").last())
-    j = spans.join(tiny.loans, on="loan_id").join(tiny.truth_l.select("loan_id", "status", "defaulted_180d"), on="loan_id")
+    spans = r.group_by("loan_id").agg(
+        first=pl.col("repay_date").min(),
+        last=pl.col("repay_date").max(),
+        n=pl.len(),
+        end_out=pl.col("outstanding").sort_by("repay_date").last(),
+        end_dpd=pl.col("dpd").sort_by("repay_date").last(),
+    )
+    j = spans.join(tiny.loans, on="loan_id").join(
+        tiny.truth_l.select("loan_id", "status", "defaulted_180d"), on="loan_id"
+    )
     assert (j["first"] == j["origination_date"]).all()
-    assert (j["n"] == (j["last"] - j["first"]).dt.total_days() + 1).all()  # one row per day, no gaps
+    assert (
+        j["n"] == (j["last"] - j["first"]).dt.total_days() + 1
+    ).all()  # one row per day, no gaps
     repaid = j.filter(pl.col("status") == "repaid")
     assert (repaid["end_out"] == 0).all()
     assert (j.filter(pl.col("status") == "charged_off")["end_dpd"] >= 120).all()
     assert (j.filter(pl.col("status") == "open")["last"] == tiny.dates[-1]).all()
     # the label the pipeline will derive from repayments equals the truth
-    lab = r.join(tiny.loans.select("loan_id", "origination_date"), on="loan_id").filter(
-        (pl.col("repay_date") - pl.col("origination_date")).dt.total_days() <= 180
-    ).group_by("loan_id").agg(bad=(pl.col("dpd") >= 60).any())
+    lab = (
+        r.join(tiny.loans.select("loan_id", "origination_date"), on="loan_id")
+        .filter((pl.col("repay_date") - pl.col("origination_date")).dt.total_days() <= 180)
+        .group_by("loan_id")
+        .agg(bad=(pl.col("dpd") >= 60).any())
+    )
     chk = lab.join(tiny.truth_l.select("loan_id", "defaulted_180d"), on="loan_id")
     assert (chk["bad"] == chk["defaulted_180d"]).all()
     # one open loan per merchant at a time
-    iv = spans.join(tiny.loans.select("loan_id", "merchant_id"), on="loan_id").sort("merchant_id", "first")
+    iv = spans.join(tiny.loans.select("loan_id", "merchant_id"), on="loan_id").sort(
+        "merchant_id", "first"
+    )
     overlap = iv.with_columns(prev_last=pl.col("last").shift(1).over("merchant_id")).filter(
-        pl.col("prev_last") >= pl.col("first"))
+        pl.col("prev_last") >= pl.col("first")
+    )
     assert overlap.height == 0
-    assert (r["outstanding"] >= 0).all() and (r["amount_repaid"] >= 0).all() and (r["dpd"] >= 0).all()
+    assert (
+        (r["outstanding"] >= 0).all() and (r["amount_repaid"] >= 0).all() and (r["dpd"] >= 0).all()
+    )
 
 
 def _observable_features(tiny: Tiny, loans: pl.DataFrame) -> np.ndarray:
@@ -396,36 +525,70 @@ def _observable_features(tiny: Tiny, loans: pl.DataFrame) -> np.ndarray:
     def window(df: pl.DataFrame, ts: str) -> pl.DataFrame:
         return df.join(key, on="merchant_id").filter(
             (pl.col(ts).dt.date() < pl.col("origination_date"))
-            & (pl.col(ts).dt.date() >= pl.col("origination_date") - dt.timedelta(days=60)))
+            & (pl.col(ts).dt.date() >= pl.col("origination_date") - dt.timedelta(days=60))
+        )
 
     o = window(tiny.orders, "order_ts").with_columns(hour=pl.col("order_ts").dt.hour())
-    top = o.group_by("loan_id", "buyer_phone").len().group_by("loan_id").agg(
-        top5=pl.col("len").sort(descending=True).head(5).sum())
-    fo = o.group_by("loan_id").agg(
-        n=pl.len(), gross=pl.col("paid_amount").sum(),
-        net=(pl.col("paid_amount") - pl.col("refund_amount")).sum(),
-        refund=pl.col("status").is_in(["refunded", "partially_refunded"]).mean(),
-        odd=(pl.col("hour") < 6).mean(),
-        session_share=pl.col("session_id").is_not_null().mean(),
-    ).join(top, on="loan_id")
-    f = window(tiny.fulfillment.join(tiny.orders.select("order_id", "order_ts"), on="order_id"), "event_ts")
+    top = (
+        o.group_by("loan_id", "buyer_phone")
+        .len()
+        .group_by("loan_id")
+        .agg(top5=pl.col("len").sort(descending=True).head(5).sum())
+    )
+    fo = (
+        o.group_by("loan_id")
+        .agg(
+            n=pl.len(),
+            gross=pl.col("paid_amount").sum(),
+            net=(pl.col("paid_amount") - pl.col("refund_amount")).sum(),
+            refund=pl.col("status").is_in(["refunded", "partially_refunded"]).mean(),
+            odd=(pl.col("hour") < 6).mean(),
+            session_share=pl.col("session_id").is_not_null().mean(),
+        )
+        .join(top, on="loan_id")
+    )
+    f = window(
+        tiny.fulfillment.join(tiny.orders.select("order_id", "order_ts"), on="order_id"), "event_ts"
+    )
     ff = f.group_by("loan_id").agg(
-        late=((pl.col("event_ts") - pl.col("order_ts")).dt.total_hours() > 48).filter(
-            pl.col("event_type") == "shipped").mean(),
-        no_track=(pl.col("tracking_no").is_null() | (pl.col("parcel_weight_g") < 50)).filter(
-            pl.col("event_type") == "shipped").mean(),
+        late=((pl.col("event_ts") - pl.col("order_ts")).dt.total_hours() > 48)
+        .filter(pl.col("event_type") == "shipped")
+        .mean(),
+        no_track=(pl.col("tracking_no").is_null() | (pl.col("parcel_weight_g") < 50))
+        .filter(pl.col("event_type") == "shipped")
+        .mean(),
         complaints=(pl.col("event_type") == "complaint").sum(),
         shipped=(pl.col("event_type") == "shipped").sum(),
     )
     t = window(tiny.traffic.with_columns(pl.col("start_ts").str.to_datetime()), "start_ts")
-    ft = t.group_by("loan_id", "streamer_id").len().group_by("loan_id").agg(
-        top_streamer=pl.col("len").max() / pl.col("len").sum())
-    x = key.join(fo, on="loan_id", how="left").join(ff, on="loan_id", how="left").join(ft, on="loan_id", how="left")
+    ft = (
+        t.group_by("loan_id", "streamer_id")
+        .len()
+        .group_by("loan_id")
+        .agg(top_streamer=pl.col("len").max() / pl.col("len").sum())
+    )
+    x = (
+        key.join(fo, on="loan_id", how="left")
+        .join(ff, on="loan_id", how="left")
+        .join(ft, on="loan_id", how="left")
+    )
     x = x.with_columns(
-        top5_share=pl.col("top5") / pl.col("n"), net_ratio=pl.col("net") / pl.col("gross"),
-        complaint_rate=pl.col("complaints") / pl.col("shipped"), log_net=(pl.col("net") + 1).log(),
-    ).select("refund", "odd", "session_share", "late", "no_track", "complaint_rate", "top5_share",
-             "net_ratio", "log_net", "top_streamer")
+        top5_share=pl.col("top5") / pl.col("n"),
+        net_ratio=pl.col("net") / pl.col("gross"),
+        complaint_rate=pl.col("complaints") / pl.col("shipped"),
+        log_net=(pl.col("net") + 1).log(),
+    ).select(
+        "refund",
+        "odd",
+        "session_share",
+        "late",
+        "no_track",
+        "complaint_rate",
+        "top5_share",
+        "net_ratio",
+        "log_net",
+        "top_streamer",
+    )
     return x.fill_null(0).fill_nan(0).to_numpy()
 
 

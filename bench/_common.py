@@ -31,26 +31,30 @@ def cached_sample(scale: str, seed: int = 42, days: int | None = None, merchants
 
 def run_measured(code: str, env: dict[str, str] | None = None) -> dict:
     """Run Python ``code`` in a child process; return its JSON result plus wall time and peak RSS
-    (from the kernel's rusage of the child, the same number /usr/bin/time -v reports)."""
-    import resource
+    (the kernel's rusage of that one child via wait4, the number /usr/bin/time -v reports)."""
+    import tempfile
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=err,
+            text=True,
+            cwd=REPO,
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-4000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        raise RuntimeError(f"benchmark child failed:\n{stderr[-4000:]}")
+    last = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     result = json.loads(last[-1]) if last else {}
-    # ru_maxrss of children is a max over all children so far: only trust it when it grew.
-    result.update(wall_s=round(wall, 3), peak_rss_mb=round(max(after, before) / 1024, 1) if after > before else None)
+    # ru_maxrss is in KiB on Linux; wait4 gives this child's own peak, not a max over all children.
+    result.update(wall_s=round(wall, 3), peak_rss_mb=round(usage.ru_maxrss / 1024, 1))
     return result
 
 

@@ -1,15 +1,18 @@
 """livefin_ingest: every night at 02:00 Asia/Shanghai, extract + validate each source for D.
 
-One task per source, each the producer of ``livefin://raw/<source>``. A partition that fails
-a critical expectation fails its task, so that source's asset is not updated for D and
-``livefin_nightly`` (scheduled on all raw assets) does not start for D.
+One task per source, each the producer of ``livefin://raw/<source>``, run in contract order
+(merchants first: later sources' reference checks look up earlier sources' rows for D). Each
+runs whatever happened to the previous one (``all_done``), so one bad source blocks only itself.
+A partition that fails a critical expectation fails its task, so that source's asset is not
+updated for D and ``livefin_nightly`` (scheduled on all raw assets) does not start for D;
+``check`` then fails the run, naming the failed sources.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, chain, dag, get_current_context, task
 from livefin_common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -44,10 +47,11 @@ def livefin_ingest() -> None:
         return resolve_run(get_current_context())
 
     run = business_date()
+    ingests = []
     for source in list_sources():
         asset = raw_asset(source)
 
-        @task(task_id=f"ingest_{source}", outlets=[asset])
+        @task(task_id=f"ingest_{source}", outlets=[asset], trigger_rule="all_done")
         def ingest(run: dict[str, Any], source: str = source, asset=asset, **context) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -65,7 +69,21 @@ def livefin_ingest() -> None:
             }
             return result
 
-        ingest(run)
+        ingests.append(ingest(run))
+
+    @task(trigger_rule="all_done")
+    def check(**context) -> dict[str, Any]:
+        """Fail the run if any source failed (a failed task pushes no return value)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        ids = [f"ingest_{s}" for s in list_sources()]
+        failed = [t.removeprefix("ingest_") for t in ids
+                  if context["ti"].xcom_pull(task_ids=t) is None]
+        if failed:
+            raise AirflowFailException(f"sources not ingested for this date: {failed}")
+        return {"sources": len(ids)}
+
+    chain(*ingests, check())
 
 
 livefin_ingest()

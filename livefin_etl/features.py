@@ -29,7 +29,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from livefin_etl.config import SQL_DIR, LivefinError, load_config
+from livefin_etl.config import SQL_DIR, LivefinError, fault_point, load_config
 from livefin_etl.warehouse import run_sql_file, table_exists, transaction
 
 log = logging.getLogger(__name__)
@@ -340,6 +340,7 @@ def build_features(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
     with transaction(con):
         con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE as_of_date = ?", [as_of])
         con.execute(f"INSERT INTO {FEATURES_TABLE} BY NAME SELECT * FROM merchant_features_batch")
+        fault_point("features.before_commit")
     n = con.execute("select count(*) from merchant_features_batch").fetchone()[0]
     log.info("features for %s: %d merchants", as_of, n)
     return int(n)

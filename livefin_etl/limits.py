@@ -17,7 +17,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from livefin_etl.config import SQL_DIR, LivefinError, Settings, config_fingerprint, load_config
+from livefin_etl.config import (
+    SQL_DIR,
+    LivefinError,
+    Settings,
+    config_fingerprint,
+    fault_point,
+    load_config,
+)
 from livefin_etl.warehouse import run_sql_file, table_exists, transaction
 
 log = logging.getLogger(__name__)
@@ -845,6 +852,7 @@ def build_limits(
                 f"insert into limits.financing_limits ({cols}) select {cols} from _limits_new"
             )
             create_views(con)
+            fault_point("limits.before_commit")
     finally:
         con.unregister("_limits_new")
     result = _summary(out)

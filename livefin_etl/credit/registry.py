@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import xgboost as xgb
 
-from livefin_etl.config import LivefinError, Settings, config_fingerprint
+from livefin_etl.config import LivefinError, Settings, config_fingerprint, fault_point
 from livefin_etl.credit.spec import FeatureSpec
 from livefin_etl.warehouse import table_exists, transaction
 
@@ -272,6 +272,7 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
             list(row.values()),
         )
         _event(con, version, "register", None, status, reason)
+        fault_point("registry.before_commit")
     log.info("registered %s as %s: %s", version, status, reason)
     return _jsonable({**row, **result_extra, "already_registered": False})
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from livefin_etl.config import LivefinError, Settings
+from livefin_etl.config import LivefinError, Settings, fault_point
 from livefin_etl.credit import metrics as M
 from livefin_etl.credit.registry import LoadedModel, load_champion, load_model
 from livefin_etl.warehouse import table_exists, transaction
@@ -192,6 +192,7 @@ def score(
                 f"insert into credit.merchant_scores ({', '.join(cols)}) "
                 f"select {', '.join(cols)} from _credit_scores"
             )
+            fault_point("scoring.before_commit")
     finally:
         con.unregister("_credit_scores")
     log.info("scored %s merchants for %s with %s", len(res), d, model.version)

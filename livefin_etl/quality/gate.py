@@ -14,7 +14,14 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from livefin_etl.config import SQL_DIR, LivefinError, Settings, StageBlocked, load_config
+from livefin_etl.config import (
+    SQL_DIR,
+    LivefinError,
+    Settings,
+    StageBlocked,
+    fault_point,
+    load_config,
+)
 from livefin_etl.quality import batches, gx_runner
 from livefin_etl.quality.gx_runner import SCHEMA_LEVEL, Outcome
 from livefin_etl.quality.suites import SuiteSpec, list_suites, load_suite
@@ -248,6 +255,7 @@ def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
         _insert(con, "dq.validation_runs", _RUN_COLS, runs)
         _insert(con, "dq.expectation_results", _RES_COLS, results)
         _insert(con, "dq.partition_status", _STATUS_COLS, statuses)
+        fault_point("gate.before_commit")
 
 
 def validate_partition(

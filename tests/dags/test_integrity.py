@@ -51,23 +51,27 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     produced = {o.uri for t in ingest.tasks for o in t.outlets}
     assert produced == {f"livefin://raw/{s}" for s in sources}
     for s in sources:  # one producer task per source, so one bad source blocks only itself
-        assert [o.uri for o in ingest.get_task(f"ingest_{s}").outlets] == [f"livefin://raw/{s}"]
+        assert [o.uri for o in ingest.task_dict.get(f"ingest_{s}").outlets] == [f"livefin://raw/{s}"]
+    # Contract order: reference checks of later sources need earlier sources' rows for D.
+    for a, b in zip(sources, sources[1:], strict=False):
+        assert f"ingest_{b}" in ingest.task_dict[f"ingest_{a}"].downstream_task_ids
+        assert ingest.task_dict[f"ingest_{b}"].trigger_rule == "all_done"
+    assert ingest.task_dict["check"].trigger_rule == "all_done"
     cond = nightly.timetable.asset_condition
     assert type(cond).__name__ == "AssetAll"
     assert {a.uri for a in cond.objects} == produced
-    assert [o.uri for o in nightly.get_task("publish").outlets] == ["livefin://published/limits"]
+    assert [o.uri for o in nightly.task_dict.get("publish").outlets] == ["livefin://published/limits"]
     # DuckDB has one writer: mapped shards must run one at a time.
     for tid in ("score", "limits"):
-        assert nightly.get_task(tid).max_active_tis_per_dagrun == 1
-    order = ["business_date", "features", "value", "plan_shards", "score", "limits",
-             "limits_finalize", "publish"]
-    for up, down in zip(order[1:], order[2:], strict=False):
-        if up == "plan_shards":
-            continue
-        assert down in nightly.get_task(up).downstream_task_ids or down == "plan_shards", (up, down)
+        assert nightly.task_dict.get(tid).max_active_tis_per_dagrun == 1
+    edges = [("business_date", "features"), ("features", "value"), ("value", "score"),
+             ("plan_shards", "score"), ("score", "limits"), ("limits", "limits_finalize"),
+             ("limits_finalize", "publish")]
+    for up, down in edges:
+        assert down in nightly.task_dict[up].downstream_task_ids, (up, down)
     train = dagbag.dags["livefin_train_weekly"]
-    assert [o.uri for o in train.get_task("gate").outlets] == ["livefin://models/champion"]
-    assert train.get_task("evaluate").task_id in train.get_task("train").downstream_task_ids
+    assert [o.uri for o in train.task_dict.get("gate").outlets] == ["livefin://models/champion"]
+    assert "evaluate" in train.task_dict["train"].downstream_task_ids
 
 
 def test_dag_files_import_nothing_heavy() -> None:

@@ -1,0 +1,343 @@
+"""Fault tests: shared states and helpers (real processes, real signals, real DuckDB files).
+
+The expensive part is built once per session and copied per test:
+
+* ``pre_l``   the tiny history ingested up to L-1 (L = last tiny date), nightly for L-1 run and
+              published (so a previous publication exists), and the champion model retired so the
+              next nightly has to train: every stage of ``livefin run --start L`` really runs.
+* ``after_l`` ``pre_l`` copied, then ``livefin run --start L`` uninterrupted (in-process): the
+              reference every interrupted run must end up equal to.
+
+Helpers are exposed through the ``fl`` fixture (this module) so test files do not import a
+module named ``conftest`` (tests/conftest.py has that name too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# Columns whose values legitimately differ between two runs of the same date.
+VOLATILE = {"run_id", "seconds", "artifact_path", "report_path"}
+VOLATILE_SUFFIXES = ("_at",)  # loaded_at, _loaded_at, built_at, created_at, trained_at, ...
+# Append-only run history (one row per validation run): compared through dq.partition_status.
+HISTORY_TABLES = {"dq.validation_runs", "dq.expectation_results", "features.merchant_daily_log"}
+# Tables compared by an exact order-free hash (large, values parsed from text, no float maths).
+HASHED_SCHEMAS = {"raw"}
+WAIT_LIMIT_S = 600  # a guard against a hung child, not a timing assertion
+
+
+@dataclass(frozen=True)
+class State:
+    home: Path
+    landing: Path
+    last: date
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse" / "livefin.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.home / "published"
+
+    @property
+    def exports(self) -> Path:
+        return self.home / "exports"
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@contextmanager
+def env(home: Path, **extra: str) -> Iterator[None]:
+    """Point LIVEFIN_* at ``home`` (and ``extra``) for the block, in this process."""
+    keys = {"LIVEFIN_HOME": str(home), **extra}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def last_date(landing: Path) -> date:
+    p = json.loads((landing / "_truth" / "params.json").read_text())
+    return date.fromisoformat(str(p["start"])) + timedelta(days=int(p["days"]) - 1)
+
+
+def copy_home(src: Path, dst: Path, *, docs: bool = True) -> Path:
+    """Copy a LIVEFIN_HOME. The GX project stores the absolute Data Docs folder in its YAML, so
+    the copy is re-pointed at its own docs folder (else it would write into ``src``)."""
+    shutil.copytree(src, dst, symlinks=True, ignore=None if docs else shutil.ignore_patterns("docs"))
+    for yml in (dst / "docs" / "gx").glob("*.yml"):
+        text = yml.read_text()
+        if str(src) in text:
+            yml.write_text(text.replace(str(src), str(dst)))
+    return dst
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def livefin_argv(*args: str) -> list[str]:
+    exe = Path(sys.executable).parent / "livefin"
+    if exe.exists():
+        return [str(exe), *args]
+    return [sys.executable, "-m", "livefin_etl.cli", *args]
+
+
+def child_env(home: Path, landing: Path, pause_at: str | None = None, marker: Path | None = None,
+              **extra: str) -> dict[str, str]:
+    e = dict(os.environ)
+    for k in ("LIVEFIN_TEST_PAUSE_AT", "LIVEFIN_TEST_PAUSE_MARKER", "LIVEFIN_TEST_PAUSE_FILE"):
+        e.pop(k, None)
+    e.update(
+        LIVEFIN_HOME=str(home),
+        LIVEFIN_LANDING=str(landing),
+        PYTHONPATH=str(REPO),
+        COLUMNS="200",  # rich wraps long error lines at 80 columns otherwise
+        **extra,
+    )
+    if pause_at:
+        assert marker is not None
+        e.update(
+            LIVEFIN_TEST_PAUSE_AT=pause_at,
+            LIVEFIN_TEST_PAUSE_MARKER=str(marker),  # config.fault_point
+            LIVEFIN_TEST_PAUSE_FILE=str(marker),  # publish._pause
+            LIVEFIN_TEST_PAUSE_SECONDS="900",
+        )
+    return e
+
+
+def spawn(args: list[str], home: Path, landing: Path, pause_at: str | None = None,
+          marker: Path | None = None, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        livefin_argv(*args),
+        cwd=home,
+        env=child_env(home, landing, pause_at, marker, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_cli(args: list[str], home: Path, landing: Path, timeout: float = WAIT_LIMIT_S,
+            **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        livefin_argv(*args),
+        cwd=home,
+        env=child_env(home, landing),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def wait_paused(proc: subprocess.Popen, marker: Path, point: str) -> None:
+    """Wait until the child wrote the pause marker; fail with its output if it exited first."""
+    end = time.monotonic() + WAIT_LIMIT_S
+    while not marker.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(
+                f"child exited with {proc.returncode} before reaching {point}\n"
+                f"stdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
+            )
+        if time.monotonic() > end:
+            kill9(proc)
+            pytest.fail(f"child never reached {point}")
+        time.sleep(0.05)
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"child ended with {proc.returncode}, not SIGKILL"
+
+
+def assert_clean_failure(cp: subprocess.CompletedProcess | Any, codes=(1, 2)) -> None:
+    """A user-facing failure: expected exit code, a message, never a Python traceback."""
+    text = (cp.stdout or "") + (cp.stderr or "")
+    assert "Traceback" not in text, f"traceback printed:\n{text[-4000:]}"
+    assert cp.returncode in codes, f"exit code {cp.returncode}:\n{text[-4000:]}"
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else float(f"{v:.9g}")
+    if isinstance(v, (list, tuple)):
+        return tuple(_norm(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _norm(x)) for k, x in v.items()))
+    return v
+
+
+def _kept_columns(con, schema: str, table: str) -> list[str]:
+    cols = [
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and "
+            "table_name = ? order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
+    return [c for c in cols if c not in VOLATILE and not c.endswith(VOLATILE_SUFFIXES)]
+
+
+def warehouse_digest(db: Path) -> dict[str, Any]:
+    """Every table's content minus volatile columns: raw.* as (count, order-free exact hash),
+    the rest as sorted rows with floats at 9 significant digits."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out: dict[str, Any] = {}
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' and table_catalog = current_database() order by 1, 2"
+        ).fetchall()
+        for schema, table in tables:
+            name = f"{schema}.{table}"
+            if name in HISTORY_TABLES:
+                continue
+            cols = ", ".join(f'"{c}"' for c in _kept_columns(con, schema, table))
+            if schema in HASHED_SCHEMAS:
+                out[name] = con.execute(
+                    f"select count(*), coalesce(sum(hash({cols})::hugeint), 0)::varchar "
+                    f"from {name}"
+                ).fetchone()
+            else:
+                rows = con.execute(f"select {cols} from {name}").fetchall()
+                out[name] = sorted((_norm(r) for r in rows), key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def diff_digests(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in sorted(set(got) | set(want)):
+        if name not in got:
+            problems.append(f"{name}: missing")
+        elif name not in want:
+            problems.append(f"{name}: unexpected table")
+        elif got[name] != want[name]:
+            g, w = got[name], want[name]
+            if isinstance(g, list):
+                extra = [r for r in g if r not in w][:2]
+                lost = [r for r in w if r not in g][:2]
+                problems.append(
+                    f"{name}: {len(g)} rows vs {len(w)}; e.g. extra {extra!r}, missing {lost!r}"
+                )
+            else:
+                problems.append(f"{name}: {g} vs {w}")
+    return problems
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root`` (hidden temp files included)."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def published_digest(state_home: Path) -> dict[str, Any]:
+    """What readers and lenders can see: the published DB, its pointer files, all exports."""
+    pub = state_home / "published"
+    return {
+        "published": {k: v for k, v in tree_digest(pub).items() if not k.startswith("snapshots/")},
+        "exports": tree_digest(state_home / "exports"),
+    }
+
+
+def read_publication(db: Path) -> tuple[date, str, int]:
+    """Open the published snapshot read-only (as an analyst would) and read what it is."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        d, run_id = con.execute("select as_of_date, run_id from meta.publication").fetchone()
+        n = con.execute("select count(*) from limits.current").fetchone()[0]
+        return d, run_id, n
+    finally:
+        con.close()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def fl():
+    """This module: the helpers above, for the test files."""
+    return sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def pre_l(tmp_path_factory, tiny_landing) -> State:
+    from livefin_etl import pipeline
+    from livefin_etl.config import get_settings
+
+    last = last_date(tiny_landing)
+    first = date.fromisoformat(
+        str(json.loads((tiny_landing / "_truth" / "params.json").read_text())["start"])
+    )
+    home = tmp_path_factory.mktemp("faults") / "pre_l"
+    with env(home, LIVEFIN_LANDING=str(tiny_landing)):
+        s = get_settings()
+        report = pipeline.run_range(last - timedelta(days=1), last - timedelta(days=1), s,
+                                    ingest_from=first)
+        assert not report.blocked, report.blocked
+        with pipeline.session(s) as (_s, con):
+            # No champion: the next nightly trains in its score stage (a fresh registry).
+            con.execute(
+                "update credit.model_registry set status = 'retired', "
+                "reason = 'fault tests: retired so the next nightly trains' "
+                "where status = 'champion'"
+            )
+    return State(home, tiny_landing, last)
+
+
+@pytest.fixture(scope="session")
+def after_l(tmp_path_factory, pre_l) -> dict[str, Any]:
+    """``livefin run --start L`` on a copy of ``pre_l``, uninterrupted: the reference."""
+    from livefin_etl import pipeline
+    from livefin_etl.config import get_settings
+
+    home = copy_home(pre_l.home, tmp_path_factory.mktemp("faults_ref") / "after_l")
+    with env(home, LIVEFIN_LANDING=str(pre_l.landing)):
+        report = pipeline.run_range(pre_l.last, pre_l.last, get_settings())
+    assert not report.blocked, report.blocked
+    state = State(home, pre_l.landing, pre_l.last)
+    return {"state": state, "digest": warehouse_digest(state.warehouse), "report": report}

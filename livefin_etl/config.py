@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -130,3 +132,19 @@ def fault_point(point: str) -> None:
     if marker:
         Path(marker).write_text(point)
     time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "60")))
+
+
+@contextmanager
+def livefin_env(home: Path, **extra: str) -> Generator[None, None, None]:
+    """Point every LIVEFIN_* setting at ``home`` (plus ``extra`` variables) inside the block."""
+    keys = {"LIVEFIN_HOME": str(home), **extra}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -827,13 +827,17 @@ def build_limits(
     date: dt.date,
     run_id: str,
     policy: dict[str, Any] | None = None,
+    inputs: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Compute limits for D and replace that date in limits.financing_limits (one transaction)."""
+    """Compute limits for D and replace that date in limits.financing_limits (one transaction).
+
+    ``inputs`` (from :func:`load_inputs`, e.g. gathered shard by shard) skips loading them."""
     if not run_id:
         raise LivefinError("build_limits needs a run_id")
     policy = validate_policy(policy if policy is not None else load_config("policy"))
     ensure_tables(con)
-    inputs = load_inputs(con, date, policy)
+    if inputs is None:
+        inputs = load_inputs(con, date, policy)
     out = compute_limits(inputs, policy)
     out["as_of_date"] = date
     out["currency"] = str(policy.get("currency", "CNY"))
@@ -865,6 +869,73 @@ def build_limits(
         }
     )
     log.info("limits %s: %s", date, result["by_decision"])
+    return result
+
+
+STAGING = "limits.limit_inputs_staging"
+
+
+def stage_inputs(
+    con: duckdb.DuckDBPyConnection, date: dt.date, run_id: str, shard: tuple[int, int]
+) -> int:
+    """Sharded half of the limits stage: gather one merchant-hash shard's policy inputs into
+    ``limits.limit_inputs_staging``. Guardrails need the whole book, so they run once in
+    :func:`finalize_from_staging`."""
+    from livefin_etl.warehouse import in_shard
+
+    policy = validate_policy(load_config("policy"))
+    inputs = load_inputs(con, date, policy)
+    part = inputs[in_shard(inputs["merchant_id"].tolist(), shard)].copy()
+    part.insert(0, "staged_as_of", date)
+    part.insert(1, "staged_run_id", run_id)
+    part.insert(2, "staged_shard", shard[0])
+    part.insert(3, "staged_shards", shard[1])
+    con.register("_limits_stage", part)
+    try:
+        with transaction(con):
+            if not table_exists(con, STAGING):
+                con.execute(f"create table {STAGING} as select * from _limits_stage limit 0")
+                con.execute(
+                    f"comment on table {STAGING} is 'Per-shard limit-policy inputs awaiting "
+                    "portfolio guardrails (limits_finalize); transient'"
+                )
+            con.execute(
+                f"delete from {STAGING} where staged_as_of = ? and staged_shard = ?",
+                [date, shard[0]],
+            )
+            con.execute(f"delete from {STAGING} where staged_as_of = ? and staged_run_id <> ?",
+                        [date, run_id])
+            con.execute(f"insert into {STAGING} by name select * from _limits_stage")
+    finally:
+        con.unregister("_limits_stage")
+    return len(part)
+
+
+def finalize_from_staging(
+    con: duckdb.DuckDBPyConnection, settings: Settings, date: dt.date, run_id: str
+) -> dict[str, Any]:
+    """Apply the policy and guardrails to every staged shard at once, then clear the staging."""
+    if not table_exists(con, STAGING):
+        raise LivefinError(f"no staged limit inputs for {date}: run the sharded limits stage first")
+    rows = con.execute(
+        f"select distinct staged_shard, staged_shards from {STAGING} where staged_as_of = ? "
+        "and staged_run_id = ?",
+        [date, run_id],
+    ).fetchall()
+    if not rows:
+        raise LivefinError(f"no staged limit inputs for {date} in run {run_id}")
+    got = {r[0] for r in rows}
+    shards = max(r[1] for r in rows)
+    missing = sorted(set(range(shards)) - got)
+    if missing:
+        raise LivefinError(f"limits for {date}: shards {missing} of {shards} were not staged")
+    inputs = con.execute(
+        f"select * exclude (staged_as_of, staged_run_id, staged_shard, staged_shards) from {STAGING} "
+        "where staged_as_of = ? and staged_run_id = ? order by merchant_id",
+        [date, run_id],
+    ).df()
+    result = build_limits(con, settings, date, run_id, inputs=inputs)
+    con.execute(f"delete from {STAGING} where staged_as_of = ?", [date])
     return result
 
 

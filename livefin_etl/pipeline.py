@@ -87,7 +87,10 @@ def _small(result: dict) -> dict:
     }
 
 
-def _stage_fn(stage: str) -> Callable[[duckdb.DuckDBPyConnection, Settings, date, str], Any]:
+def _stage_fn(stage: str, shard: tuple[int, int] | None = None) -> Callable[..., Any]:
+    if shard is not None and stage not in ("score", "limits"):
+        raise LivefinError(f"stage '{stage}' cannot be sharded (only score and limits)")
+
     def features(con, s, day, run_id):
         from livefin_etl import features as f
         from livefin_etl import quality
@@ -108,16 +111,28 @@ def _stage_fn(stage: str) -> Callable[[duckdb.DuckDBPyConnection, Settings, date
 
         quality.require_passed(con, day)
         if credit.champion(con) is None:
+            if shard is not None:
+                raise LivefinError("no champion model: run the weekly training before sharded scoring")
             log.info("no champion model yet: training as of %s", day)
             credit.train(con, s, day)
-        return {"score_rows": credit.score(con, s, day, run_id=run_id)}
+        return {"score_rows": credit.score(con, s, day, run_id=run_id, shard=shard)}
 
     def limits(con, s, day, run_id):
         from livefin_etl import limits as lim
         from livefin_etl import quality
 
         quality.require_passed(con, day)
+        if shard is not None:
+            # Per-merchant inputs per shard; guardrails need the whole book (limits_finalize).
+            return {"staged_rows": lim.stage_inputs(con, day, run_id, shard)}
         return lim.build_limits(con, s, day, run_id)
+
+    def limits_finalize(con, s, day, run_id):
+        from livefin_etl import limits as lim
+        from livefin_etl import quality
+
+        quality.require_passed(con, day)
+        return lim.finalize_from_staging(con, s, day, run_id)
 
     def publish(con, s, day, run_id):
         from livefin_etl import publish as pub
@@ -137,13 +152,20 @@ def _stage_fn(stage: str) -> Callable[[duckdb.DuckDBPyConnection, Settings, date
 
 
 def run_stage(
-    stage: str, day: date, settings: Settings | None = None, run_id: str | None = None
+    stage: str,
+    day: date,
+    settings: Settings | None = None,
+    run_id: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
-    """Run one nightly stage for one date in its own locked session (an Airflow task)."""
+    """Run one nightly stage for one date in its own locked session (an Airflow task).
+
+    ``shard=(i, n)`` runs score or limits for one merchant-hash shard; after all limits shards,
+    ``limits_finalize`` applies the portfolio guardrails to the whole book."""
     run_id = run_id or new_run_id(day)
     with session(settings) as (s, con):
         t0 = time.perf_counter()
-        out = _stage_fn(stage)(con, s, day, run_id)
+        out = _stage_fn(stage, tuple(shard) if shard is not None else None)(con, s, day, run_id)
         out = _small(out if isinstance(out, dict) else {"result": out})
         out.update(
             stage=stage,

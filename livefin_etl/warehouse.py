@@ -135,3 +135,20 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
             [schema, name],
         ).fetchall()[0][0]
     )
+
+
+def shard_of(merchant_id: str, shards: int) -> int:
+    """Stable merchant shard (CRC-32, the same in every process and version)."""
+    import zlib
+
+    return zlib.crc32(merchant_id.encode("utf-8")) % shards
+
+
+def in_shard(merchant_ids, shard: tuple[int, int] | None):
+    """Boolean mask (list) of ids belonging to ``shard=(index, count)``; all True without one."""
+    if shard is None:
+        return [True] * len(merchant_ids)
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise LivefinError(f"invalid shard {shard}: need 0 <= index < count")
+    return [shard_of(str(m), n) == i for m in merchant_ids]

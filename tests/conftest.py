@@ -7,34 +7,18 @@ only read its results share these session fixtures instead of building their own
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+
+from livefin_etl.config import livefin_env
 
 os.environ.setdefault("LIVEFIN_THREADS", "2")
 os.environ.setdefault("LIVEFIN_PII_KEY", "livefin-test-key")
 
 TINY_SEED = 7
 TINY_START = date(2025, 1, 1)
-
-
-@contextmanager
-def livefin_env(home: Path, **extra: str) -> Iterator[None]:
-    """Point every LIVEFIN_* setting at ``home`` for the duration of the block."""
-    keys = {"LIVEFIN_HOME": str(home), **extra}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

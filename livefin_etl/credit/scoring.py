@@ -152,15 +152,23 @@ def score(
     *,
     run_id: str | None = None,
     device: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> int:
     """Score every merchant in features.merchant_features for ``d`` with the champion.
 
     Replaces credit.merchant_scores for ``d`` in one transaction; returns the rows written.
+    With ``shard=(i, n)`` only merchants of that hash shard are scored and replaced.
     """
+    from livefin_etl.warehouse import in_shard
+
     model = load_champion(con)
     feats = _features_for(con, d)
     if feats.empty:
         raise LivefinError(f"no rows in features.merchant_features for {d}; run features first")
+    if shard is not None:
+        feats = feats[in_shard(feats["merchant_id"].tolist(), shard)].reset_index(drop=True)
+        if feats.empty:
+            return 0
     if feats["merchant_id"].duplicated().any():
         raise LivefinError(f"features.merchant_features has duplicate merchants for {d}")
     if device:
@@ -187,7 +195,14 @@ def score(
     con.register("_credit_scores", res[cols])
     try:
         with transaction(con):
-            con.execute("delete from credit.merchant_scores where as_of_date = ?", [d])
+            if shard is None:
+                con.execute("delete from credit.merchant_scores where as_of_date = ?", [d])
+            else:
+                con.execute(
+                    "delete from credit.merchant_scores where as_of_date = ? "
+                    "and merchant_id in (select merchant_id from _credit_scores)",
+                    [d],
+                )
             con.execute(
                 f"insert into credit.merchant_scores ({', '.join(cols)}) "
                 f"select {', '.join(cols)} from _credit_scores"

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -66,7 +66,7 @@ class State:
 
 
 @contextmanager
-def env(home: Path, **extra: str) -> Iterator[None]:
+def env(home: Path, **extra: str) -> Generator[None, None, None]:
     """Point LIVEFIN_* at ``home`` (and ``extra``) for the block, in this process."""
     keys = {"LIVEFIN_HOME": str(home), **extra}
     old = {k: os.environ.get(k) for k in keys}
@@ -89,7 +89,9 @@ def last_date(landing: Path) -> date:
 def copy_home(src: Path, dst: Path, *, docs: bool = True) -> Path:
     """Copy a LIVEFIN_HOME. The GX project stores the absolute Data Docs folder in its YAML, so
     the copy is re-pointed at its own docs folder (else it would write into ``src``)."""
-    shutil.copytree(src, dst, symlinks=True, ignore=None if docs else shutil.ignore_patterns("docs"))
+    shutil.copytree(
+        src, dst, symlinks=True, ignore=None if docs else shutil.ignore_patterns("docs")
+    )
     for yml in (dst / "docs" / "gx").glob("*.yml"):
         text = yml.read_text()
         if str(src) in text:
@@ -107,8 +109,9 @@ def livefin_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "livefin_etl.cli", *args]
 
 
-def child_env(home: Path, landing: Path, pause_at: str | None = None, marker: Path | None = None,
-              **extra: str) -> dict[str, str]:
+def child_env(
+    home: Path, landing: Path, pause_at: str | None = None, marker: Path | None = None, **extra: str
+) -> dict[str, str]:
     e = dict(os.environ)
     for k in ("LIVEFIN_TEST_PAUSE_AT", "LIVEFIN_TEST_PAUSE_MARKER", "LIVEFIN_TEST_PAUSE_FILE"):
         e.pop(k, None)
@@ -130,8 +133,14 @@ def child_env(home: Path, landing: Path, pause_at: str | None = None, marker: Pa
     return e
 
 
-def spawn(args: list[str], home: Path, landing: Path, pause_at: str | None = None,
-          marker: Path | None = None, **extra: str) -> subprocess.Popen:
+def spawn(
+    args: list[str],
+    home: Path,
+    landing: Path,
+    pause_at: str | None = None,
+    marker: Path | None = None,
+    **extra: str,
+) -> subprocess.Popen:
     return subprocess.Popen(
         livefin_argv(*args),
         cwd=home,
@@ -142,8 +151,9 @@ def spawn(args: list[str], home: Path, landing: Path, pause_at: str | None = Non
     )
 
 
-def run_cli(args: list[str], home: Path, landing: Path, timeout: float = WAIT_LIMIT_S,
-            **kw: Any) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], home: Path, landing: Path, timeout: float = WAIT_LIMIT_S, **kw: Any
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         livefin_argv(*args),
         cwd=home,
@@ -229,8 +239,7 @@ def warehouse_digest(db: Path) -> dict[str, Any]:
             cols = ", ".join(f'"{c}"' for c in _kept_columns(con, schema, table))
             if schema in HASHED_SCHEMAS:
                 out[name] = con.execute(
-                    f"select count(*), coalesce(sum(hash({cols})::hugeint), 0)::varchar "
-                    f"from {name}"
+                    f"select count(*), coalesce(sum(hash({cols})::hugeint), 0)::varchar from {name}"
                 ).fetchone()
             else:
                 rows = con.execute(f"select {cols} from {name}").fetchall()
@@ -268,9 +277,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``root`` (hidden temp files included)."""
     if not root.exists():
         return {}
-    return {
-        str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def published_digest(state_home: Path) -> dict[str, Any]:
@@ -316,8 +323,9 @@ def pre_l(tmp_path_factory, tiny_landing) -> State:
     home = tmp_path_factory.mktemp("faults") / "pre_l"
     with env(home, LIVEFIN_LANDING=str(tiny_landing)):
         s = get_settings()
-        report = pipeline.run_range(last - timedelta(days=1), last - timedelta(days=1), s,
-                                    ingest_from=first)
+        report = pipeline.run_range(
+            last - timedelta(days=1), last - timedelta(days=1), s, ingest_from=first
+        )
         assert not report.blocked, report.blocked
         with pipeline.session(s) as (_s, con):
             # No champion: the next nightly trains in its score stage (a fresh registry).

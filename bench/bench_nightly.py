@@ -28,7 +28,7 @@ import pstats
 import shutil
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +69,18 @@ step = os.environ['B_STEP']
 day = date.fromisoformat(os.environ['B_DAY'])
 run_id = os.environ.get('B_RUN') or pipeline.new_run_id(day)
 out = {'import_s': import_s}
+# peak VmRSS per phase (ingest: per extract/validate of each source), sampled every 0.1 s
+import threading
+phase = ['start']; phase_rss = {}
+def _sample():
+    while True:
+        try:
+            kb = int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+        except Exception:
+            kb = 0
+        phase_rss[phase[0]] = max(phase_rss.get(phase[0], 0), kb // 1024)
+        time.sleep(0.1)
+threading.Thread(target=_sample, daemon=True).start()
 prof = None
 if os.environ.get('B_PROFILE'):
     import cProfile
@@ -79,7 +91,9 @@ with pipeline.session(get_settings()) as (s, con):
     if step == 'ingest':
         days = [date.fromisoformat(d) for d in json.loads(os.environ['B_DAYS'])]
         marks = []
-        res = pipeline.ingest_range(con, s, days, progress=lambda m: marks.append((m, time.perf_counter())))
+        def _mark(m):
+            marks.append((m, time.perf_counter())); phase[0] = ':'.join(m.split()[:2])
+        res = pipeline.ingest_range(con, s, days, progress=_mark)
         marks.append(('end -', time.perf_counter()))
         phases = {}
         for (m, t1), (_, t2) in zip(marks, marks[1:]):
@@ -114,7 +128,7 @@ with pipeline.session(get_settings()) as (s, con):
     elif step == 'night':
         out['stages'] = {}
         for st in json.loads(os.environ['B_STAGES']):
-            t1 = time.perf_counter()
+            t1 = time.perf_counter(); phase[0] = st
             pipeline._stage_fn(st)(con, s, day, run_id)
             out['stages'][st] = time.perf_counter() - t1
     else:
@@ -122,6 +136,7 @@ with pipeline.session(get_settings()) as (s, con):
         out['result'] = {k: v for k, v in (r or {}).items() if isinstance(v, (int, float, str))}
     if prof: prof.disable()
     out['s'] = time.perf_counter() - t0
+out['phase_rss_mb'] = phase_rss
 if prof:
     prof.dump_stats(os.environ['B_PROFILE'])
 print(json.dumps(out, default=str))
@@ -411,6 +426,11 @@ def _top(path: Path, n: int = 12) -> list[str]:
 # --------------------------------------------------------------------------- report
 
 
+def _rss(r: dict, phase: str) -> str:
+    mb = (r.get("phase_rss_mb") or {}).get(phase)
+    return f" ({mb:,} MB)" if mb else ""
+
+
 def _f(x: float | None, fmt: str = "{:.2f}") -> str:
     return "" if x is None else fmt.format(x)
 
@@ -462,9 +482,9 @@ def render_nightly(res: dict, gen: dict, cmd: str, note: str = "") -> tuple[str,
         f"{'cached, measured when generated' if gen.get('s') else 'cached by another run, not timed'} |",
         f"| backfill: extract, all sources, {res['days'] - 1} days | {ih['phases']['extract']:.1f} | "
         f"{ih['wall_s']:.1f} | {ih['peak_rss_mb']} | "
-        + ", ".join(f"{s} {ih['phases'].get('extract:' + s, 0):.0f} s" for s in SOURCES) + " |",
+        + ", ".join(f"{s} {ih['phases'].get('extract:' + s, 0):.0f} s{_rss(ih, 'extract:' + s)}" for s in SOURCES) + " |",
         f"| backfill: validate, all sources, {res['days'] - 1} days | {ih['phases']['validate']:.1f} | | (same process) | "
-        + ", ".join(f"{s} {ih['phases'].get('validate:' + s, 0):.0f} s" for s in SOURCES) + " |",
+        + ", ".join(f"{s} {ih['phases'].get('validate:' + s, 0):.0f} s{_rss(ih, 'validate:' + s)}" for s in SOURCES) + " |",
         f"| backfill: train as of N-1 | {tr['s']:.1f} | {tr['wall_s']:.1f} | {tr['peak_rss_mb']} | "
         + (", ".join(f"{k} {v}" for k, v in trained.items() if v is not None)) + " |",
         f"| backfill: first night N-1 (features cold: all daily blocks) | {npv['s']:.1f} | {npv['wall_s']:.1f} | "

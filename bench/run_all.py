@@ -28,20 +28,28 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
     ("extract", ["--scale", "small", "--days", "30"], ["--scale", "small", "--days", "5"]),
     ("quality", ["--rows", "500000"], ["--rows", "100000"]),
     ("features", [], ["--merchants", "2000"]),
-    ("credit", ["--merchants", "100000", "--loans", "60000"], ["--merchants", "10000", "--loans", "10000"]),
+    (
+        "credit",
+        ["--merchants", "100000", "--loans", "60000"],
+        ["--merchants", "10000", "--loans", "10000"],
+    ),
     ("limits", ["--merchants", "100000"], ["--merchants", "10000"]),
     ("nightly", ["--scale", "small"], ["--scale", "small"]),
     (
         "nightly-growth",
-        ["--growth", "--growth-merchants", "10000,30000", "--growth-days", "60"],
+        ["--growth", "--growth-merchants", "10000,30000,100000", "--growth-days", "14"],
         ["--growth", "--growth-merchants", "2000,5000", "--growth-days", "30"],
     ),
 ]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=None, help="comma-separated names (sample, extract, ..., nightly-growth)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--only", default=None, help="comma-separated names (sample, extract, ..., nightly-growth)"
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
@@ -56,11 +64,19 @@ def main() -> int:
         wanted = set(args.only.split(","))
         plan = [p for p in plan if p[0] in wanted]
 
-    env = {**os.environ, "LIVEFIN_THREADS": os.environ.get("LIVEFIN_THREADS", str(os.cpu_count() or 2))}
+    env = {
+        **os.environ,
+        "LIVEFIN_THREADS": os.environ.get("LIVEFIN_THREADS", str(os.cpu_count() or 2)),
+    }
     failed = []
     for name, full, quick in plan:
         script = BENCH / f"bench_{name.split('-')[0]}.py"
-        cmd = [sys.executable, str(script.relative_to(REPO)), *(quick if args.quick else full), "--write"]
+        cmd = [
+            sys.executable,
+            str(script.relative_to(REPO)),
+            *(quick if args.quick else full),
+            "--write",
+        ]
         print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
         if args.dry_run:
             continue

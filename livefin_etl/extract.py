@@ -357,19 +357,27 @@ def _first_failure(frame: pl.DataFrame, checks: list) -> pl.DataFrame:
 def hash_values(values: pl.Series, key: bytes) -> pl.Series:
     """Keyed BLAKE2b (a PRF, like HMAC) over unique values: the same buyer gets the same id."""
     uniq = values.drop_nulls().unique()
-    digests = [
-        hashlib.blake2b(v.encode(), key=key[:64], digest_size=16).hexdigest()
-        for v in uniq.to_list()
-    ]
-    lookup = dict(zip(uniq.to_list(), digests, strict=True))
-    return values.replace_strict(lookup, default=None, return_dtype=pl.Utf8)
+    k = key[:64]
+    blake = hashlib.blake2b
+    digests = pl.Series(
+        [blake(v.encode(), key=k, digest_size=16).hexdigest() for v in uniq.to_list()],
+        dtype=pl.Utf8,
+    )
+    return values.replace_strict(uniq, digests, default=None, return_dtype=pl.Utf8)
 
 
-def _hash_pii(frame: pl.DataFrame, contract: Contract, key: bytes) -> pl.DataFrame:
+def _hash_pii(
+    frame: pl.DataFrame, contract: Contract, key: bytes, keep_source: bool
+) -> pl.DataFrame:
+    """Hash PII columns. Loaded rows drop their source text, so it is hashed only for
+    quarantined rows (``keep_source``), which store it in ``raw_values``."""
     for c in contract.pii:
-        for col in (c, f"__src_{c}"):
+        cols = [c, f"__src_{c}"] if keep_source else [c]
+        for col in cols:
             if col in frame.columns:
                 frame = frame.with_columns(hash_values(frame[col].cast(pl.Utf8), key).alias(col))
+    if not keep_source:
+        frame = frame.drop([f"__src_{c}" for c in contract.pii if f"__src_{c}" in frame.columns])
     return frame
 
 
@@ -515,8 +523,8 @@ def _load_chunk(
     nonempty = [x for x in (bad, dup, unknown) if x.height]
     bad = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else bad
 
-    good = _hash_pii(good, contract, key)
-    bad = _hash_pii(bad, contract, key) if bad.height else bad
+    good = _hash_pii(good, contract, key, keep_source=False)
+    bad = _hash_pii(bad, contract, key, keep_source=True) if bad.height else bad
     mapping_by_file = {(d, b.name): b.mapping for d, b, _ in per_file}
     out = good.select(
         [pl.col(c.name).alias(c.stored_name) for c in contract.stored_columns]

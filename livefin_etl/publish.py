@@ -470,9 +470,15 @@ def publish(
         # back to back, after everything that can fail slowly has already succeeded.
         entry = _set_current(settings, snapshot, "publish")
         _swap_into_place(tmp_export, export_dir)
-    except BaseException:
+    except BaseException as exc:
         building.unlink(missing_ok=True)
+        building.with_name(building.name + ".wal").unlink(missing_ok=True)
         shutil.rmtree(tmp_export, ignore_errors=True)
+        if isinstance(exc, (OSError, duckdb.Error)):  # e.g. disk full: a message, no traceback
+            seen = "the previous snapshot and exports are unchanged"
+            if current(settings) and current(settings).get("snapshot") == snapshot.name:
+                seen = "the snapshot was switched but the exports were not"
+            raise LivefinError(f"publishing {date} failed ({seen}): {exc}") from exc
         raise
     removed = _prune(settings)
     log.info("published %s (%s rows of limits)", snapshot.name, meta["rows"])

@@ -142,13 +142,24 @@ def spawn(
     **extra: str,
 ) -> subprocess.Popen:
     return subprocess.Popen(
-        livefin_argv(*args),
+        args if args[0] == sys.executable else livefin_argv(*args),
         cwd=home,
         env=child_env(home, landing, pause_at, marker, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# What one Airflow nightly task runs (dags/livefin_nightly.py calls pipeline.run_stage).
+TASK = (
+    "import sys, datetime as d; from livefin_etl import pipeline; "
+    "pipeline.run_stage(sys.argv[1], d.date.fromisoformat(sys.argv[2]))"
+)
+
+
+def task_argv(stage: str, day: date) -> list[str]:
+    return [sys.executable, "-c", TASK, stage, day.isoformat()]
 
 
 def run_cli(
@@ -280,12 +291,21 @@ def tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _visible(rel: str) -> bool:
+    return not any(part.startswith(".") for part in Path(rel).parts)
+
+
 def published_digest(state_home: Path) -> dict[str, Any]:
-    """What readers and lenders can see: the published DB, its pointer files, all exports."""
+    """What readers and lenders can see: the published DB, its pointer files, all exports
+    (hidden temp names of an unfinished run excluded: they are nobody's input)."""
     pub = state_home / "published"
     return {
-        "published": {k: v for k, v in tree_digest(pub).items() if not k.startswith("snapshots/")},
-        "exports": tree_digest(state_home / "exports"),
+        "published": {
+            k: v
+            for k, v in tree_digest(pub).items()
+            if not k.startswith("snapshots/") and _visible(k)
+        },
+        "exports": {k: v for k, v in tree_digest(state_home / "exports").items() if _visible(k)},
     }
 
 

@@ -1,14 +1,16 @@
-"""kill -9 in every stage of ``livefin run``, then rerun: the end state equals an uninterrupted
-run, and the published snapshot / exports were never half-written.
+"""kill -9 in every stage of the nightly, then rerun: the end state equals an uninterrupted run,
+and the published snapshot / exports were never half-written.
 
-One chain, to keep CI affordable: ``livefin run --start L`` is started as a real process, paused
-inside a stage (``LIVEFIN_TEST_PAUSE_AT``: after the stage's DELETE+INSERT, before its COMMIT;
-the publish points are mid-snapshot and before the swap) and SIGKILLed. The next process of the
-chain is the rerun of the killed one and goes on to the next stage's point. After every kill the
-killed stage's table has nothing of L (the transaction is gone), the warehouse opens, and the
-published snapshot and exports are byte-identical to before and still readable read-only.
-Finally one uninterrupted rerun completes and every table equals the reference run.
-The state has no champion model, so the score stage trains (``registry.before_commit``).
+One chain, to keep CI affordable. Each step starts a real process, pauses it inside a stage
+(``LIVEFIN_TEST_PAUSE_AT``: after the stage's DELETE+INSERT and before its COMMIT; the publish
+points are mid-snapshot and just before the swap) and SIGKILLs it; the next step is the rerun.
+The ingest points kill ``livefin run --start L``; the nightly points kill the process one Airflow
+task runs (``pipeline.run_stage(stage, L)``, dags/livefin_nightly.py), which spares CI a Great
+Expectations start-up per step. After every kill: the killed stage's table holds nothing of L,
+the warehouse opens, and the published snapshot and exports are byte-identical to before and
+still readable read-only. Last, ``livefin run --start L`` runs uninterrupted (in-process) and
+every table equals the reference run's. The state has no champion, so the score stage trains
+(``registry.before_commit``).
 """
 
 from __future__ import annotations
@@ -19,16 +21,22 @@ from datetime import timedelta
 
 import pandas as pd
 
-# (pause point, tables whose L rows the killed transaction was writing)
+# (what is killed, pause point, tables whose L rows the killed transaction was writing,
+#  stages completed in-process afterwards: the "retry" before the next step)
 CHAIN = [
-    ("extract.before_commit", ["raw.merchants", "meta.load_manifest", "meta.quarantine"]),
-    ("gate.before_commit", ["dq.partition_status"]),
-    ("features.before_commit", ["features.merchant_features"]),
-    ("registry.before_commit", ["credit.model_registry", "credit.model_events"]),
-    ("scoring.before_commit", ["credit.merchant_scores"]),
-    ("limits.before_commit", ["limits.financing_limits"]),
-    ("publish.snapshot_building", []),
-    ("publish.before_replace", []),
+    (
+        "run",
+        "extract.before_commit",
+        ["raw.merchants", "meta.load_manifest", "meta.quarantine"],
+        [],
+    ),
+    ("run", "gate.before_commit", ["dq.partition_status"], ["ingest"]),
+    ("features", "features.before_commit", ["features.merchant_features"], ["features", "value"]),
+    ("score", "registry.before_commit", ["credit.model_registry", "credit.model_events"], []),
+    ("score", "scoring.before_commit", ["credit.merchant_scores"], ["score"]),
+    ("limits", "limits.before_commit", ["limits.financing_limits"], ["limits"]),
+    ("publish", "publish.snapshot_building", [], []),
+    ("publish", "publish.before_replace", [], []),
 ]
 
 
@@ -44,9 +52,10 @@ def test_kill9_in_every_stage_then_rerun_equals_uninterrupted_run(fl, pre_l, aft
     pub_before = fl.read_publication(home / "published" / "livefin.duckdb")
     assert pub_before[0] == L - timedelta(days=1) and pub_before[2] > 0
 
-    for i, (point, tables) in enumerate(CHAIN):
+    for i, (what, point, tables, then) in enumerate(CHAIN):
         marker = tmp_path / f"paused-{i}"
-        proc = fl.spawn(["run", "--start", str(L)], home, pre_l.landing, point, marker)
+        argv = ["run", "--start", str(L)] if what == "run" else fl.task_argv(what, L)
+        proc = fl.spawn(argv, home, pre_l.landing, point, marker)
         fl.wait_paused(proc, marker, point)
         fl.kill9(proc)
 
@@ -68,6 +77,13 @@ def test_kill9_in_every_stage_then_rerun_equals_uninterrupted_run(fl, pre_l, aft
         if point == "registry.before_commit":
             # The artifacts were moved into place before the (killed) registry commit.
             assert any(p.name.startswith(f"m-{L:%Y%m%d}-") for p in (home / "models").iterdir())
+        with fl.env(home, LIVEFIN_LANDING=str(pre_l.landing)):
+            for stage in then:
+                if stage == "ingest":
+                    with pipeline.session(get_settings()) as (s, con):
+                        pipeline.ingest_range(con, s, [L])
+                else:
+                    pipeline.run_stage(stage, L, get_settings())
 
     # The last rerun runs to completion, in-process (same function the CLI calls).
     with fl.env(home, LIVEFIN_LANDING=str(pre_l.landing)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["livefin"]
 # UTC here: Airflow's DAG timezone must be a pendulum zone, and the stdlib stays enough.
 # The timetables carry Asia/Shanghai themselves (BUSINESS_TZ_NAME).
-START_DATE = datetime(2024, 12, 31, 16, 0, tzinfo=timezone.utc)  # 2025-01-01 00:00 Shanghai
+START_DATE = datetime(2024, 12, 31, 16, 0, tzinfo=UTC)  # 2025-01-01 00:00 Shanghai
 # All livefin tasks write one DuckDB file: this 1-slot pool serialises them across DAGs
 # (created by `python -m livefin_etl.airflow_local setup`); the flock in warehouse.py is the
 # backstop for processes outside Airflow.
@@ -45,10 +45,12 @@ def raw_asset(source: str) -> Asset:
     return Asset(uri=f"livefin://raw/{source}", name=f"livefin_raw_{source}", group="livefin")
 
 
-PUBLISHED_LIMITS = Asset(uri="livefin://published/limits", name="livefin_published_limits",
-                         group="livefin")
-CHAMPION_MODEL = Asset(uri="livefin://models/champion", name="livefin_champion_model",
-                       group="livefin")
+PUBLISHED_LIMITS = Asset(
+    uri="livefin://published/limits", name="livefin_published_limits", group="livefin"
+)
+CHAMPION_MODEL = Asset(
+    uri="livefin://models/champion", name="livefin_champion_model", group="livefin"
+)
 
 
 def on_failure(context: Any) -> None:
@@ -64,7 +66,10 @@ def on_failure(context: Any) -> None:
     dag_run = context.get("dag_run")
     log.error(
         "livefin stage %s failed for business date %s (dag %s, run %s): %s",
-        stage, day, getattr(dag_run, "dag_id", "?"), getattr(dag_run, "run_id", "?"),
+        stage,
+        day,
+        getattr(dag_run, "dag_id", "?"),
+        getattr(dag_run, "run_id", "?"),
         context.get("exception"),
     )
 

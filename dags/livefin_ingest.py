@@ -36,8 +36,12 @@ from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "ingest"],
     params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Override the business date (YYYY-MM-DD)"),
+        "business_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Override the business date (YYYY-MM-DD)",
+        ),
     },
     doc_md=__doc__,
 )
@@ -61,11 +65,10 @@ def livefin_ingest() -> None:
             if checked.get("status") == "failed":
                 # Raise so the asset is not updated: D stays blocked for the nightly chain.
                 failed = checked.get("failed_critical") or checked.get("failed_expectations")
-                raise AirflowFailException(
-                    f"{source} {day} failed critical expectations: {failed}"
-                )
+                raise AirflowFailException(f"{source} {day} failed critical expectations: {failed}")
             context["outlet_events"][asset].extra = {
-                "business_date": day.isoformat(), "status": checked.get("status"),
+                "business_date": day.isoformat(),
+                "status": checked.get("status"),
             }
             return result
 
@@ -77,8 +80,9 @@ def livefin_ingest() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         ids = [f"ingest_{s}" for s in list_sources()]
-        failed = [t.removeprefix("ingest_") for t in ids
-                  if context["ti"].xcom_pull(task_ids=t) is None]
+        failed = [
+            t.removeprefix("ingest_") for t in ids if context["ti"].xcom_pull(task_ids=t) is None
+        ]
         if failed:
             raise AirflowFailException(f"sources not ingested for this date: {failed}")
         return {"sources": len(ids)}

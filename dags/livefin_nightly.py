@@ -55,11 +55,19 @@ def _shard_kwargs(shard: list[int]) -> dict[str, Any]:
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "nightly"],
     params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Override the business date (YYYY-MM-DD)"),
-        "shards": Param(None, type=["null", "integer"], minimum=1,
-                        description="Merchant-hash shards for score/limits "
-                                    "(default: env LIVEFIN_SHARDS, else 1)"),
+        "business_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Override the business date (YYYY-MM-DD)",
+        ),
+        "shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Merchant-hash shards for score/limits "
+            "(default: env LIVEFIN_SHARDS, else 1)",
+        ),
     },
     doc_md=__doc__,
 )
@@ -86,13 +94,15 @@ def livefin_nightly() -> None:
     # Mapped shards share one DuckDB writer: one at a time (max_active_tis_per_dagrun=1).
     @task(max_active_tis_per_dagrun=1)
     def score(run: dict[str, Any], shard: list[int]) -> dict:
-        return call_pipeline("run_stage", "score", day_of(run), run_id=run["run_id"],
-                             **_shard_kwargs(shard))
+        return call_pipeline(
+            "run_stage", "score", day_of(run), run_id=run["run_id"], **_shard_kwargs(shard)
+        )
 
     @task(max_active_tis_per_dagrun=1)
     def limits(run: dict[str, Any], shard: list[int]) -> dict:
-        return call_pipeline("run_stage", "limits", day_of(run), run_id=run["run_id"],
-                             **_shard_kwargs(shard))
+        return call_pipeline(
+            "run_stage", "limits", day_of(run), run_id=run["run_id"], **_shard_kwargs(shard)
+        )
 
     @task
     def limits_finalize(run: dict[str, Any]) -> dict:
@@ -105,7 +115,8 @@ def livefin_nightly() -> None:
     def publish(run: dict[str, Any], **context) -> dict:
         out = call_pipeline("run_stage", "publish", day_of(run), run_id=run["run_id"])
         context["outlet_events"][PUBLISHED_LIMITS].extra = {
-            "business_date": run["business_date"], "run_id": run["run_id"],
+            "business_date": run["business_date"],
+            "run_id": run["run_id"],
         }
         return out
 

@@ -21,12 +21,22 @@ from livefin_common import DEFAULT_ARGS, START_DATE, TAGS, log
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "stress"],
     params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Limits date to stress (default: latest limits)"),
-        "gmv_shock": Param(-0.3, type="number", minimum=-1.0, maximum=10.0,
-                           description="Relative GMV change, -0.3 = GMV down 30%"),
-        "streamer_exit": Param(False, type="boolean",
-                               description="Each merchant loses its top streamer"),
+        "business_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Limits date to stress (default: latest limits)",
+        ),
+        "gmv_shock": Param(
+            -0.3,
+            type="number",
+            minimum=-1.0,
+            maximum=10.0,
+            description="Relative GMV change, -0.3 = GMV down 30%",
+        ),
+        "streamer_exit": Param(
+            False, type="boolean", description="Each merchant loses its top streamer"
+        ),
     },
     doc_md=__doc__,
 )
@@ -47,10 +57,18 @@ def livefin_stress() -> None:
                 day = con.execute(sql).fetchone()[0]
                 if day is None:
                     raise AirflowFailException("no limits yet: run livefin_nightly first")
-            result = limits.stress(con, settings, day, gmv_shock=float(params["gmv_shock"]),
-                                   streamer_exit=bool(params["streamer_exit"]))
-        log.info("stress %s: %s", result.get("scenario_id"), {k: v for k, v in result.items()
-                                                               if k != "top_affected"})
+            result = limits.stress(
+                con,
+                settings,
+                day,
+                gmv_shock=float(params["gmv_shock"]),
+                streamer_exit=bool(params["streamer_exit"]),
+            )
+        log.info(
+            "stress %s: %s",
+            result.get("scenario_id"),
+            {k: v for k, v in result.items() if k != "top_affected"},
+        )
         return result
 
     stress()

@@ -35,10 +35,18 @@ from livefin_dates import BUSINESS_TZ_NAME, TRAIN_CRON
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "model"],
     params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Train as of this date (YYYY-MM-DD)"),
-        "device": Param(None, type=["null", "string"], enum=[None, "cpu", "cuda"],
-                        description="XGBoost device (default LIVEFIN_TRAIN_DEVICE or auto)"),
+        "business_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Train as of this date (YYYY-MM-DD)",
+        ),
+        "device": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "cpu", "cuda"],
+            description="XGBoost device (default LIVEFIN_TRAIN_DEVICE or auto)",
+        ),
     },
     doc_md=__doc__,
 )
@@ -59,9 +67,13 @@ def livefin_train_weekly() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         metrics = {k: decision.get(k) for k in ("auc_oot", "ks_oot", "brier_oot", "psi_score")}
-        bad = [k for k in ("auc_oot", "ks_oot", "brier_oot")
-               if not isinstance(metrics[k], (int, float)) or math.isnan(metrics[k])
-               or not 0.0 <= metrics[k] <= 1.0]
+        bad = [
+            k
+            for k in ("auc_oot", "ks_oot", "brier_oot")
+            if not isinstance(metrics[k], (int, float))
+            or math.isnan(metrics[k])
+            or not 0.0 <= metrics[k] <= 1.0
+        ]
         if bad:
             raise AirflowFailException(f"model {decision.get('model_version')}: bad metrics {bad}")
         log.info("model %s out-of-time metrics %s", decision.get("model_version"), metrics)

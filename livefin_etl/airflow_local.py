@@ -66,8 +66,9 @@ def env(base: Mapping[str, str] | None = None, port: int | None = None) -> dict[
     return out
 
 
-def run_airflow(args: Sequence[str], environ: Mapping[str, str] | None = None,
-                check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def run_airflow(
+    args: Sequence[str], environ: Mapping[str, str] | None = None, check: bool = True, **kwargs
+) -> subprocess.CompletedProcess:
     environ = dict(environ or env())
     Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     return subprocess.run([airflow_bin(), *args], env=environ, check=check, **kwargs)
@@ -78,15 +79,22 @@ def setup(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     environ = dict(environ or env())
     run_airflow(["db", "migrate"], environ, stdout=subprocess.DEVNULL)
     run_airflow(
-        ["pools", "set", environ["LIVEFIN_AIRFLOW_POOL"], "1",
-         "livefin: one DuckDB writer at a time"],
-        environ, stdout=subprocess.DEVNULL,
+        [
+            "pools",
+            "set",
+            environ["LIVEFIN_AIRFLOW_POOL"],
+            "1",
+            "livefin: one DuckDB writer at a time",
+        ],
+        environ,
+        stdout=subprocess.DEVNULL,
     )
     return environ
 
 
-def backfill_args(first: date, last: date, dry_run: bool = False,
-                  dag_id: str = "livefin_ingest") -> list[str]:
+def backfill_args(
+    first: date, last: date, dry_run: bool = False, dag_id: str = "livefin_ingest"
+) -> list[str]:
     """``airflow backfill create`` arguments covering business dates first..last."""
     sys.path.insert(0, str(DAGS_FOLDER))
     try:
@@ -94,18 +102,30 @@ def backfill_args(first: date, last: date, dry_run: bool = False,
     finally:
         sys.path.remove(str(DAGS_FOLDER))
     start, end = backfill_window(first, last)
-    args = ["backfill", "create", "--dag-id", dag_id, "--from-date", start.isoformat(),
-            "--to-date", end.isoformat(), "--max-active-runs", "1"]
+    args = [
+        "backfill",
+        "create",
+        "--dag-id",
+        dag_id,
+        "--from-date",
+        start.isoformat(),
+        "--to-date",
+        end.isoformat(),
+        "--max-active-runs",
+        "1",
+    ]
     return [*args, "--dry-run"] if dry_run else args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m livefin_etl.airflow_local",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m livefin_etl.airflow_local", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("standalone", help="setup, then `airflow standalone` (UI + scheduler)")
-    st.add_argument("--port", type=int, default=int(os.environ.get("LIVEFIN_AIRFLOW_PORT",
-                                                                   DEFAULT_PORT)))
+    st.add_argument(
+        "--port", type=int, default=int(os.environ.get("LIVEFIN_AIRFLOW_PORT", DEFAULT_PORT))
+    )
     sub.add_parser("setup", help="airflow db migrate + the livefin_warehouse pool")
     sub.add_parser("env", help="print export lines for a shell")
     bf = sub.add_parser("backfill", help="backfill livefin_ingest for business dates")

@@ -144,6 +144,7 @@ def _stage_fn(stage: str, shard: tuple[int, int] | None = None) -> Callable[...,
         "value": value,
         "score": score,
         "limits": limits,
+        "limits_finalize": limits_finalize,
         "publish": publish,
     }
     if stage not in fns:

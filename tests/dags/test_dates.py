@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import livefin_dates as ld
 import pytest
-
-UTC = timezone.utc
 
 
 def _ticks(cron: str, start: datetime, end: datetime) -> list:
@@ -18,16 +16,18 @@ def _ticks(cron: str, start: datetime, end: datetime) -> list:
     tt = CronTriggerTimetable(cron, timezone="Asia/Shanghai")
     out, last = [], None
     restriction = TimeRestriction(earliest=start, latest=end, catchup=True)
-    while (info := tt.next_dagrun_info(last_automated_data_interval=last,
-                                       restriction=restriction)) is not None:
+    while (
+        info := tt.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+    ) is not None:
         out.append(info)
         last = info.data_interval
     return out
 
 
 def test_ingest_tick_processes_previous_shanghai_day() -> None:
-    infos = _ticks(ld.INGEST_CRON, datetime(2025, 3, 9, tzinfo=UTC),
-                   datetime(2025, 3, 12, tzinfo=UTC))
+    infos = _ticks(
+        ld.INGEST_CRON, datetime(2025, 3, 9, tzinfo=UTC), datetime(2025, 3, 12, tzinfo=UTC)
+    )
     assert infos, "the timetable produced no runs"
     for info in infos:
         # Airflow 3 cron semantics: a point in time, not an interval.
@@ -43,8 +43,9 @@ def test_ingest_tick_processes_previous_shanghai_day() -> None:
 
 
 def test_weekly_training_runs_as_of_sunday() -> None:
-    infos = _ticks(ld.TRAIN_CRON, datetime(2025, 3, 1, tzinfo=UTC),
-                   datetime(2025, 3, 20, tzinfo=UTC))
+    infos = _ticks(
+        ld.TRAIN_CRON, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 20, tzinfo=UTC)
+    )
     days = [ld.business_date_for(i.logical_date) for i in infos]
     assert days == [date(2025, 3, 2), date(2025, 3, 9), date(2025, 3, 16)]
     assert all(d.weekday() == 6 for d in days)
@@ -65,15 +66,22 @@ def test_rule_precedence_conf_then_assets_then_logical_then_run_after() -> None:
     la = datetime(2025, 3, 9, 18, 0, tzinfo=UTC)  # 02:00 Shanghai on 03-10
     ra = datetime(2025, 3, 10, 23, 0, tzinfo=UTC)  # 07:00 Shanghai on 03-11
     events = {"livefin://raw/orders": [{"business_date": "2025-03-05"}]}
-    assert ld.resolve_business_date(requested="2025-02-01", asset_events=events,
-                                    logical_date=la) == (date(2025, 2, 1), "conf")
+    assert ld.resolve_business_date(
+        requested="2025-02-01", asset_events=events, logical_date=la
+    ) == (date(2025, 2, 1), "conf")
     assert ld.resolve_business_date(asset_events=events, logical_date=la) == (
-        date(2025, 3, 5), "asset_events")
+        date(2025, 3, 5),
+        "asset_events",
+    )
     assert ld.resolve_business_date(asset_events={"x": [{}]}, logical_date=la) == (
-        date(2025, 3, 9), "logical_date")
+        date(2025, 3, 9),
+        "logical_date",
+    )
     # Asset-triggered and manual runs have no logical date in Airflow 3: run_after decides.
     assert ld.resolve_business_date(logical_date=None, run_after=ra) == (
-        date(2025, 3, 10), "run_after")
+        date(2025, 3, 10),
+        "run_after",
+    )
     with pytest.raises(ValueError):
         ld.resolve_business_date()
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ VOLATILE = {"run_id", "created_at", "loaded_at", "updated_at", "published_at", "
 
 
 @contextmanager
-def livefin_env(home: Path, landing: Path) -> Iterator[None]:
+def livefin_env(home: Path, landing: Path) -> Generator[None, None, None]:
     """Point the pipeline (read by get_settings() inside each in-process task) at ``home``."""
     saved = {k: os.environ.get(k) for k in ("LIVEFIN_HOME", "LIVEFIN_LANDING")}
     os.environ["LIVEFIN_HOME"], os.environ["LIVEFIN_LANDING"] = str(home), str(landing)
@@ -46,6 +46,7 @@ def livefin_env(home: Path, landing: Path) -> Iterator[None]:
 def copy_state(src: Path, dst: Path) -> Path:
     """Copy a LIVEFIN_HOME. Not docs/: the GX context there stores absolute paths (Data Docs
     of a copy would be written into the original); the copy builds its own."""
+
     def ignore(folder: str, names: list[str]) -> set[str]:
         skip = {n for n in names if n.endswith((".lock", ".wal"))}
         return skip | ({"docs"} & set(names) if Path(folder) == src else set())
@@ -60,8 +61,9 @@ def passing_dates(home: Path) -> set[date]:
 
     con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"), read_only=True)
     try:
-        rows = con.execute("select dt, bool_and(status <> 'failed') from dq.partition_status "
-                           "group by dt").fetchall()
+        rows = con.execute(
+            "select dt, bool_and(status <> 'failed') from dq.partition_status group by dt"
+        ).fetchall()
     finally:
         con.close()
     return {d for d, ok in rows if ok}
@@ -73,14 +75,19 @@ def limits_rows(home: Path, days: list[date]) -> list[tuple]:
 
     con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"), read_only=True)
     try:
-        cols = [r[0] for r in con.execute(
-            "select column_name from information_schema.columns where table_schema = 'limits' "
-            "and table_name = 'financing_limits' order by ordinal_position").fetchall()]
+        cols = [
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns where table_schema = 'limits' "
+                "and table_name = 'financing_limits' order by ordinal_position"
+            ).fetchall()
+        ]
         keep = [c for c in cols if c not in VOLATILE and not c.endswith("_at")]
         rows = con.execute(
             f"select {', '.join(keep)} from limits.financing_limits "
             "where as_of_date in (select unnest(?::DATE[])) order by as_of_date, merchant_id",
-            [days]).fetchall()
+            [days],
+        ).fetchall()
     finally:
         con.close()
     return [tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows]
@@ -99,8 +106,10 @@ def scalar(home: Path, sql: str, params: list | None = None):
 def run_dag(dagbag, dag_id: str, conf: dict):
     """One real Airflow run of ``dag_id`` in this process; returns (state, {task: state})."""
     dr = dagbag.dags[dag_id].test(logical_date=None, run_conf=conf)
-    tis = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
-           for ti in dr.get_task_instances()}
+    tis = {
+        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
+        for ti in dr.get_task_instances()
+    }
     return str(dr.state), tis, dr.run_id
 
 
@@ -145,8 +154,10 @@ def world(tmp_path_factory, airflow_db) -> dict:
         pipeline.ingest_range(con, s, pipeline.daterange(tail, last))
     ok = passing_dates(scratch)
     shutil.rmtree(scratch)
-    windows = [[d + timedelta(days=k) for k in range(4)]
-               for d in pipeline.daterange(tail, last - timedelta(days=3))]
+    windows = [
+        [d + timedelta(days=k) for k in range(4)]
+        for d in pipeline.daterange(tail, last - timedelta(days=3))
+    ]
     good = [w for w in windows if all(d in ok for d in w)]
     assert good, f"no 4 consecutive passing dates in {tail}..{last}; passing: {sorted(ok)}"
     days = good[-1]
@@ -184,15 +195,28 @@ def test_backfill_three_dates_succeeds_and_publishes(backfilled) -> None:
         # Each source task emitted its asset event carrying the business date.
         events = asset_events(ingest_run_id)
         assert {u: e.get("business_date") for u, e in events.items()} == {
-            f"livefin://raw/{s}": day for s in list_sources()}
+            f"livefin://raw/{s}": day for s in list_sources()
+        }
         state, tis, nightly_run_id = run["nightly"]
         assert state == "success", (day, tis)
         assert asset_events(nightly_run_id)["livefin://published/limits"]["business_date"] == day
-        assert scalar(home, "select count(*) from limits.financing_limits where as_of_date = ?",
-                      [run["day"]]) > 0
+        assert (
+            scalar(
+                home,
+                "select count(*) from limits.financing_limits where as_of_date = ?",
+                [run["day"]],
+            )
+            > 0
+        )
         # One pipeline run id for every stage of the Airflow run.
-        assert scalar(home, "select count(distinct run_id) from limits.financing_limits "
-                            "where as_of_date = ?", [run["day"]]) == 1
+        assert (
+            scalar(
+                home,
+                "select count(distinct run_id) from limits.financing_limits where as_of_date = ?",
+                [run["day"]],
+            )
+            == 1
+        )
     last = backfilled["days"][-1]
     published = home / "published" / "livefin.duckdb"
     assert published.exists()
@@ -201,8 +225,12 @@ def test_backfill_three_dates_succeeds_and_publishes(backfilled) -> None:
 
     con = duckdb.connect(str(published), read_only=True)
     try:
-        assert con.execute("select count(*) from limits.financing_limits where as_of_date = ?",
-                           [last]).fetchone()[0] > 0
+        assert (
+            con.execute(
+                "select count(*) from limits.financing_limits where as_of_date = ?", [last]
+            ).fetchone()[0]
+            > 0
+        )
     finally:
         con.close()
 
@@ -210,12 +238,19 @@ def test_backfill_three_dates_succeeds_and_publishes(backfilled) -> None:
 def test_airflow_limits_match_cli_run(backfilled) -> None:
     days = backfilled["days"]
     cli_home = copy_state(backfilled["base"], backfilled["root"] / "cli_state")
-    env = {**os.environ, "LIVEFIN_HOME": str(cli_home),
-           "LIVEFIN_LANDING": str(backfilled["landing"])}
+    env = {
+        **os.environ,
+        "LIVEFIN_HOME": str(cli_home),
+        "LIVEFIN_LANDING": str(backfilled["landing"]),
+    }
     livefin = Path(sys.executable).parent / "livefin"
-    proc = subprocess.run([str(livefin), "run", "--start", days[0].isoformat(),
-                           "--end", days[-1].isoformat()], env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        [str(livefin), "run", "--start", days[0].isoformat(), "--end", days[-1].isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     cli = limits_rows(cli_home, days)
     assert len(cli) > 0
@@ -226,13 +261,15 @@ def test_rerun_of_a_date_gives_identical_limits(backfilled, dagbag) -> None:
     day = backfilled["days"][-1]
     home = copy_state(backfilled["home"], backfilled["root"] / "rerun_state")
     before = limits_rows(home, [day])
-    old_run = scalar(home, "select min(run_id) from limits.financing_limits where as_of_date = ?",
-                     [day])
+    old_run = scalar(
+        home, "select min(run_id) from limits.financing_limits where as_of_date = ?", [day]
+    )
     with livefin_env(home, backfilled["landing"]):
         state, tis, _ = run_dag(dagbag, "livefin_nightly", {"business_date": day.isoformat()})
     assert state == "success", tis
-    new_run = scalar(home, "select min(run_id) from limits.financing_limits where as_of_date = ?",
-                     [day])
+    new_run = scalar(
+        home, "select min(run_id) from limits.financing_limits where as_of_date = ?", [day]
+    )
     assert new_run != old_run, "the date was not recomputed"
     assert limits_rows(home, [day]) == before
 
@@ -273,8 +310,14 @@ def test_critical_failure_blocks_the_date_and_keeps_published(
     assert state == "failed", tis
     assert tis["features"] == "failed"
     assert tis["publish"] in ("upstream_failed", "None")
-    failed = json.loads(scalar(home, "select failed_expectations from dq.partition_status "
-                                     "where source = 'orders' and dt = ?", [day]))
+    failed = json.loads(
+        scalar(
+            home,
+            "select failed_expectations from dq.partition_status "
+            "where source = 'orders' and dt = ?",
+            [day],
+        )
+    )
     critical = [f for f in failed if f.endswith("[critical]")]
     assert critical
     assert f"quality gate for {day} is closed" in out
@@ -282,8 +325,10 @@ def test_critical_failure_blocks_the_date_and_keeps_published(
     assert f"livefin stage features failed for business date {day}" in out
     # Nothing changed for lenders.
     assert published.read_bytes() == snapshot_before
-    assert scalar(home, "select count(*) from limits.financing_limits where as_of_date = ?",
-                  [day]) == 0
+    assert (
+        scalar(home, "select count(*) from limits.financing_limits where as_of_date = ?", [day])
+        == 0
+    )
     assert limits_rows(home, backfilled["days"]) == limits_before
 
 
@@ -297,8 +342,9 @@ def test_sharded_scoring_and_limits_match_single_shard(backfilled, dagbag) -> No
     day = backfilled["days"][-1]
     home = copy_state(backfilled["home"], backfilled["root"] / "sharded_state")
     with livefin_env(home, backfilled["landing"]):
-        state, tis, _ = run_dag(dagbag, "livefin_nightly",
-                                {"business_date": day.isoformat(), "shards": 4})
+        state, tis, _ = run_dag(
+            dagbag, "livefin_nightly", {"business_date": day.isoformat(), "shards": 4}
+        )
     assert state == "success", tis
     assert {t for t in tis if t.startswith("score[")} == {f"score[{i}]" for i in range(4)}
     assert limits_rows(home, [day]) == limits_rows(backfilled["home"], [day])
@@ -312,13 +358,22 @@ def test_weekly_training_and_stress_dags(backfilled, dagbag) -> None:
         assert state == "success", tis
         assert tis["evaluate"] == "success"
         assert tis["gate"] in ("success", "skipped")
-        assert scalar(home, "select count(*) from credit.model_registry where as_of_date = ?",
-                      [day]) >= 1
+        assert (
+            scalar(home, "select count(*) from credit.model_registry where as_of_date = ?", [day])
+            >= 1
+        )
         # No business_date: the stress DAG takes the latest limits date.
-        state, tis, _ = run_dag(dagbag, "livefin_stress",
-                                {"gmv_shock": -0.5, "streamer_exit": True})
+        state, tis, _ = run_dag(
+            dagbag, "livefin_stress", {"gmv_shock": -0.5, "streamer_exit": True}
+        )
         assert state == "success", tis
     latest = scalar(home, "select max(as_of_date) from limits.financing_limits")
     assert latest == day
-    assert scalar(home, "select count(*) from stress.stress_results where as_of_date = ? "
-                        "and gmv_shock = -0.5", [day]) > 0
+    assert (
+        scalar(
+            home,
+            "select count(*) from stress.stress_results where as_of_date = ? and gmv_shock = -0.5",
+            [day],
+        )
+        > 0
+    )

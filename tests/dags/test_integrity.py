@@ -14,8 +14,17 @@ from livefin_etl.contracts import list_sources
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
 EXPECTED = {"livefin_ingest", "livefin_nightly", "livefin_train_weekly", "livefin_stress"}
-HEAVY = ("polars", "duckdb", "xgboost", "great_expectations", "pandas", "numpy", "sklearn",
-         "pyarrow", "livefin_etl")
+HEAVY = (
+    "polars",
+    "duckdb",
+    "xgboost",
+    "great_expectations",
+    "pandas",
+    "numpy",
+    "sklearn",
+    "pyarrow",
+    "livefin_etl",
+)
 
 
 def test_no_import_errors_and_expected_dags(dagbag) -> None:
@@ -51,7 +60,9 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     produced = {o.uri for t in ingest.tasks for o in t.outlets}
     assert produced == {f"livefin://raw/{s}" for s in sources}
     for s in sources:  # one producer task per source, so one bad source blocks only itself
-        assert [o.uri for o in ingest.task_dict.get(f"ingest_{s}").outlets] == [f"livefin://raw/{s}"]
+        assert [o.uri for o in ingest.task_dict.get(f"ingest_{s}").outlets] == [
+            f"livefin://raw/{s}"
+        ]
     # Contract order: reference checks of later sources need earlier sources' rows for D.
     for a, b in zip(sources, sources[1:], strict=False):
         assert f"ingest_{b}" in ingest.task_dict[f"ingest_{a}"].downstream_task_ids
@@ -60,13 +71,21 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     cond = nightly.timetable.asset_condition
     assert type(cond).__name__ == "AssetAll"
     assert {a.uri for a in cond.objects} == produced
-    assert [o.uri for o in nightly.task_dict.get("publish").outlets] == ["livefin://published/limits"]
+    assert [o.uri for o in nightly.task_dict.get("publish").outlets] == [
+        "livefin://published/limits"
+    ]
     # DuckDB has one writer: mapped shards must run one at a time.
     for tid in ("score", "limits"):
         assert nightly.task_dict.get(tid).max_active_tis_per_dagrun == 1
-    edges = [("business_date", "features"), ("features", "value"), ("value", "score"),
-             ("plan_shards", "score"), ("score", "limits"), ("limits", "limits_finalize"),
-             ("limits_finalize", "publish")]
+    edges = [
+        ("business_date", "features"),
+        ("features", "value"),
+        ("value", "score"),
+        ("plan_shards", "score"),
+        ("score", "limits"),
+        ("limits", "limits_finalize"),
+        ("limits_finalize", "publish"),
+    ]
     for up, down in edges:
         assert down in nightly.task_dict[up].downstream_task_ids, (up, down)
     train = dagbag.dags["livefin_train_weekly"]
@@ -88,8 +107,9 @@ def test_dag_files_import_nothing_heavy() -> None:
     )
     from conftest import AIRFLOW_ENV
 
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=AIRFLOW_ENV, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=AIRFLOW_ENV, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(found) == len(files) >= 6
@@ -100,9 +120,20 @@ def test_ruff_clean() -> None:
     ruff = Path(sys.executable).parent / "ruff"
     if not ruff.exists():
         pytest.skip("ruff not installed in this environment")
-    proc = subprocess.run([str(ruff), "check", "--preview", "--select", "AIR3,E,F,I",
-                           str(DAGS), str(ROOT / "livefin_etl" / "airflow_local.py"),
-                           str(Path(__file__).parent)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--preview",
+            "--select",
+            "AIR3,E,F,I",
+            str(DAGS),
+            str(ROOT / "livefin_etl" / "airflow_local.py"),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -130,9 +161,22 @@ def test_backfill_helper_window_hits_exactly_the_business_dates(airflow_db, dagb
     sync_bag_to_db(dagbag, "dags-folder", None)  # what the DAG processor would have stored
     first, last = date(2025, 10, 18), date(2025, 10, 20)
     proc = subprocess.run(
-        [sys.executable, "-m", "livefin_etl.airflow_local", "backfill", "--start", str(first),
-         "--end", str(last), "--dry-run"], env=airflow_db, capture_output=True, text=True,
-        timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "livefin_etl.airflow_local",
+            "backfill",
+            "--start",
+            str(first),
+            "--end",
+            str(last),
+            "--dry-run",
+        ],
+        env=airflow_db,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     stamps = re.findall(r"\|\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00)\s*\|", proc.stdout)
     got = [ld.business_date_for(datetime.fromisoformat(s)) for s in stamps]

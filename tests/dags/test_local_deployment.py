@@ -31,8 +31,12 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, method=method, headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        url,
+        method=method,
+        headers=headers,
+        data=json.dumps(body).encode() if body is not None else None,
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -43,8 +47,10 @@ def http(method: str, url: str, body: dict | None = None, token: str | None = No
 def wait_for(what: str, fn, deadline: float, proc: subprocess.Popen, log: Path):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"airflow standalone exited ({proc.returncode}) while waiting for "
-                        f"{what}:\n{log.read_text(errors='replace')[-4000:]}")
+            pytest.fail(
+                f"airflow standalone exited ({proc.returncode}) while waiting for "
+                f"{what}:\n{log.read_text(errors='replace')[-4000:]}"
+            )
         try:
             result = fn()
         except (urllib.error.URLError, ConnectionError, OSError, ValueError):
@@ -72,36 +78,51 @@ def test_make_airflow_serves_livefin_dags(tmp_path: Path) -> None:
     port = free_port()
     # What a developer's shell has: no AIRFLOW_* (the helper derives them from LIVEFIN_HOME).
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        "LIVEFIN_HOME": str(home),
-        # Keep the side servers off the default ports other sessions may hold.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-    })
+    env.update(
+        {
+            "LIVEFIN_HOME": str(home),
+            # Keep the side servers off the default ports other sessions may hold.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        }
+    )
     log = tmp_path / "standalone.log"
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "livefin_etl.airflow_local", "standalone", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             cwd=Path(__file__).resolve().parents[2],
         )
     try:
         deadline = time.monotonic() + DEADLINE_S
-        wait_for("the REST API", lambda: http("GET", f"{base}/api/v2/version")[0] == 200,
-                 deadline, proc, log)
+        wait_for(
+            "the REST API",
+            lambda: http("GET", f"{base}/api/v2/version")[0] == 200,
+            deadline,
+            proc,
+            log,
+        )
         airflow_home = home / "airflow"
         pw_file = airflow_home / "simple_auth_manager_passwords.json.generated"
-        passwords = wait_for("the generated admin password",
-                             lambda: pw_file.exists() and json.loads(pw_file.read_text()),
-                             deadline, proc, log)
+        passwords = wait_for(
+            "the generated admin password",
+            lambda: pw_file.exists() and json.loads(pw_file.read_text()),
+            deadline,
+            proc,
+            log,
+        )
         user, password = next(iter(passwords.items()))
 
         def token() -> str | None:
-            code, body = http("POST", f"{base}/auth/token",
-                              {"username": user, "password": password})
+            code, body = http(
+                "POST", f"{base}/auth/token", {"username": user, "password": password}
+            )
             return body.get("access_token") if code in (200, 201) and body else None
 
         tok = wait_for("an API token", token, deadline, proc, log)

@@ -34,7 +34,9 @@ def test_second_run_is_refused_while_one_holds_the_warehouse(fl, pre_l, tmp_path
         assert m, err
         assert int(m.group(1)) == first.pid
         # Other writers are refused the same way (the Airflow task path and the extract command).
-        extract = fl.run_cli(["extract", "--source", "orders", "--date", str(L)], home, pre_l.landing)
+        extract = fl.run_cli(
+            ["extract", "--source", "orders", "--date", str(L)], home, pre_l.landing
+        )
         fl.assert_clean_failure(extract, codes=(1,))
         assert "locked by another livefin process" in " ".join(extract.stderr.split())
         assert first.poll() is None, "the refused run disturbed the one holding the lock"

@@ -71,13 +71,18 @@ def _context(docs: Path) -> _Gx:
         sites = ctx.get_config().data_docs_sites or {}
         if "local_site" in sites:
             ctx.delete_data_docs_site("local_site")
+        want = str(docs.resolve() / "data_docs")
+        site = (ctx.get_config().data_docs_sites or {}).get(SITE)
+        if site and site.get("store_backend", {}).get("base_directory") != want:
+            # A copied or moved state folder: point the site at this folder again.
+            ctx.delete_data_docs_site(SITE)
         if SITE not in (ctx.get_config().data_docs_sites or {}):
             ctx.add_data_docs_site(SITE, {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs.resolve() / "data_docs"),
+                    "base_directory": want,
                 },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             })

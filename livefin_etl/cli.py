@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +27,9 @@ app.add_typer(model_app, name="model")
 console = Console()
 err = Console(stderr=True)
 
-PII_LOG_GUARD = ("buyer_phone", "buyer_name", "buyer_address")
+# Errors reported as one clear line (exit 1) rather than a traceback: livefin's own, the OS's
+# (full disk, permissions) and DuckDB's (I/O, corruption). Bugs still show their traceback.
+CLI_ERRORS = (LivefinError, OSError, duckdb.Error)
 
 
 class JsonFormatter(logging.Formatter):
@@ -113,7 +116,7 @@ def sample(
             progress=sys.stderr.isatty(),
             merchants=merchants,
         )
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(summary, default=str))
 
@@ -132,7 +135,7 @@ def extract(
 
     try:
         result = pipeline.extract(source, _date(date_), force=force)
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
 
@@ -148,7 +151,7 @@ def validate(
     try:
         result = pipeline.validate(source, _date(date_))
         docs = quality.build_data_docs(get_settings())
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
     console.print(f"Data Docs: {docs}")
@@ -172,7 +175,7 @@ def ingest(
             )
             failed = [r for r in results if r.get("status") == "failed"]
         docs = quality.build_data_docs(get_settings())
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print(
         f"ingested {len(results)} results, {len(failed)} failed partitions; Data Docs: {docs}"
@@ -211,7 +214,7 @@ def run(
                 retrain=retrain,
                 progress=lambda msg: status.update(msg),
             )
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     _print_run_summary(s, report)
     if report.blocked:
@@ -293,7 +296,7 @@ def demo(
         with pipeline.session(s) as (_s, con):
             result = limits.stress(con, s, last, gmv_shock=-0.3, streamer_exit=True)
             console.print(limits.format_stress(result))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print(
         f"\nAnalysts: duckdb -readonly {s.published / 'livefin.duckdb'}\n"
@@ -316,7 +319,7 @@ def train(
 
     try:
         result = pipeline.train(_date(as_of), device=device)
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
 
@@ -328,7 +331,7 @@ def score(date_: Annotated[str, typer.Option("--date", help="Business date")]) -
 
     try:
         result = pipeline.run_stage("score", _date(date_))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
 
@@ -344,7 +347,7 @@ def explain(
     try:
         with pipeline.session() as (s, con):
             console.print(credit.explain(con, s, merchant, _date(date_)))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -359,7 +362,7 @@ def explain_value(
     try:
         with pipeline.session() as (_s, con):
             console.print(valuation.explain_value(con, merchant, _date(date_)))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -375,7 +378,7 @@ def model_train(
 
     try:
         result = credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out)
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
 
@@ -388,7 +391,7 @@ def model_promote(version: Annotated[str, typer.Argument(help="Model version")])
     try:
         with pipeline.session() as (s, con):
             credit.promote(con, s, version)
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print(f"{version} is now champion")
 
@@ -401,7 +404,7 @@ def model_rollback() -> None:
     try:
         with pipeline.session() as (s, con):
             version = credit.rollback(con, s)
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print(f"champion is now {version}")
 
@@ -426,7 +429,7 @@ def stress(
                 con, s, _date(date_), gmv_shock=gmv_shock, streamer_exit=streamer_exit
             )
             console.print(limits.format_stress(result))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
 
 
@@ -453,7 +456,7 @@ def publish(
         if not date_:
             raise LivefinError("--date is required unless --rollback")
         result = pipeline.run_stage("publish", _date(date_))
-    except LivefinError as exc:
+    except CLI_ERRORS as exc:
         _fail(exc)
     console.print_json(json.dumps(result, default=str))
 

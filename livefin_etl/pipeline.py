@@ -75,7 +75,11 @@ def ingest_partition(source: str, day: date, settings: Settings | None = None) -
     from livefin_etl import quality
 
     with session(settings) as (s, con):
-        loaded = ex.extract_partition(con, s, source, day)
+        try:
+            loaded = ex.extract_partition(con, s, source, day)
+        except LivefinError as exc:
+            quality.record_refused(con, source, day, str(exc))
+            raise
         checked = quality.validate_partition(con, s, source, day)
     return {"extract": loaded, "validate": _small(checked)}
 
@@ -112,7 +116,9 @@ def _stage_fn(stage: str, shard: tuple[int, int] | None = None) -> Callable[...,
         quality.require_passed(con, day)
         if credit.champion(con) is None:
             if shard is not None:
-                raise LivefinError("no champion model: run the weekly training before sharded scoring")
+                raise LivefinError(
+                    "no champion model: run the weekly training before sharded scoring"
+                )
             log.info("no champion model yet: training as of %s", day)
             credit.train(con, s, day)
         return {"score_rows": credit.score(con, s, day, run_id=run_id, shard=shard)}

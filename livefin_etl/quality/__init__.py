@@ -7,6 +7,7 @@ for DAG parsing and for stages that only call :func:`require_passed`.
 from livefin_etl.quality.gate import (
     build_data_docs,
     ensure_tables,
+    record_refused,
     require_passed,
     validate_partition,
     validate_range,
@@ -20,6 +21,7 @@ __all__ = [
     "ensure_tables",
     "list_suites",
     "load_suite",
+    "record_refused",
     "require_passed",
     "validate_partition",
     "validate_range",

@@ -258,6 +258,23 @@ def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
         fault_point("gate.before_commit")
 
 
+def record_refused(
+    con: duckdb.DuckDBPyConnection, source: str, day: date, message: str
+) -> None:
+    """Close the gate for (source, day) when extract refused its delivery.
+
+    The previously loaded rows stay in raw (nothing half-written), but a refused re-delivery
+    means the platform's data for that day is in doubt, so the date must not publish."""
+    ensure_tables(con)
+    failed = json.dumps([f"{source}.extract: {message} [critical]"], ensure_ascii=False)
+    with transaction(con):
+        con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt = ?", [source, day])
+        con.execute(
+            f"INSERT INTO dq.partition_status ({', '.join(_STATUS_COLS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            [source, day, "failed", None, failed, datetime.now(UTC).replace(tzinfo=None)],
+        )
+
+
 def validate_partition(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,

@@ -89,8 +89,8 @@ def last_date(landing: Path) -> date:
 
 
 def copy_home(src: Path, dst: Path, *, docs: bool = True) -> Path:
-    """Copy a LIVEFIN_HOME. The GX project stores the absolute Data Docs folder in its YAML, so
-    the copy is re-pointed at its own docs folder (else it would write into ``src``)."""
+    """Copy a LIVEFIN_HOME. The GX project YAML holds the absolute Data Docs folder; it is
+    re-pointed at the copy's own docs folder here too (gx_runner also does so on open)."""
     shutil.copytree(
         src, dst, symlinks=True, ignore=None if docs else shutil.ignore_patterns("docs")
     )

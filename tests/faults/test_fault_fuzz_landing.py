@@ -523,12 +523,6 @@ def test_cli_on_bad_delivery_exits_cleanly_and_keeps_the_publication(
     shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="known gap (docs/reliability.md): a refused re-delivery of an already validated "
-    "partition leaves its old 'passed' status, so the nightly republishes the old data, exit 0",
-)
 def test_refused_redelivery_of_a_validated_partition_closes_the_gate(fl, after_l, tmp_path):
     from livefin_etl import pipeline, quality
     from livefin_etl.config import StageBlocked, get_settings

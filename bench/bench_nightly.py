@@ -797,9 +797,12 @@ def render_growth(points: list, gdays: int | None, cmd: str, scale: str) -> str:
         lines += [
             "",
             f"Backfill memory: the one-process ingest of the history peaks at {rss['slope']:,.0f} MB per "
-            f"million orders ingested (+ {rss['intercept']:,.0f} MB, R² {rss['r2']:.3f}); it grows with the "
-            "rows of the whole backfill, not with one day. Per-phase peaks (sampled VmRSS) are in "
-            "bench/.cache/<sample>/nightly-result.json.",
+            f"million orders ingested (+ {rss['intercept']:,.0f} MB, R² {rss['r2']:.3f}). The peak is in "
+            "extract (orders, fulfillment) and validate (fulfillment): `extract_partitions` reads up to "
+            "`chunk_days=31` days of files into memory per transaction and `validate_range` runs GX on "
+            "31-day chunks (`quality.yaml` profile.validate_chunk_days), so it grows with rows per day × "
+            "31, i.e. with merchants; these histories are shorter than one chunk. Per-phase peaks "
+            "(sampled VmRSS) are in bench/.cache/<sample>/nightly-result.json.",
         ]
     lines += [
         "",

@@ -236,10 +236,13 @@ def ingest_range(
         for r in quality.validate_range(con, settings, source, ok_days) if ok_days else []:
             results.append(_small(r))
         for key, msg in refused.items():
+            day = date.fromisoformat(key.split(" ", 1)[1])
+            # The old rows stay loaded, but a refused (re-)delivery puts the day in doubt.
+            quality.record_refused(con, source, day, msg)
             results.append(
                 {
                     "source": source,
-                    "dt": key.split(" ", 1)[1],
+                    "dt": day.isoformat(),
                     "status": "failed",
                     "failed_expectations": [msg],
                 }

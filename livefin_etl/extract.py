@@ -426,11 +426,13 @@ def extract_partitions(
     *,
     force: bool = False,
     chunk_days: int = 31,
+    chunk_bytes: int = 150_000_000,
 ) -> list[dict[str, Any]]:
     """Load several partitions of one source, each replaced exactly as by
     :func:`extract_partition`, committing ``chunk_days`` partitions per transaction so history
-    backfills do not pay per-partition overhead. Refused partitions are left untouched and
-    reported together in :class:`ExtractErrors` after the others are committed."""
+    backfills do not pay per-partition overhead; a chunk is also cut at ``chunk_bytes`` of landing
+    files so memory stays bounded on platform-scale days. Refused partitions are left untouched
+    and reported together in :class:`ExtractErrors` after the others are committed."""
     contract = load_contract(source)
     ensure_tables(con, contract)
     key = pii_key(settings)
@@ -438,6 +440,7 @@ def extract_partitions(
     results: dict[date, dict[str, Any]] = {}
     errors: list[str] = []
     pending: list[tuple[date, list[FileBatch]]] = []
+    pending_bytes = 0
     for day in sorted(set(days)):
         folder = partition_dir(settings, source, day)
         if not folder.is_dir():
@@ -466,9 +469,10 @@ def extract_partitions(
             errors.append(f"{source} {day}: {exc}; partition left unchanged")
             continue
         pending.append((day, batches))
-        if len(pending) >= chunk_days:
+        pending_bytes += sum(b.size for b in batches)
+        if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
             results.update(_load_chunk(con, contract, pending, key))
-            pending = []
+            pending, pending_bytes = [], 0
     if pending:
         results.update(_load_chunk(con, contract, pending, key))
     ordered = [results[d] for d in sorted(results)]

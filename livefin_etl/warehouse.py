@@ -58,6 +58,8 @@ def connect(
             raise WarehouseLocked(f"cannot open {db}: {exc}") from None
         raise
     con.execute(f"SET threads = {settings.threads}")
+    # Bounded memory on a shared 2-core/24 GB box; DuckDB spills to disk beyond it.
+    con.execute(f"SET memory_limit = '{os.environ.get('LIVEFIN_DUCKDB_MEMORY', '4GB')}'")
     con.execute("SET preserve_insertion_order = false")
     if not read_only:
         for schema in SCHEMAS:

@@ -51,3 +51,32 @@ def tiny_run(tmp_path_factory, tiny_landing):
         report = pipeline.run_range(last - timedelta(days=1), last, settings, ingest_from=TINY_START)
     assert not report.blocked, report.blocked
     return {"settings": settings, "report": report, "last": last, "home": home, "landing": tiny_landing}
+
+
+def load_bench_limits():
+    """bench/bench_limits.py as a module: its make_upstream builds hand-made upstream tables
+    (features, values, scores, loans) for the limits and publish tests."""
+    import importlib.util
+    import sys
+
+    if "bench_limits" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "bench" / "bench_limits.py"
+        spec = importlib.util.spec_from_file_location("bench_limits", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_limits"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["bench_limits"]
+
+
+@pytest.fixture
+def bench():
+    return load_bench_limits()
+
+
+@pytest.fixture
+def policy() -> dict:
+    import copy
+
+    from livefin_etl.limits import load_policy
+
+    return copy.deepcopy(load_policy())

@@ -298,12 +298,36 @@ def validate_range(
 
     Dates go through GX in chunks of ``profile.validate_chunk_days`` (quality.yaml) so memory
     stays bounded on a year of platform-scale history."""
-    chunk = int((load_config("quality").get("profile") or {}).get("validate_chunk_days", 31))
+    prof = load_config("quality").get("profile") or {}
+    max_days = int(prof.get("validate_chunk_days", 31))
+    max_rows = int(prof.get("validate_chunk_rows", 2_000_000))
     dates = sorted(dates)
+    rows = _rows_per_date(con, source, dates)
     out: list[dict[str, Any]] = []
-    for i in range(0, len(dates), chunk):
-        out.extend(_validate(con, settings, source, dates[i : i + chunk]))
+    chunk: list[date] = []
+    n = 0
+    for d in dates:
+        if chunk and (len(chunk) >= max_days or n + rows.get(d, 0) > max_rows):
+            out.extend(_validate(con, settings, source, chunk))
+            chunk, n = [], 0
+        chunk.append(d)
+        n += rows.get(d, 0)
+    if chunk:
+        out.extend(_validate(con, settings, source, chunk))
     return out
+
+
+def _rows_per_date(con: duckdb.DuckDBPyConnection, source: str, dates: list[date]) -> dict:
+    """Loaded rows per partition (from the manifest), to size validation batches."""
+    if not dates or not table_exists(con, "meta.load_manifest"):
+        return {}
+    return dict(
+        con.execute(
+            "SELECT dt, sum(rows_read) FROM meta.load_manifest WHERE source = ? "
+            "AND dt BETWEEN ? AND ? GROUP BY dt",
+            [source, dates[0], dates[-1]],
+        ).fetchall()
+    )
 
 
 def require_passed(

@@ -23,14 +23,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Generator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from livefin_etl.config import livefin_env
 
 REPO = Path(__file__).resolve().parents[2]
 # Columns whose values legitimately differ between two runs of the same date.
@@ -67,20 +67,8 @@ class State:
 # --------------------------------------------------------------------------- environment
 
 
-@contextmanager
-def env(home: Path, **extra: str) -> Generator[None, None, None]:
-    """Point LIVEFIN_* at ``home`` (and ``extra``) for the block, in this process."""
-    keys = {"LIVEFIN_HOME": str(home), **extra}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+# One implementation for every test: the package's own env switcher.
+env = livefin_env
 
 
 def last_date(landing: Path) -> date:

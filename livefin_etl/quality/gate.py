@@ -271,7 +271,8 @@ def record_refused(
         con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt = ?", [source, day])
         con.execute(
             f"INSERT INTO dq.partition_status ({', '.join(_STATUS_COLS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            [source, day, "failed", None, failed, datetime.now(UTC).replace(tzinfo=None)],
+            [source, day, "failed", f"refused-{uuid.uuid4().hex[:12]}", failed,
+             datetime.now(UTC).replace(tzinfo=None)],
         )
 
 

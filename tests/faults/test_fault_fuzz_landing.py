@@ -436,7 +436,7 @@ def check_example(fl, pre_l, docs: Path, work: Path, kind: str, source: str, see
         assert not loaded and raw_n == 0, f"{repro} refused partition was written: {man}"
         assert q.get(True, 0) == len(rejected) and not q.get(False), f"{repro} quarantine {q}"
         assert refused, f"{repro} refusal not reported: {results}"
-        assert status is None and not gate_open, f"{repro} refused partition passed the gate"
+        assert status == ("failed",) and not gate_open, f"{repro} refused partition passed the gate"
         return "refused"
     assert loaded, f"{repro} nothing loaded and nothing refused: {man} {results}"
     names = sorted(p.name for p in folder.iterdir())

@@ -63,10 +63,11 @@ def main() -> None:
     ap.add_argument("--scale", default="small")
     ap.add_argument("--days", type=int, default=30, help="Number of landing days to extract")
     ap.add_argument("--sample-days", type=int, default=None, help="Days to generate (default: preset)")
+    ap.add_argument("--merchants", type=int, default=None, help="Merchants (default: preset)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
-    landing = cached_sample(args.scale, days=args.sample_days)
+    landing = cached_sample(args.scale, days=args.sample_days, merchants=args.merchants)
     params = json.loads((landing / "_truth" / "params.json").read_text())
     all_days = sorted(p.name.removeprefix("dt=") for p in (landing / "orders").iterdir())
     days = all_days[: args.days]
@@ -115,7 +116,9 @@ def main() -> None:
         f"## Extract ({args.scale}: {params.get('merchants', '?')} merchants, {len(days)} days)",
         "",
         f"Command: `.venv/bin/python bench/bench_extract.py --scale {args.scale} --days {args.days}"
-        + (f" --sample-days {args.sample_days}" if args.sample_days else "") + " --write`  ",
+        + (f" --sample-days {args.sample_days}" if args.sample_days else "")
+        + (f" --merchants {args.merchants}" if args.merchants else "")
+        + " --write`  ",
         f"Machine: {machine_line()}. Peak RSS of the extract process: {ours['peak_rss_mb']} MB; "
         f"of the floor process: {floor['peak_rss_mb']} MB.",
         "",

@@ -213,6 +213,29 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
 
 
 def _read_jsonl(text: str, name: str) -> pl.DataFrame:
+    """Fast path: polars parses the whole file. If any line is malformed (or blank), parse line
+    by line instead, so one bad line is quarantined rather than the whole file."""
+    body = text[:-1] if text.endswith("\n") else text
+    if body and "\n\n" not in body and not body.startswith("\n"):
+        try:
+            frame = pl.read_ndjson(io.BytesIO(body.encode()), infer_schema_length=None)
+        except Exception:  # noqa: BLE001 - polars raises several types; the slow path decides
+            frame = None
+        if frame is not None and frame.height == body.count("\n") + 1:
+            try:
+                frame = frame.select(
+                    [
+                        pl.col(c).cast(pl.Utf8) if frame.schema[c] != pl.Utf8 else pl.col(c)
+                        for c in frame.columns
+                    ]
+                )
+            except Exception:  # noqa: BLE001 - nested values: let the line parser judge them
+                return _read_jsonl_lines(text, name)
+            return frame.with_row_index("_line", offset=1)
+    return _read_jsonl_lines(text, name)
+
+
+def _read_jsonl_lines(text: str, name: str) -> pl.DataFrame:
     """Parse line by line so one malformed line is quarantined, not the whole file."""
     rows: list[dict[str, Any]] = []
     bad: list[tuple[int, str]] = []

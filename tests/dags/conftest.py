@@ -50,6 +50,12 @@ if str(DAGS) not in sys.path:
 
 
 @pytest.fixture(scope="session")
+def airflow_env() -> dict[str, str]:
+    """The Airflow environment of this session (no DB needed)."""
+    return AIRFLOW_ENV
+
+
+@pytest.fixture(scope="session")
 def airflow_db() -> dict[str, str]:
     """Migrated SQLite metadata DB + the warehouse pool, once per session (~10-25 s)."""
     airflow_local.setup(AIRFLOW_ENV)

@@ -93,7 +93,7 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     assert "evaluate" in train.task_dict["train"].downstream_task_ids
 
 
-def test_dag_files_import_nothing_heavy() -> None:
+def test_dag_files_import_nothing_heavy(airflow_env: dict[str, str]) -> None:
     """Import each DAG file in a fresh interpreter and look for heavy modules after each."""
     files = sorted(str(p) for p in DAGS.glob("livefin_*.py"))
     code = (
@@ -105,10 +105,8 @@ def test_dag_files_import_nothing_heavy() -> None:
         f"    out[f] = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(json.dumps(out))\n"
     )
-    from conftest import AIRFLOW_ENV
-
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=AIRFLOW_ENV, timeout=180
+        [sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env, timeout=180
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])

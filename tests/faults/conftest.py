@@ -33,6 +33,8 @@ import pytest
 from livefin_etl.config import livefin_env
 
 REPO = Path(__file__).resolve().parents[2]
+# Captured at import: several conftest modules share the name "conftest" in sys.modules.
+_THIS = sys.modules[__name__]
 # Columns whose values legitimately differ between two runs of the same date.
 # data_fingerprint: sha256 of the float training frame, which differs in the last bits between
 # two runs on the same data (the model it trains is bit-identical; compared separately).
@@ -318,7 +320,7 @@ def read_publication(db: Path) -> tuple[date, str, int]:
 @pytest.fixture(scope="session")
 def fl():
     """This module: the helpers above, for the test files."""
-    return sys.modules[__name__]
+    return _THIS
 
 
 @pytest.fixture(scope="session")

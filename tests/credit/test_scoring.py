@@ -6,6 +6,7 @@ import math
 from datetime import date
 
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 from credit_world import AS_OF
@@ -96,7 +97,7 @@ def test_reasons_are_risk_raising_top4_and_truthful(scored):
             assert shaps[k] == pytest.approx(folded[i, j], abs=1e-5)
             assert shaps[k] == pytest.approx(positive[k], abs=1e-5)  # the top ones, in order
         for k in range(len(present), 4):
-            assert math.isnan(shaps[k]) and getattr(row, f"reason_text_{k + 1}") is None
+            assert math.isnan(shaps[k]) and pd.isna(getattr(row, f"reason_text_{k + 1}"))
         n_with_reasons += bool(present)
     assert n_with_reasons > len(df) * 0.5
 

@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 from credit_world import AS_OF, build_world, make_settings, small_config
 
-from livefin_etl.config import LivefinError
+from livefin_etl.config import LivefinError, load_config
 from livefin_etl.credit import resolve_device, train
 from livefin_etl.credit.registry import load_model
 from livefin_etl.credit.report import SECTIONS
@@ -132,7 +132,7 @@ def test_report_has_every_section(trained):
         "Legacy rule",
         "Oracle",
         result["data_fingerprint"],
-        "model-v1",
+        load_config("model")["version"],
         "PSI",
     ):
         assert needle in text

@@ -21,8 +21,15 @@ import duckdb
 import polars as pl
 
 from livefin_etl.config import LivefinError, Settings, fault_point, pii_key
-from livefin_etl.contracts import Column, Contract, Mapping, detect_mapping, load_contract
-from livefin_etl.warehouse import transaction
+from livefin_etl.contracts import (
+    Column,
+    Contract,
+    Mapping,
+    detect_mapping,
+    load_contract,
+    load_mappings,
+)
+from livefin_etl.warehouse import table_exists, transaction
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +130,11 @@ _ENSURED: set[tuple[int, str]] = set()
 def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """DDL and comments once per connection and source, not once per partition."""
     token = (id(con), contract.name)
-    if token in _ENSURED and table_exists_raw(con, contract.name):
+    if token in _ENSURED and table_exists(con, contract.table):
         return
     ensure_meta_tables(con)
     ensure_raw_table(con, contract)
     _ENSURED.add(token)
-
-
-def table_exists_raw(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema='raw' "
-            "and table_name=?",
-            [name],
-        ).fetchall()[0][0]
-    )
 
 
 def partition_dir(settings: Settings, source: str, day: date) -> Path:
@@ -520,7 +517,7 @@ def _load_chunk(
             frame = b.frame
             malformed = frame["_malformed"] if "_malformed" in frame.columns else None
             mapping_fmt = next(
-                (m.timestamp_format for m in _mappings(source) if m.name == b.mapping),
+                (m.timestamp_format for m in load_mappings(source) if m.name == b.mapping),
                 "%Y-%m-%d %H:%M:%S",
             )
             frame = _typed(frame, contract, mapping_fmt)
@@ -641,12 +638,6 @@ def _load_chunk(
     return results
 
 
-def _mappings(source: str):
-    from livefin_etl.contracts import load_mappings
-
-    return load_mappings(source)
-
-
 def _split_duplicates(
     con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -698,16 +689,11 @@ def _split_unknown_references(
     bad_parts = []
     for col, target in contract.references.items():
         table, tcol = target.split(".")
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema='raw' "
-            "and table_name=?",
-            [table],
-        ).fetchall()[0][0]
         known = (
             con.sql(
                 f"select {tcol} as __ref, min(_dt) as __ref_dt from raw.{table} group by 1"
             ).pl()
-            if exists
+            if table_exists(con, f"raw.{table}")
             else pl.DataFrame(schema={"__ref": pl.Utf8, "__ref_dt": pl.Date})
         )
         joined = good.join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")

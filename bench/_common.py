@@ -17,15 +17,28 @@ CACHE = REPO / "bench" / ".cache"
 BENCHMARKS = REPO / "BENCHMARKS.md"
 
 
+def sample_compression(scale: str, days: int | None) -> str | None:
+    """A month or more at ``large`` is delivered gzipped: a year of plain text (~55 GB) plus its
+    warehouse would not fit this machine's disk."""
+    return "gzip" if scale == "large" and (days is None or days > 31) else None
+
+
+def sample_tag(scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None) -> str:
+    gz = "-gz" if sample_compression(scale, days) else ""
+    return f"{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}{gz}"
+
+
 def cached_sample(scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None) -> Path:
     """Generate a sample once and reuse it across benchmark runs."""
-    tag = f"{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}"
-    out = CACHE / tag / "landing"
+    out = CACHE / sample_tag(scale, seed, days, merchants) / "landing"
     if not (out / "_truth" / "params.json").exists():
         from livefin_etl import sample
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        sample.generate(scale, seed, date(2025, 1, 1), days, out, force=True, progress=sys.stderr.isatty(), merchants=merchants)
+        sample.generate(
+            scale, seed, date(2025, 1, 1), days, out, force=True, progress=sys.stderr.isatty(),
+            merchants=merchants, compress=sample_compression(scale, days),
+        )
     return out
 
 

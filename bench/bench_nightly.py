@@ -21,6 +21,7 @@ day's limits to Parquet + CSV and a copy of the published DuckDB file.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, REPO, cached_sample, machine_line, run_measured, write_section  # noqa: E402
+from _common import CACHE, REPO, cached_sample, machine_line, run_measured, sample_tag, write_section  # noqa: E402
 
 SOURCES = ["merchants", "orders", "traffic", "fulfillment", "loans", "repayments"]
 NIGHTLY = ["features", "value", "score", "limits", "publish"]
@@ -178,9 +179,9 @@ def timed(name, fn):
 
 # extract: DuckDB readers, same files
 for src, paths in files.items():
-    if paths[0].endswith('.csv'):
+    if paths[0].endswith(('.csv', '.csv.gz')):
         rel = f"read_csv({paths!r}, header=true, all_varchar=true, union_by_name=true)"
-    elif paths[0].endswith('.jsonl'):
+    elif paths[0].endswith(('.jsonl', '.jsonl.gz')):
         rel = f"read_json({paths!r}, format='newline_delimited', union_by_name=true)"
     else:
         rel = f"read_parquet({paths!r}, union_by_name=true)"
@@ -297,7 +298,7 @@ def measured_sample(
 ) -> tuple[Path, dict]:
     """cached_sample in a child process; the generation's time and peak RSS are kept next to the
     cache (gen.json) so later runs can still report them."""
-    tag = f"{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}"
+    tag = sample_tag(scale, seed, days, merchants)
     meta = CACHE / tag / "gen.json"
     landing = CACHE / tag / "landing"
     if not (landing / "_truth" / "params.json").exists():
@@ -320,13 +321,16 @@ def day_files(landing: Path, day: str, tmp: Path) -> dict[str, list[str]]:
         folder = landing / src / f"dt={day}"
         paths = []
         for f in sorted(folder.iterdir()) if folder.exists() else []:
-            if f.suffix == ".csv":
+            # DuckDB reads .gz itself, so gzip stays inside the floor's timing (as in extract's)
+            if f.name.endswith((".csv", ".csv.gz")):
                 data = f.read_bytes()
+                if f.name.endswith(".gz"):
+                    data = gzip.decompress(data)
                 if not data.startswith(b"\xef\xbb\xbf"):
                     try:
                         data.decode("utf-8")
                     except UnicodeDecodeError:
-                        t = tmp / "utf8" / src / f.name
+                        t = tmp / "utf8" / src / f.name.removesuffix(".gz")
                         t.parent.mkdir(parents=True, exist_ok=True)
                         t.write_bytes(data.decode("gbk").encode("utf-8"))
                         f = t

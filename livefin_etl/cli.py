@@ -98,6 +98,9 @@ def sample(
         int | None, typer.Option(help="Override the preset's merchant count")
     ] = None,
     force: Annotated[bool, typer.Option(help="Empty a non-empty output folder first")] = False,
+    compress: Annotated[
+        str | None, typer.Option(help="gzip: write CSV/JSON-lines exports as .gz files")
+    ] = None,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
     from livefin_etl import sample as sim
@@ -115,6 +118,7 @@ def sample(
             force=force,
             progress=sys.stderr.isatty(),
             merchants=merchants,
+            compress=compress,
         )
     except CLI_ERRORS as exc:
         _fail(exc)

@@ -7,11 +7,13 @@ always equal rows loaded plus rows quarantined.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -158,9 +160,23 @@ def _decode(data: bytes, name: str) -> tuple[str, str]:
         raise FileRejected(f"{name}: cannot decode as UTF-8 or GBK ({exc})") from None
 
 
+def landing_format(path: Path) -> str:
+    """Format suffix of a landing file, ignoring a trailing ``.gz`` (``x.csv.gz`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
 def _read_file(path: Path, contract: Contract) -> FileBatch:
-    data = path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    raw = path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    data = raw
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileRejected(f"{path.name}: not a readable gzip file ({exc})") from None
     if not data.strip():
         raise FileRejected(f"{path.name}: file is empty")
     encoding = "binary"
@@ -206,7 +222,7 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
         if canon not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(canon))
     frame = _apply_value_maps(frame, mapping)
-    return FileBatch(path.name, sha, len(data), encoding, mapping.name, frame)
+    return FileBatch(path.name, sha, len(raw), encoding, mapping.name, frame)
 
 
 def _read_jsonl(text: str, name: str) -> pl.DataFrame:
@@ -466,9 +482,9 @@ def extract_partitions(
         if not folder.is_dir():
             errors.append(f"{source} {day}: landing folder does not exist: {folder}")
             continue
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and landing_format(p) in exts)
         if not paths:
-            errors.append(f"{source} {day}: no {'/'.join(exts)} files in {folder}")
+            errors.append(f"{source} {day}: no {'/'.join(exts)}[.gz] files in {folder}")
             continue
         checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
         if not force and _manifest_unchanged(con, source, day, checksums):

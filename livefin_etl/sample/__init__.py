@@ -65,10 +65,12 @@ def generate(
     progress: bool = True,
     merchants: int | None = None,
     params: WorldParams | None = None,
+    compress: str | None = None,
 ) -> dict[str, Any]:
     """Write landing files; return a summary dict (counts per source, days, merchants, seconds, out).
 
-    ``days=None`` uses the preset's days; ``merchants`` overrides the preset's merchant count.
+    ``days=None`` uses the preset's days; ``merchants`` overrides the preset's merchant count;
+    ``compress="gzip"`` writes the CSV and JSON-lines exports as ``.gz`` (extract reads both).
     Output is a pure function of (scale, seed, start, days, merchants, params).
     """
     if scale not in SCALES:
@@ -83,13 +85,15 @@ def generate(
     start = start or DEFAULT_START
     if isinstance(start, dt.datetime):
         start = start.date()
+    if compress not in (None, "gzip"):
+        raise LivefinError(f"unknown compression {compress!r}; choose gzip or leave it out")
     p = params or WorldParams()
     out = Path(out)
     _prepare_out(out, force)
 
     t0 = time.perf_counter()
     world = World(p, seed, start, days, n, preset.orders_per_merchant_day)
-    writer = Writer(world, out)
+    writer = Writer(world, out, compress)
     steps = range(-world.burn, days)
     marks: dict[str, float] = {}
 

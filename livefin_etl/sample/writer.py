@@ -9,6 +9,7 @@ same seed gives byte-identical files.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -114,16 +115,30 @@ def _empty_table(schema: pa.Schema) -> pa.Table:
     return pl.DataFrame(schema={f.name: pl_types[f.type] for f in schema}).to_arrow().cast(schema)
 
 
+def _gzip(data: bytes) -> bytes:
+    # level 1: a year at 100k merchants is ~50 GB of text; speed matters more than ratio; mtime=0
+    # keeps the files byte-identical per seed
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
+COMPRESSIONS = (None, "gzip")
+
+
 class Writer:
-    def __init__(self, world: World, out: Path) -> None:
+    def __init__(self, world: World, out: Path, compress: str | None = None) -> None:
+        if compress not in COMPRESSIONS:
+            raise ValueError(f"compress must be one of {COMPRESSIONS}, got {compress!r}")
         self.w = world
         self.out = out
+        # Text exports (CSV, JSON lines) can be delivered gzipped, as platforms do for big days;
+        # Parquet is compressed inside the file already.
+        self.gz = compress == "gzip"
         self.mids = pl.select(_ids("M", np.arange(world.N), 6)).to_series()
         self.epoch0 = (world.start - dt.date(1970, 1, 1)).days * DAY
         self.date8 = tuple(
@@ -140,6 +155,8 @@ class Writer:
     def _put(self, source: str, day: dt.date, ext: str, data: bytes) -> None:
         d = self.out / source / f"dt={day.isoformat()}"
         d.mkdir(parents=True, exist_ok=True)
+        if self.gz and ext != "parquet":
+            ext, data = f"{ext}.gz", _gzip(data)
         (d / f"part-0.{ext}").write_bytes(data)
         self.bytes += len(data)
 
@@ -230,15 +247,17 @@ class Writer:
         """Write a CSV in row chunks so that a Double 11 day never needs its whole text in memory."""
         d = self.out / source / f"dt={day.isoformat()}"
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / "part-0.csv", "wb") as f:
+        # gzip: one member per chunk; concatenated members are one valid gzip stream (RFC 1952)
+        pack = _gzip if self.gz else bytes
+        with open(d / ("part-0.csv.gz" if self.gz else "part-0.csv"), "wb") as f:
             if n == 0:
-                self.bytes += f.write(encode(",".join(headers) + "\n", True))
+                self.bytes += f.write(pack(encode(",".join(headers) + "\n", True)))
             for lo in range(0, n, CHUNK_ROWS):
                 hi = min(n, lo + CHUNK_ROWS)
                 df = pl.select([e.alias(h) for h, e in zip(headers, chunk(lo, hi), strict=True)])
                 text = df.write_csv(include_header=lo == 0, float_precision=precision)
                 del df
-                self.bytes += f.write(encode(text, lo == 0))
+                self.bytes += f.write(pack(encode(text, lo == 0)))
 
     def _traffic(self, day: dt.date, d: DayTables) -> None:
         s = d.sessions

@@ -109,6 +109,29 @@ def test_utf8_bom_detected(home, con):
     assert con.execute("select count(*) from raw.orders").fetchall()[0][0] == 1
 
 
+def test_gzipped_gbk_delivery_loads_like_plain_and_bad_gzip_is_rejected(home, con):
+    import gzip
+
+    text = "\n".join([ORDER_HEADER, order_line("O1"), order_line("O2", mid="M9")]) + "\n"
+    f = orders_dir(home) / "part-0.csv.gz"
+    f.parent.mkdir(parents=True)
+    # two gzip members, as the simulator writes chunked days
+    half = len(text) // 2
+    f.write_bytes(gzip.compress(text[:half].encode("gbk")) + gzip.compress(text[half:].encode("gbk")))
+    r = extract_partition(con, home, "orders", D)
+    assert (r["rows_read"], r["rows_loaded"], r["rows_quarantined"]) == (2, 1, 1)
+    man = con.execute(
+        "select file, bytes, encoding from meta.load_manifest where source='orders'"
+    ).fetchall()
+    assert man == [("part-0.csv.gz", f.stat().st_size, "gbk")]  # bytes as delivered (compressed)
+    assert con.execute("select order_id, status from raw.orders").fetchall() == [("O1", "completed")]
+    # a truncated gzip is a clear file-level rejection; the loaded partition stays as it was
+    f.write_bytes(f.read_bytes()[:40])
+    with pytest.raises(LivefinError, match="not a readable gzip file"):
+        extract_partition(con, home, "orders", D)
+    assert con.execute("select order_id from raw.orders").fetchall() == [("O1",)]
+
+
 def test_idempotent_reload_and_changed_file(home, con):
     f = write(
         orders_dir(home) / "part-0.csv",

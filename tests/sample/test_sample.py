@@ -169,6 +169,24 @@ def test_bad_arguments_raise(tmp_path: Path) -> None:
     assert not (busy / "keep.txt").exists() and s["days"] == 2 and s["merchants"] == 10
 
 
+def test_gzip_delivery_is_the_plain_files_compressed(tmp_path: Path) -> None:
+    import gzip
+
+    plain = generate("tiny", 3, None, 3, tmp_path / "plain", progress=False, merchants=40)
+    gz = generate("tiny", 3, None, 3, tmp_path / "gz", progress=False, merchants=40, compress="gzip")
+    assert gz["counts"] == plain["counts"] and gz["bytes"] < plain["bytes"]
+    files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("part-*"))
+    assert len(files) == 3 * 6
+    for rel in files:
+        if rel.suffix == ".parquet":  # compressed inside already
+            assert (tmp_path / "gz" / rel).read_bytes() == (tmp_path / "plain" / rel).read_bytes()
+        else:
+            packed = (tmp_path / "gz" / rel.with_name(rel.name + ".gz")).read_bytes()
+            assert gzip.decompress(packed) == (tmp_path / "plain" / rel).read_bytes()
+    with pytest.raises(LivefinError, match="compression"):
+        generate("tiny", 3, None, 2, tmp_path / "x", progress=False, compress="zip")
+
+
 def test_presets() -> None:
     assert set(SCALES) == {"tiny", "small", "large"}
     assert 120 <= SCALES["tiny"].merchants <= 200 and SCALES["large"].merchants == 100_000

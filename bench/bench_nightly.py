@@ -33,7 +33,15 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, REPO, cached_sample, machine_line, run_measured, sample_tag, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    REPO,
+    cached_sample,
+    machine_line,
+    run_measured,
+    sample_tag,
+    write_section,
+)
 
 SOURCES = ["merchants", "orders", "traffic", "fulfillment", "loans", "repayments"]
 NIGHTLY = ["features", "value", "score", "limits", "publish"]

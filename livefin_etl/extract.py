@@ -182,9 +182,11 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
     encoding = "binary"
     if contract.format == "csv":
         text, encoding = _decode(data, path.name)
+        # polars reads UTF-8 bytes: pass the file's own bytes unless they had to be transcoded
+        body = data[3:] if encoding == "utf-8-sig" else data if encoding == "utf-8" else None
         try:
             frame = pl.read_csv(
-                text.encode(),
+                body if body is not None else text.encode(),
                 infer_schema=False,
                 has_header=True,
             )
@@ -391,15 +393,25 @@ def _first_failure(frame: pl.DataFrame, checks: list) -> pl.DataFrame:
 
 
 def hash_values(values: pl.Series, key: bytes) -> pl.Series:
-    """Keyed BLAKE2b (a PRF, like HMAC) over unique values: the same buyer gets the same id."""
-    uniq = values.drop_nulls().unique()
+    """Keyed BLAKE2b (a PRF, like HMAC) as 32 hex chars: the same buyer gets the same id.
+
+    Values are hashed from polars' own UTF-8 bytes and hex-encoded by polars, so Python only
+    runs the digest; repeated values (names, addresses) are hashed once.
+    """
     k = key[:64]
     blake = hashlib.blake2b
-    digests = pl.Series(
-        [blake(v.encode(), key=k, digest_size=16).hexdigest() for v in uniq.to_list()],
-        dtype=pl.Utf8,
-    )
-    return values.replace_strict(uniq, digests, default=None, return_dtype=pl.Utf8)
+
+    def digest(s: pl.Series) -> pl.Series:
+        out = [
+            None if v is None else blake(v, key=k, digest_size=16).digest()
+            for v in s.cast(pl.Binary).to_list()
+        ]
+        return pl.Series(out, dtype=pl.Binary).bin.encode("hex")
+
+    uniq = values.drop_nulls().unique()
+    if len(uniq) > 0.7 * len(values):
+        return digest(values)
+    return values.replace_strict(uniq, digest(uniq), default=None, return_dtype=pl.Utf8)
 
 
 def _hash_pii(

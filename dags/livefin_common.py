@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, Param
 from livefin_dates import parse_date, resolve_business_date, run_id_for
 
 log = logging.getLogger("livefin.dags")
@@ -90,6 +90,19 @@ DEFAULT_ARGS: dict[str, Any] = {
     "on_failure_callback": on_failure,
     "pool": POOL,
 }
+
+# What every livefin DAG passes to @dag: one run at a time, no catch-up (backfills are explicit
+# `airflow dags backfill` / `livefin run --start --end`), the task defaults above.
+DAG_ARGS: dict[str, Any] = {
+    "start_date": START_DATE,
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
+
+
+def business_date_param(description: str = "Override the business date (YYYY-MM-DD)") -> Param:
+    return Param(None, type=["null", "string"], format="date", description=description)
 
 
 def run_token(dag_id: str, airflow_run_id: str) -> str:

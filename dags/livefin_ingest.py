@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, Param, chain, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, chain, dag, get_current_context, task
 from livefin_common import (
-    DEFAULT_ARGS,
-    START_DATE,
+    DAG_ARGS,
     TAGS,
+    business_date_param,
     call_pipeline,
     day_of,
     list_sources,
@@ -29,19 +29,11 @@ from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON
 @dag(
     dag_id="livefin_ingest",
     schedule=CronTriggerTimetable(INGEST_CRON, timezone=BUSINESS_TZ_NAME),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
+    **DAG_ARGS,
     max_active_tasks=1,  # one DuckDB writer
-    default_args=DEFAULT_ARGS,
     tags=[*TAGS, "ingest"],
     params={
-        "business_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Override the business date (YYYY-MM-DD)",
-        ),
+        "business_date": business_date_param(),
     },
     doc_md=__doc__,
 )

@@ -15,10 +15,10 @@ from typing import Any
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from livefin_common import (
-    DEFAULT_ARGS,
+    DAG_ARGS,
     PUBLISHED_LIMITS,
-    START_DATE,
     TAGS,
+    business_date_param,
     call_pipeline,
     day_of,
     list_sources,
@@ -48,19 +48,11 @@ def _shard_kwargs(shard: list[int]) -> dict[str, Any]:
 @dag(
     dag_id="livefin_nightly",
     schedule=ALL_RAW,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
+    **DAG_ARGS,
     max_active_tasks=1,  # one DuckDB writer
-    default_args=DEFAULT_ARGS,
     tags=[*TAGS, "nightly"],
     params={
-        "business_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Override the business date (YYYY-MM-DD)",
-        ),
+        "business_date": business_date_param(),
         "shards": Param(
             None,
             type=["null", "integer"],

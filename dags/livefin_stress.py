@@ -9,24 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from livefin_common import DEFAULT_ARGS, START_DATE, TAGS, log
+from livefin_common import DAG_ARGS, TAGS, business_date_param, log
 
 
 @dag(
     dag_id="livefin_stress",
     schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **DAG_ARGS,
     tags=[*TAGS, "stress"],
     params={
-        "business_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Limits date to stress (default: latest limits)",
-        ),
+        "business_date": business_date_param("Limits date to stress (default: latest limits)"),
         "gmv_shock": Param(
             -0.3,
             type="number",

@@ -15,9 +15,9 @@ from typing import Any
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from livefin_common import (
     CHAMPION_MODEL,
-    DEFAULT_ARGS,
-    START_DATE,
+    DAG_ARGS,
     TAGS,
+    business_date_param,
     call_pipeline,
     day_of,
     log,
@@ -29,18 +29,10 @@ from livefin_dates import BUSINESS_TZ_NAME, TRAIN_CRON
 @dag(
     dag_id="livefin_train_weekly",
     schedule=CronTriggerTimetable(TRAIN_CRON, timezone=BUSINESS_TZ_NAME),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    **DAG_ARGS,
     tags=[*TAGS, "model"],
     params={
-        "business_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Train as of this date (YYYY-MM-DD)",
-        ),
+        "business_date": business_date_param("Train as of this date (YYYY-MM-DD)"),
         "device": Param(
             None,
             type=["null", "string"],

@@ -26,7 +26,8 @@ class Column:
     name: str
     type: str
     required: bool = False
-    pii: bool = False
+    # "hash": stored only as a keyed hash <name>_hash; "drop": read, checked, never stored
+    pii: str | None = None
     description: str = ""
     allowed: tuple[str, ...] | None = None
     min: float | None = None
@@ -68,15 +69,31 @@ class Contract:
 
     @property
     def pii(self) -> list[str]:
-        return [c.name for c in self.columns.values() if c.pii]
+        """PII columns stored as their keyed hash."""
+        return [c.name for c in self.columns.values() if c.pii == "hash"]
+
+    @property
+    def dropped(self) -> list[str]:
+        """PII columns the lender has no use for: never stored, not even hashed."""
+        return [c.name for c in self.columns.values() if c.pii == "drop"]
 
     @property
     def stored_columns(self) -> list[Column]:
-        return list(self.columns.values())
+        return [c for c in self.columns.values() if c.pii != "drop"]
 
     @property
     def table(self) -> str:
         return f"raw.{self.name}"
+
+
+def _pii_mode(value: Any, where: str) -> str | None:
+    if value in (None, False):
+        return None
+    if value is True or value == "hash":
+        return "hash"
+    if value == "drop":
+        return "drop"
+    raise LivefinError(f"{where}: pii must be true/hash or drop, got {value!r}")
 
 
 def list_sources() -> list[str]:
@@ -102,7 +119,7 @@ def load_contract(source: str) -> Contract:
             name=name,
             type=ctype,
             required=bool(spec.get("required", False)),
-            pii=bool(spec.get("pii", False)),
+            pii=_pii_mode(spec.get("pii"), f"{path}: column {name}"),
             description=str(spec.get("description", "")),
             allowed=tuple(allowed) if allowed else None,
             min=spec.get("min"),

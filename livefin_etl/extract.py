@@ -115,7 +115,7 @@ def ensure_raw_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None
     desc = contract.description.replace("'", "''")
     con.execute(f"comment on table {contract.table} is '{desc} (contract {contract.version})'")
     for c in contract.stored_columns:
-        text = c.description + (" (keyed hash of PII)" if c.pii else "")
+        text = c.description + (" (keyed hash of PII)" if c.pii == "hash" else "")
         con.execute(
             f"comment on column {contract.table}.{c.stored_name} is '{text.replace(chr(39), '')}'"
         )
@@ -417,8 +417,11 @@ def hash_values(values: pl.Series, key: bytes) -> pl.Series:
 def _hash_pii(
     frame: pl.DataFrame, contract: Contract, key: bytes, keep_source: bool
 ) -> pl.DataFrame:
-    """Hash PII columns. Loaded rows drop their source text, so it is hashed only for
-    quarantined rows (``keep_source``), which store it in ``raw_values``."""
+    """Drop the ``pii: drop`` columns and hash the ``pii: hash`` ones. Loaded rows drop their
+    source text, so it is hashed only for quarantined rows (``keep_source``), which store it in
+    ``raw_values``."""
+    gone = [c for name in contract.dropped for c in (name, f"__src_{name}") if c in frame.columns]
+    frame = frame.drop(gone)
     for c in contract.pii:
         cols = [c, f"__src_{c}"] if keep_source else [c]
         for col in cols:

@@ -151,13 +151,14 @@ def _spec(entry: dict[str, Any], thresholds: dict[str, Any], where: str, origin:
 
 
 def _column_name(col: str, spec: dict[str, Any]) -> str:
-    return f"{col}_hash" if spec.get("pii") else col
+    return f"{col}_hash" if spec.get("pii") in (True, "hash") else col
 
 
 def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[Spec], dict]:
     """Expectations the contract implies, plus what the SQL batch must compute for them."""
     out: list[Spec] = []
-    cols = contract.get("columns") or {}
+    # `pii: drop` columns are never stored, so there is nothing in raw to check
+    cols = {k: v for k, v in (contract.get("columns") or {}).items() if v.get("pii") != "drop"}
     # One set check instead of expect_column_to_exist per column: GX keeps only one
     # expect_column_to_exist per suite (it treats them as the same table-level expectation).
     out.append(Spec("expect_table_columns_to_match_set",

@@ -117,14 +117,18 @@ def test_gzipped_gbk_delivery_loads_like_plain_and_bad_gzip_is_rejected(home, co
     f.parent.mkdir(parents=True)
     # two gzip members, as the simulator writes chunked days
     half = len(text) // 2
-    f.write_bytes(gzip.compress(text[:half].encode("gbk")) + gzip.compress(text[half:].encode("gbk")))
+    f.write_bytes(
+        gzip.compress(text[:half].encode("gbk")) + gzip.compress(text[half:].encode("gbk"))
+    )
     r = extract_partition(con, home, "orders", D)
     assert (r["rows_read"], r["rows_loaded"], r["rows_quarantined"]) == (2, 1, 1)
     man = con.execute(
         "select file, bytes, encoding from meta.load_manifest where source='orders'"
     ).fetchall()
     assert man == [("part-0.csv.gz", f.stat().st_size, "gbk")]  # bytes as delivered (compressed)
-    assert con.execute("select order_id, status from raw.orders").fetchall() == [("O1", "completed")]
+    assert con.execute("select order_id, status from raw.orders").fetchall() == [
+        ("O1", "completed")
+    ]
     # a truncated gzip is a clear file-level rejection; the loaded partition stays as it was
     f.write_bytes(f.read_bytes()[:40])
     with pytest.raises(LivefinError, match="not a readable gzip file"):
@@ -351,6 +355,17 @@ def test_pii_never_reaches_duckdb(home, con):
                 [f"%{phone}%", f"%{name}%"],
             ).fetchall()[0][0]
             assert n == 0, f"PII found in {schema}.{table}.{column}"
+        # pii: drop -> not even a hash column; the quarantined row keeps no name either
+        cols = [
+            r[0]
+            for r in c.execute(
+                "select column_name from information_schema.columns where table_name = 'orders'"
+            ).fetchall()
+        ]
+        assert "buyer_phone_hash" in cols and not [x for x in cols if "name" in x]
+        raw_values = c.execute("select raw_values from meta.quarantine").fetchall()
+        assert len(raw_values) == 1 and "buyer_name" not in raw_values[0][0]
+        assert "buyer_phone" in raw_values[0][0]  # hashed, see the LIKE check above
     finally:
         c.close()
 
@@ -399,3 +414,20 @@ def test_kill_during_load_leaves_previous_partition(home, con, tmp_path):
         assert r["rows_loaded"] == 2
     finally:
         c.close()
+
+
+def test_pii_modes_in_contracts():
+    from livefin_etl.contracts import _pii_mode, load_contract
+
+    assert [_pii_mode(v, "x") for v in (None, False, True, "hash", "drop")] == [
+        None,
+        None,
+        "hash",
+        "hash",
+        "drop",
+    ]
+    with pytest.raises(LivefinError, match="pii must be"):
+        _pii_mode("encrypt", "orders.yaml: column buyer_name")
+    orders = load_contract("orders")
+    assert orders.pii == ["buyer_phone", "buyer_address"] and orders.dropped == ["buyer_name"]
+    assert "buyer_name" not in [c.name for c in orders.stored_columns]

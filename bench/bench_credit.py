@@ -34,36 +34,22 @@ from livefin_etl.config import Settings, load_config  # noqa: E402
 from livefin_etl.credit import load_champion, score, train  # noqa: E402
 from livefin_etl.credit.training import xgb_params  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "credit"))
+from credit_world import make_features, true_logit  # noqa: E402
+
 BENCH_MD = ROOT / "BENCHMARKS.md"
 START, END = "<!-- bench:credit -->", "<!-- /bench:credit -->"
-CATS = ["womens_clothing", "beauty", "food", "electronics", "home", "kids"]
 
 
 def features(rng: np.random.Generator, n: int, names: list[str]) -> pd.DataFrame:
-    f = pd.DataFrame({c: rng.normal(1.0, 0.3, n) for c in names})
-    f["category"] = rng.choice(CATS, n)
-    f["refund_rate_30d"] = rng.beta(2, 5, n)
-    f["gmv_net_adj_90d"] = np.exp(rng.normal(11.0, 1.0, n))
-    f["gmv_net_adj_30d"] = f["gmv_net_adj_90d"] / 3 * rng.uniform(0.7, 1.3, n)
-    f["gmv_gross_30d"] = f["gmv_net_adj_30d"] * rng.uniform(1.1, 1.8, n)
-    f["brushing_score"] = rng.beta(1, 8, n)
-    f["top_streamer_share_90d"] = rng.uniform(0.2, 1.0, n)
-    f["tenure_days"] = rng.integers(30, 1500, n).astype(float)
-    f.loc[rng.random(n) < 0.05, "quality_q"] = np.nan
-    return f
+    """The credit tests' synthetic merchants (known signal, 5 % missing quality_q)."""
+    f = make_features(rng, pd.DataFrame(index=range(n)), names)
+    return f.drop(columns=["feature_version"])
 
 
 def logit(f: pd.DataFrame) -> np.ndarray:
-    return (
-        -2.3
-        + 4.0 * (f["refund_rate_30d"] - 0.28)
-        - 0.7 * (np.log(f["gmv_net_adj_90d"]) - 11)
-        + 3.0 * (f["brushing_score"] - 0.1)
-        + 1.2 * (f["top_streamer_share_90d"] - 0.6)
-        - 0.0008 * (f["tenure_days"] - 700)
-        + 0.5 * (f["category"] == "womens_clothing")
-        + 0.6 * np.sin(3 * f["gmv_cv_90d"])
-    ).to_numpy()
+    # the tests' oracle plus one non-monotone term, so the trees have something to find
+    return true_logit(f) + 0.6 * np.sin(3 * f["gmv_cv_90d"].to_numpy())
 
 
 def peak_rss_mb() -> float:

@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 import typer
@@ -82,6 +83,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=1)
 
 
+def _print_result(fn: Callable[[], Any]) -> None:
+    """Run one pipeline call; print its result as JSON, or a one-line error and exit 1."""
+    try:
+        result = fn()
+    except CLI_ERRORS as exc:
+        _fail(exc)
+    console.print_json(json.dumps(result, default=str))
+
+
 # --------------------------------------------------------------------------- sample
 
 
@@ -137,11 +147,7 @@ def extract(
     """Load landing/<source>/dt=<date>/ into raw.<source> (quarantine + manifest)."""
     from livefin_etl import pipeline
 
-    try:
-        result = pipeline.extract(source, _date(date_), force=force)
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
+    _print_result(lambda: pipeline.extract(source, _date(date_), force=force))
 
 
 @app.command()
@@ -321,11 +327,7 @@ def train(
     """Train a credit model point-in-time; becomes champion only if it passes the gate."""
     from livefin_etl import pipeline
 
-    try:
-        result = pipeline.train(_date(as_of), device=device)
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
+    _print_result(lambda: pipeline.train(_date(as_of), device=device))
 
 
 @app.command()
@@ -333,11 +335,7 @@ def score(date_: Annotated[str, typer.Option("--date", help="Business date")]) -
     """Score all active merchants with the champion model (PD, score, grade, reasons)."""
     from livefin_etl import pipeline
 
-    try:
-        result = pipeline.run_stage("score", _date(date_))
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
+    _print_result(lambda: pipeline.run_stage("score", _date(date_)))
 
 
 @app.command()
@@ -380,11 +378,7 @@ def model_train(
     """Train and evaluate on your own feature table (a challenger built by an analyst)."""
     from livefin_etl import credit
 
-    try:
-        result = credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out)
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
+    _print_result(lambda: credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out))
 
 
 @model_app.command("promote")

@@ -62,10 +62,11 @@ class FileRejected(LivefinError):
 class FileBatch:
     name: str
     sha256: str
-    size: int
+    size: int  # bytes as delivered (the manifest's)
     encoding: str
     mapping: str
     frame: pl.DataFrame  # canonical columns as read (strings or native), plus _line
+    data_bytes: int = 0  # bytes after gunzip: what a chunk holds in memory
 
 
 # --------------------------------------------------------------------------- DDL
@@ -224,7 +225,7 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
         if canon not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(canon))
     frame = _apply_value_maps(frame, mapping)
-    return FileBatch(path.name, sha, len(raw), encoding, mapping.name, frame)
+    return FileBatch(path.name, sha, len(raw), encoding, mapping.name, frame, len(data))
 
 
 def _read_jsonl(text: str, name: str) -> pl.DataFrame:
@@ -481,8 +482,8 @@ def extract_partitions(
 ) -> list[dict[str, Any]]:
     """Load several partitions of one source, each replaced exactly as by
     :func:`extract_partition`, committing ``chunk_days`` partitions per transaction so history
-    backfills do not pay per-partition overhead; a chunk is also cut at ``chunk_bytes`` of landing
-    files so memory stays bounded on platform-scale days. Refused partitions are left untouched
+    backfills do not pay per-partition overhead; a chunk is also cut at ``chunk_bytes`` of (gunzipped)
+    landing data so memory stays bounded on platform-scale days. Refused partitions are left untouched
     and reported together in :class:`ExtractErrors` after the others are committed."""
     contract = load_contract(source)
     ensure_tables(con, contract)
@@ -520,7 +521,7 @@ def extract_partitions(
             errors.append(f"{source} {day}: {exc}; partition left unchanged")
             continue
         pending.append((day, batches))
-        pending_bytes += sum(b.size for b in batches)
+        pending_bytes += sum(b.data_bytes for b in batches)
         if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
             results.update(_load_chunk(con, contract, pending, key))
             pending, pending_bytes = [], 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -73,14 +74,34 @@ def stop(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
-def test_make_airflow_serves_livefin_dags(tmp_path: Path) -> None:
-    home = tmp_path / "state"
+class Deployment:
+    """A running `make airflow` (airflow standalone) with a logged-in API client."""
+
+    def __init__(self, proc: subprocess.Popen, base: str, log: Path, home: Path, token: str):
+        self.proc, self.base, self.log, self.home, self.token = proc, base, log, home, token
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple:
+        return http(method, f"{self.base}/api/v2/{path}", body, token=self.token)
+
+    def wait(self, what: str, fn, seconds: float):
+        return wait_for(what, fn, time.monotonic() + seconds, self.proc, self.log)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, tiny_run):
+    """`airflow standalone` over a copy of the tiny warehouse (history ingested, model trained,
+    limits published for the last date), the way `make airflow` starts it."""
+    tmp = tmp_path_factory.mktemp("airflow_deploy")
+    home = tmp / "state"
+    shutil.copytree(tiny_run["home"], home, ignore=shutil.ignore_patterns("airflow", "*.lock"))
     port = free_port()
     # What a developer's shell has: no AIRFLOW_* (the helper derives them from LIVEFIN_HOME).
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
             "LIVEFIN_HOME": str(home),
+            "LIVEFIN_LANDING": str(tiny_run["landing"]),
+            "LIVEFIN_RETRIES": "0",
             # Keep the side servers off the default ports other sessions may hold.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
@@ -88,7 +109,7 @@ def test_make_airflow_serves_livefin_dags(tmp_path: Path) -> None:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         }
     )
-    log = tmp_path / "standalone.log"
+    log = tmp / "standalone.log"
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -108,8 +129,7 @@ def test_make_airflow_serves_livefin_dags(tmp_path: Path) -> None:
             proc,
             log,
         )
-        airflow_home = home / "airflow"
-        pw_file = airflow_home / "simple_auth_manager_passwords.json.generated"
+        pw_file = home / "airflow" / "simple_auth_manager_passwords.json.generated"
         passwords = wait_for(
             "the generated admin password",
             lambda: pw_file.exists() and json.loads(pw_file.read_text()),
@@ -126,21 +146,94 @@ def test_make_airflow_serves_livefin_dags(tmp_path: Path) -> None:
             return body.get("access_token") if code in (200, 201) and body else None
 
         tok = wait_for("an API token", token, deadline, proc, log)
-
-        def dag_ids() -> set[str] | None:
-            code, body = http("GET", f"{base}/api/v2/dags?limit=100", token=tok)
-            ids = {d["dag_id"] for d in body["dags"]} if code == 200 else set()
-            return ids if LIVEFIN_DAGS <= ids else None
-
-        ids = wait_for("the livefin DAGs to be parsed", dag_ids, deadline, proc, log)
-        assert ids == LIVEFIN_DAGS, "example DAGs or strays are loaded"
-        code, errors = http("GET", f"{base}/api/v2/importErrors", token=tok)
-        assert code == 200 and errors["total_entries"] == 0, errors
-        code, pool = http("GET", f"{base}/api/v2/pools/livefin_warehouse", token=tok)
-        assert code == 200 and pool["slots"] == 1
-        # State stays inside the project's state folder, never ~/airflow.
-        assert (airflow_home / "airflow.db").exists()
+        yield Deployment(proc, base, log, home, tok)
     finally:
         rc = stop(proc)
-    assert proc.poll() is not None, "airflow standalone did not stop"
-    assert rc is not None
+        assert proc.poll() is not None and rc is not None, "airflow standalone did not stop"
+
+
+def test_make_airflow_serves_livefin_dags(deployment: Deployment) -> None:
+    def dag_ids() -> set[str] | None:
+        code, body = deployment.api("GET", "dags?limit=100")
+        ids = {d["dag_id"] for d in body["dags"]} if code == 200 else set()
+        return ids if LIVEFIN_DAGS <= ids else None
+
+    ids = deployment.wait("the livefin DAGs to be parsed", dag_ids, DEADLINE_S)
+    assert ids == LIVEFIN_DAGS, "example DAGs or strays are loaded"
+    code, errors = deployment.api("GET", "importErrors")
+    assert code == 200 and errors["total_entries"] == 0, errors
+    code, pool = deployment.api("GET", "pools/livefin_warehouse")
+    assert code == 200 and pool["slots"] == 1
+    # State stays inside the project's state folder, never ~/airflow.
+    assert (deployment.home / "airflow" / "airflow.db").exists()
+
+
+def test_ingest_asset_events_trigger_the_nightly(deployment: Deployment, tiny_run) -> None:
+    """The scheduler, not a test harness, starts livefin_nightly from livefin_ingest's asset
+    events, and the nightly takes the business date from those events."""
+    import duckdb
+
+    from livefin_etl.contracts import list_sources
+
+    day = tiny_run["last"].isoformat()
+    published = deployment.home / "published" / "livefin.duckdb"
+
+    def published_run() -> tuple:
+        con = duckdb.connect(str(published), read_only=True)
+        try:
+            return con.execute(
+                "select distinct as_of_date::varchar, run_id from limits.financing_limits"
+            ).fetchall()
+        finally:
+            con.close()
+
+    before = published_run()
+    assert [d for d, _ in before] == [day]
+    for dag_id in ("livefin_ingest", "livefin_nightly"):
+        deployment.wait(
+            f"{dag_id} to be parsed",
+            lambda d=dag_id: deployment.api("GET", f"dags/{d}")[0] == 200,
+            DEADLINE_S,
+        )
+        code, _ = deployment.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
+        assert code == 200
+    code, run = deployment.api(
+        "POST",
+        "dags/livefin_ingest/dagRuns",
+        {"logical_date": None, "conf": {"business_date": day}},
+    )
+    assert code in (200, 201), run
+
+    def finished(dag_id: str, run_type: str | None = None):
+        def check():
+            code, body = deployment.api("GET", f"dags/{dag_id}/dagRuns?limit=10")
+            runs = [
+                r
+                for r in (body or {}).get("dag_runs", [])
+                if run_type is None or r["run_type"] == run_type
+            ]
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            return done[0] if done else None
+
+        return check
+
+    ingest = deployment.wait("livefin_ingest to finish", finished("livefin_ingest"), 600)
+    assert ingest["state"] == "success", deployment.log.read_text(errors="replace")[-3000:]
+    nightly = deployment.wait(
+        "the asset-triggered livefin_nightly to finish",
+        finished("livefin_nightly", "asset_triggered"),
+        600,
+    )
+    assert nightly["state"] == "success", deployment.log.read_text(errors="replace")[-3000:]
+    code, body = deployment.api("GET", "dags/livefin_nightly/dagRuns?limit=10")
+    assert [r["run_type"] for r in body["dag_runs"]] == ["asset_triggered"]  # nothing else ran
+    code, events = deployment.api(
+        "GET", f"dags/livefin_nightly/dagRuns/{nightly['dag_run_id']}/upstreamAssetEvents"
+    )
+    assert code == 200
+    uris = {e["uri"] for e in events["asset_events"]}
+    assert uris == {f"livefin://raw/{s}" for s in list_sources()}
+    assert {e["extra"].get("business_date") for e in events["asset_events"]} == {day}
+    # the nightly published a new run for that date, atomically replacing the old one
+    after = published_run()
+    assert [d for d, _ in after] == [day] and after != before

@@ -136,6 +136,33 @@ def test_gzipped_gbk_delivery_loads_like_plain_and_bad_gzip_is_rejected(home, co
     assert con.execute("select order_id from raw.orders").fetchall() == [("O1",)]
 
 
+def test_chunks_are_cut_on_gunzipped_bytes(home, con, monkeypatch):
+    import gzip
+
+    from livefin_etl import extract
+
+    days = [date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)]
+    lines = [order_line(f"O{d.day}-{i}", ts=f"{d} 10:00:00") for d in days for i in range(200)]
+    for d in days:
+        rows = [ln for ln in lines if f",{d} " in ln]
+        f = home.landing / "orders" / f"dt={d}" / "part-0.csv.gz"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(gzip.compress(("\n".join([ORDER_HEADER, *rows]) + "\n").encode()))
+    plain = len(("\n".join([ORDER_HEADER, *lines[:200]]) + "\n").encode())
+    packed = (home.landing / "orders" / f"dt={days[0]}" / "part-0.csv.gz").stat().st_size
+    assert packed * 3 < plain  # so a bound between the two tells them apart
+    chunks = []
+    real = extract._load_chunk
+    monkeypatch.setattr(
+        extract,
+        "_load_chunk",
+        lambda c, k, pending, key: chunks.append(len(pending)) or real(c, k, pending, key),
+    )
+    out = extract.extract_partitions(con, home, "orders", days, chunk_bytes=plain - 1)
+    assert chunks == [1, 1, 1]  # one day's gunzipped bytes fill a chunk; the gzip size would not
+    assert sum(r["rows_loaded"] for r in out) == 600
+
+
 def test_idempotent_reload_and_changed_file(home, con):
     f = write(
         orders_dir(home) / "part-0.csv",

@@ -25,8 +25,11 @@ eligible AS (  -- orders old enough that a fulfilment event should exist
 ),
 fulfilled AS (
     SELECT e.merchant_id, count(*) AS n_eligible,
+           -- an event is filed on or after its order's day, so only the window's partitions
+           -- can hold one: scanning all history made this grow with every night
            count(*) FILTER (WHERE e.order_id IN (
-               SELECT f.order_id FROM raw.fulfillment f, p WHERE f._dt < p.d)) AS n_with_event
+               SELECT f.order_id FROM raw.fulfillment f, p
+               WHERE f._dt >= p.lo AND f._dt < p.d)) AS n_with_event
     FROM eligible e GROUP BY e.merchant_id
 ),
 t AS (

@@ -744,7 +744,8 @@ def main() -> None:
     body += render_profiles(res)
     print(body)
     if args.write:
-        write_section("nightly", body)
+        # one section per preset: the small year and the large year are both kept
+        write_section("nightly" if args.scale == "small" else f"nightly-{args.scale}", body)
 
 
 def render_growth(points: list, gdays: int | None, cmd: str, scale: str) -> str:

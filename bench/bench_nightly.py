@@ -616,11 +616,13 @@ def render_nightly(res: dict, gen: dict, cmd: str, note: str = "") -> tuple[str,
         f"- incremental nightly ≤ 5 min: {total_proc:.0f} s including process start-up ({total:.0f} s of stage work) → {mm[met['nightly']]} at {res['merchants']:,} merchants",
         f"- full one-year backfill ≤ 60 min: {backfill / 60:.1f} min for {res['days'] - 1} days"
         + (
-            f" (extract + validate × {scale_year:.1f} for a year ≈ {proj / 60:.0f} min, extrapolated, not measured)"
+            f" (extract + validate × {scale_year:.1f} for a year ≈ {proj / 60:.0f} min by "
+            "linear extrapolation, which ignores festival volume and history-dependent costs) → "
+            "**not measured**"
             if res["days"] - 1 < 360
-            else ""
+            else f" → {mm[met['backfill']]}"
         )
-        + f" → {mm[met['backfill']]} at {res['merchants']:,} merchants",
+        + f" at {res['merchants']:,} merchants",
         f"- peak RSS ≤ 8 GB: {peak:,.0f} MB (largest of all steps incl. generation) → {mm[met['rss']]}",
         f"- no stage > 3× its floor: worst {worst[0]} {worst[5]:.1f}×; "
         + (

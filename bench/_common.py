@@ -23,12 +23,16 @@ def sample_compression(scale: str, days: int | None) -> str | None:
     return "gzip" if scale == "large" and (days is None or days > 31) else None
 
 
-def sample_tag(scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None) -> str:
+def sample_tag(
+    scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None
+) -> str:
     gz = "-gz" if sample_compression(scale, days) else ""
     return f"{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}{gz}"
 
 
-def cached_sample(scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None) -> Path:
+def cached_sample(
+    scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None
+) -> Path:
     """Generate a sample once and reuse it across benchmark runs."""
     out = CACHE / sample_tag(scale, seed, days, merchants) / "landing"
     if not (out / "_truth" / "params.json").exists():
@@ -36,8 +40,15 @@ def cached_sample(scale: str, seed: int = 42, days: int | None = None, merchants
 
         out.parent.mkdir(parents=True, exist_ok=True)
         sample.generate(
-            scale, seed, date(2025, 1, 1), days, out, force=True, progress=sys.stderr.isatty(),
-            merchants=merchants, compress=sample_compression(scale, days),
+            scale,
+            seed,
+            date(2025, 1, 1),
+            days,
+            out,
+            force=True,
+            progress=sys.stderr.isatty(),
+            merchants=merchants,
+            compress=sample_compression(scale, days),
         )
     return out
 
@@ -77,7 +88,11 @@ def write_section(name: str, body: str) -> None:
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     BENCHMARKS.write_text(text)
 
 

@@ -62,7 +62,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
     ap.add_argument("--days", type=int, default=30, help="Number of landing days to extract")
-    ap.add_argument("--sample-days", type=int, default=None, help="Days to generate (default: preset)")
+    ap.add_argument(
+        "--sample-days", type=int, default=None, help="Days to generate (default: preset)"
+    )
     ap.add_argument("--merchants", type=int, default=None, help="Merchants (default: preset)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
@@ -100,14 +102,27 @@ def main() -> None:
                             f = t
                     paths.append(str(f))
             files[src] = paths
-        floor = run_measured(FLOOR, {"B_FILES": json.dumps(files), "B_DB": str(tmp / "floor.duckdb")})
+        floor = run_measured(
+            FLOOR, {"B_FILES": json.dumps(files), "B_DB": str(tmp / "floor.duckdb")}
+        )
         mb = {src: sum(Path(p).stat().st_size for p in files[src]) / 1e6 for src in SOURCES}
 
     rows = []
     for src in SOURCES:
         s, f = ours[src]["s"], floor[src]["s"]
         n = ours[src]["rows"]
-        rows.append((src, n, mb[src], s, n / s if s else 0, mb[src] / s if s else 0, f, s / f if f else float("nan")))
+        rows.append(
+            (
+                src,
+                n,
+                mb[src],
+                s,
+                n / s if s else 0,
+                mb[src] / s if s else 0,
+                f,
+                s / f if f else float("nan"),
+            )
+        )
     tot_s = sum(r[3] for r in rows)
     tot_f = sum(r[6] for r in rows)
     tot_n = sum(r[1] for r in rows)
@@ -126,7 +141,9 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]:,} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:,.0f} | {r[5]:.1f} | {r[6]:.2f} | {r[7]:.2f}× |")
+        lines.append(
+            f"| {r[0]} | {r[1]:,} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:,.0f} | {r[5]:.1f} | {r[6]:.2f} | {r[7]:.2f}× |"
+        )
     lines.append(
         f"| **total** | {tot_n:,} | {tot_mb:.1f} | {tot_s:.2f} | {tot_n / tot_s:,.0f} | {tot_mb / tot_s:.1f} | {tot_f:.2f} | {tot_s / tot_f:.2f}× |"
     )

@@ -36,33 +36,59 @@ def synth(con, n: int, seed: int = 7) -> None:
     rng = np.random.default_rng(seed)
     n_m = 2000
     mids = np.array([f"M{i:05d}" for i in range(n_m)], dtype=object)
-    con.execute("CREATE TABLE raw.merchants (merchant_id VARCHAR, merchant_name VARCHAR, "
-                "category VARCHAR, region VARCHAR, onboard_date DATE, _dt DATE, _file VARCHAR, "
-                "_line BIGINT, _contract_version VARCHAR, _mapping VARCHAR, _loaded_at TIMESTAMP)")
-    m = pd.DataFrame({"merchant_id": mids, "merchant_name": mids, "category": "food",
-                      "region": "Zhejiang", "onboard_date": D - timedelta(days=400),
-                      "_dt": D - timedelta(days=30), "_file": "m.csv",
-                      "_line": np.arange(n_m), "_contract_version": "merchants-v1",
-                      "_mapping": "canonical", "_loaded_at": datetime(2026, 6, 2)})
+    con.execute(
+        "CREATE TABLE raw.merchants (merchant_id VARCHAR, merchant_name VARCHAR, "
+        "category VARCHAR, region VARCHAR, onboard_date DATE, _dt DATE, _file VARCHAR, "
+        "_line BIGINT, _contract_version VARCHAR, _mapping VARCHAR, _loaded_at TIMESTAMP)"
+    )
+    m = pd.DataFrame(
+        {
+            "merchant_id": mids,
+            "merchant_name": mids,
+            "category": "food",
+            "region": "Zhejiang",
+            "onboard_date": D - timedelta(days=400),
+            "_dt": D - timedelta(days=30),
+            "_file": "m.csv",
+            "_line": np.arange(n_m),
+            "_contract_version": "merchants-v1",
+            "_mapping": "canonical",
+            "_loaded_at": datetime(2026, 6, 2),
+        }
+    )
     con.register("m", m)
     con.execute("INSERT INTO raw.merchants SELECT * FROM m")
     paid = np.round(rng.gamma(2.0, 60.0, n), 2)
     refund = np.where(rng.random(n) < 0.2, np.round(paid * rng.random(n), 2), 0.0)
-    status = np.where(refund == 0, "completed",
-                      np.where(refund >= paid, "refunded", "partially_refunded")).astype(object)
+    status = np.where(
+        refund == 0, "completed", np.where(refund >= paid, "refunded", "partially_refunded")
+    ).astype(object)
     start = np.datetime64(datetime(D.year, D.month, D.day))
-    o = pd.DataFrame({
-        "order_id": np.char.add("O", np.arange(n).astype(str)).astype(object),
-        "merchant_id": mids[rng.integers(0, n_m, n)],
-        "buyer_phone_hash": np.char.add("h", rng.integers(0, n // 3, n).astype(str)).astype(object),
-        "buyer_name_hash": None, "buyer_address_hash": None,
-        "order_ts": start + rng.integers(0, 86_400_000_000, n).astype("timedelta64[us]"),
-        "item_amount": paid + 5, "paid_amount": paid, "status": status, "refund_amount": refund,
-        "session_id": np.char.add("S", rng.integers(0, 5000, n).astype(str)).astype(object),
-        "streamer_id": np.char.add("ST", rng.integers(0, 800, n).astype(str)).astype(object),
-        "category": "food", "_dt": D, "_file": "orders.csv", "_line": np.arange(n),
-        "_contract_version": "orders-v1", "_mapping": "douyin", "_loaded_at": datetime(2026, 6, 2),
-    })
+    o = pd.DataFrame(
+        {
+            "order_id": np.char.add("O", np.arange(n).astype(str)).astype(object),
+            "merchant_id": mids[rng.integers(0, n_m, n)],
+            "buyer_phone_hash": np.char.add("h", rng.integers(0, n // 3, n).astype(str)).astype(
+                object
+            ),
+            "buyer_name_hash": None,
+            "buyer_address_hash": None,
+            "order_ts": start + rng.integers(0, 86_400_000_000, n).astype("timedelta64[us]"),
+            "item_amount": paid + 5,
+            "paid_amount": paid,
+            "status": status,
+            "refund_amount": refund,
+            "session_id": np.char.add("S", rng.integers(0, 5000, n).astype(str)).astype(object),
+            "streamer_id": np.char.add("ST", rng.integers(0, 800, n).astype(str)).astype(object),
+            "category": "food",
+            "_dt": D,
+            "_file": "orders.csv",
+            "_line": np.arange(n),
+            "_contract_version": "orders-v1",
+            "_mapping": "douyin",
+            "_loaded_at": datetime(2026, 6, 2),
+        }
+    )
     con.execute("""CREATE TABLE raw.orders (order_id VARCHAR, merchant_id VARCHAR,
         buyer_phone_hash VARCHAR, buyer_name_hash VARCHAR, buyer_address_hash VARCHAR,
         order_ts TIMESTAMP, item_amount DOUBLE, paid_amount DOUBLE, status VARCHAR,
@@ -75,9 +101,12 @@ def synth(con, n: int, seed: int = 7) -> None:
     ensure_meta_tables(con)
     for k in range(10, -1, -1):
         dt = D - timedelta(days=k)
-        con.execute("INSERT INTO meta.load_manifest (source, dt, file, rows_read, rows_loaded, "
-                    "rows_quarantined, status, loaded_at) VALUES ('orders', ?, 'orders.csv', "
-                    "?, ?, 0, 'loaded', now())", [dt, n, n])
+        con.execute(
+            "INSERT INTO meta.load_manifest (source, dt, file, rows_read, rows_loaded, "
+            "rows_quarantined, status, loaded_at) VALUES ('orders', ?, 'orders.csv', "
+            "?, ?, 0, 'loaded', now())",
+            [dt, n, n],
+        )
 
 
 FLOOR_SQL = """
@@ -151,8 +180,11 @@ def main() -> None:
         body = path.read_text() if path.exists() else "# livefin benchmarks\n"
         section = f"<!-- bench:quality -->\n## Data-quality gate\n\n{text}\n<!-- /bench:quality -->"
         pat = re.compile(r"<!-- bench:quality -->.*?<!-- /bench:quality -->", re.S)
-        body = pat.sub(lambda _: section, body) if pat.search(body) else (
-            body.rstrip("\n") + "\n\n" + section + "\n")
+        body = (
+            pat.sub(lambda _: section, body)
+            if pat.search(body)
+            else (body.rstrip("\n") + "\n\n" + section + "\n")
+        )
         path.write_text(body)
 
 

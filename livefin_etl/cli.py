@@ -289,7 +289,9 @@ def demo(
             console.print(f"reusing sample landing data in {s.landing}")
         else:
             with console.status(f"simulating the '{scale}' platform into {s.landing}"):
-                sim.generate(scale, seed, date(2025, 1, 1), None, s.landing, force=True, progress=False)
+                sim.generate(
+                    scale, seed, date(2025, 1, 1), None, s.landing, force=True, progress=False
+                )
         p = json.loads(params.read_text())
         first = date.fromisoformat(str(p["start"]))
         last = first + timedelta(days=int(p["days"]) - 1)
@@ -378,7 +380,9 @@ def model_train(
     """Train and evaluate on your own feature table (a challenger built by an analyst)."""
     from livefin_etl import credit
 
-    _print_result(lambda: credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out))
+    _print_result(
+        lambda: credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out)
+    )
 
 
 @model_app.command("promote")

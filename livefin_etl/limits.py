@@ -887,8 +887,10 @@ def stage_inputs(
                 f"delete from {STAGING} where staged_as_of = ? and staged_shard = ?",
                 [date, shard[0]],
             )
-            con.execute(f"delete from {STAGING} where staged_as_of = ? and staged_run_id <> ?",
-                        [date, run_id])
+            con.execute(
+                f"delete from {STAGING} where staged_as_of = ? and staged_run_id <> ?",
+                [date, run_id],
+            )
             con.execute(f"insert into {STAGING} by name select * from _limits_stage")
     finally:
         con.unregister("_limits_stage")

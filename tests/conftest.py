@@ -48,9 +48,17 @@ def tiny_run(tmp_path_factory, tiny_landing):
     last = tiny_last_date(tiny_landing)
     with livefin_env(home, LIVEFIN_LANDING=str(tiny_landing)):
         settings = get_settings()
-        report = pipeline.run_range(last - timedelta(days=1), last, settings, ingest_from=TINY_START)
+        report = pipeline.run_range(
+            last - timedelta(days=1), last, settings, ingest_from=TINY_START
+        )
     assert not report.blocked, report.blocked
-    return {"settings": settings, "report": report, "last": last, "home": home, "landing": tiny_landing}
+    return {
+        "settings": settings,
+        "report": report,
+        "last": last,
+        "home": home,
+        "landing": tiny_landing,
+    }
 
 
 def load_bench_limits():

@@ -42,7 +42,9 @@ def test_warehouse_holds_every_source_with_nothing_lost(tiny_run):
             ).fetchall()
         )
         for source in list_sources():
-            assert con.execute(f"select count(*) from raw.{source}").fetchall()[0][0] == loaded[source]
+            assert (
+                con.execute(f"select count(*) from raw.{source}").fetchall()[0][0] == loaded[source]
+            )
     finally:
         con.close()
 
@@ -211,7 +213,10 @@ def test_cli_explain_and_explain_value(tiny_run):
     for cmd, needle in (("explain", "PD"), ("explain-value", "income")):
         out = subprocess.run(
             [sys.executable, "-m", "livefin_etl.cli", cmd, merchant, "--date", str(last)],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert out.returncode == 0, out.stderr
         assert merchant in out.stdout and needle.lower() in out.stdout.lower()

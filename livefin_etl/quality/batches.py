@@ -19,8 +19,17 @@ from livefin_etl.quality.suites import SuiteSpec
 from livefin_etl.warehouse import table_exists
 
 REASON_CODES = (
-    "missing_required", "type_error", "below_min", "above_max", "not_allowed", "duplicate_key",
-    "unknown_reference", "outside_partition", "row_check", "unknown_column", "file_error",
+    "missing_required",
+    "type_error",
+    "below_min",
+    "above_max",
+    "not_allowed",
+    "duplicate_key",
+    "unknown_reference",
+    "outside_partition",
+    "row_check",
+    "unknown_column",
+    "file_error",
 )
 INVALID_REASONS = ("type_error", "below_min", "above_max", "not_allowed", "row_check")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -84,9 +93,7 @@ def _empty_ref() -> str:
     return "select null::VARCHAR as k, null::DATE as first_dt where false"
 
 
-def row_batch(
-    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
-) -> pd.DataFrame:
+def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]) -> pd.DataFrame:
     """Rows of ``spec.table`` for ``dates`` plus the helper columns the suite expects."""
     table = _qualified(spec.table)
     if not table_exists(con, table):
@@ -105,19 +112,26 @@ def row_batch(
                 f"({col} >= r.{pcol} - INTERVAL {int(w['late_hours'])} HOUR "
                 f"and {col} < r.{pcol} + INTERVAL 1 DAY) as _in_window"
             )
-    ctes = [f"b as (select {', '.join(inner)} from {table} r "
-            f"where r.{pcol} in (select unnest(?::DATE[])))"]
+    ctes = [
+        f"b as (select {', '.join(inner)} from {table} r "
+        f"where r.{pcol} in (select unnest(?::DATE[])))"
+    ]
     outer = ["b.*"]
     joins = []
     for i, ref in enumerate(spec.references):
         rt = _qualified(ref.table)
-        src = (f"select {_ident(ref.target)} as k, min(_dt) as first_dt from {rt} group by 1"
-               if table_exists(con, rt) else _empty_ref())
+        src = (
+            f"select {_ident(ref.target)} as k, min(_dt) as first_dt from {rt} group by 1"
+            if table_exists(con, rt)
+            else _empty_ref()
+        )
         ctes.append(f"ref{i} as ({src})")
         col = _ident(ref.column)
         joins.append(f"left join ref{i} on b.{col} = ref{i}.k")
-        outer.append(f"case when b.{col} is null then null "
-                     f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {ref.helper}")
+        outer.append(
+            f"case when b.{col} is null then null "
+            f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {ref.helper}"
+        )
     if spec.global_key:
         keys = ", ".join(_ident(k) for k in spec.global_key)
         # first partition a key was loaded in; a rerun of that partition still sees itself first.
@@ -125,16 +139,20 @@ def row_batch(
         # a scan of all history grew with every night (hours on a year at 100k merchants).
         days = int((spec.contract or {}).get("duplicate_window_days", 30))
         lo, hi = min(dates) - timedelta(days=days), max(dates) + timedelta(days=days)
-        ctes.append(f"pk as (select {keys}, min(t.{pcol}) as first_dt from {table} t "
-                    f"semi join (select distinct {keys} from b) s using ({keys}) "
-                    f"where t.{pcol} between DATE '{lo.isoformat()}' and DATE '{hi.isoformat()}' "
-                    "group by all)")
+        ctes.append(
+            f"pk as (select {keys}, min(t.{pcol}) as first_dt from {table} t "
+            f"semi join (select distinct {keys} from b) s using ({keys}) "
+            f"where t.{pcol} between DATE '{lo.isoformat()}' and DATE '{hi.isoformat()}' "
+            "group by all)"
+        )
         on = " and ".join(f"b.{_ident(k)} = pk.{_ident(k)}" for k in spec.global_key)
         joins.append(f"left join pk on {on}")
         outer.append(f"coalesce(pk.first_dt >= b.{pcol}, true) as _pk_first_seen")
     order = ", ".join(f"b.{_ident(c)}" for c in spec.order_by)
-    sql = (f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)} "
-           f"order by {order}")
+    sql = (
+        f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)} "
+        f"order by {order}"
+    )
     return fetch(con, sql, [list(dates)])
 
 
@@ -167,7 +185,8 @@ def profile_batch(
     )
     rates = ",\n      ".join(
         f"coalesce(q.q_{r}, 0) / nullif(h.rows_read, 0)::DOUBLE as {r}_rate"
-        for r in REASON_CODES if r != "file_error"
+        for r in REASON_CODES
+        if r != "file_error"
     )
     invalid = " + ".join(f"coalesce(q.q_{r}, 0)" for r in INVALID_REASONS)
     sql = f"""
@@ -289,6 +308,8 @@ def _register_calendar(
     factors = season_factors(source, lo - timedelta(days=7), max(dates))
     frame = pd.DataFrame({"dt": list(factors), "factor": list(factors.values())})
     if frame.empty:
-        frame = pd.DataFrame({"dt": pd.Series([], dtype="object"), "factor": pd.Series([], dtype="float64")})
+        frame = pd.DataFrame(
+            {"dt": pd.Series([], dtype="object"), "factor": pd.Series([], dtype="float64")}
+        )
     frame["dt"] = pd.to_datetime(frame["dt"]).dt.date
     con.register("__livefin_calendar", frame)

@@ -138,8 +138,11 @@ def _failure_text(label: str, o: Outcome) -> str:
             detail += f" e.g. {o.observed_value}"
     else:
         detail = f"observed {o.observed_value}"
-        bounds = {k: o.spec.kwargs[k] for k in ("min_value", "max_value", "value_set")
-                  if k in o.spec.kwargs}
+        bounds = {
+            k: o.spec.kwargs[k]
+            for k in ("min_value", "max_value", "value_set")
+            if k in o.spec.kwargs
+        }
         if bounds:
             detail += " expected " + ", ".join(f"{k}={v}" for k, v in bounds.items())
     return f"{label}: {detail}"
@@ -165,18 +168,41 @@ def _validate(
     ensure_tables(con)
     rows_df = batches.row_batch(con, spec, dates)
     suites: list[tuple[str, dict[date, list[Outcome]]]] = [
-        (spec.name, _validate_suite(settings.docs, spec.name, spec.rows, spec.fingerprint,
-                                    rows_df, spec.partition_column, dates, run_ids))
+        (
+            spec.name,
+            _validate_suite(
+                settings.docs,
+                spec.name,
+                spec.rows,
+                spec.fingerprint,
+                rows_df,
+                spec.partition_column,
+                dates,
+                run_ids,
+            ),
+        )
     ]
     profile_rows: dict[date, dict[str, Any]] = {}
     if spec.has_profile and spec.profile:
         prof = batches.profile_batch(con, spec, dates)
         for rec in prof.to_dict("records"):
             profile_rows[pd.Timestamp(rec["dt"]).date()] = rec
-        per = _validate_suite(settings.docs, spec.profile_name, spec.profile, spec.fingerprint,
-                              prof, "dt", dates, run_ids)
-        suites.append((spec.profile_name,
-                       {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()}))
+        per = _validate_suite(
+            settings.docs,
+            spec.profile_name,
+            spec.profile,
+            spec.fingerprint,
+            prof,
+            "dt",
+            dates,
+            run_ids,
+        )
+        suites.append(
+            (
+                spec.profile_name,
+                {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()},
+            )
+        )
     seconds = (time.perf_counter() - t0) / len(dates)
     counts = rows_df.groupby(rows_df[spec.partition_column]).size() if len(rows_df) else None
 
@@ -195,13 +221,39 @@ def _validate(
             evaluated += len(outs)
             successful += ok
             if outs:
-                runs.append((rid, source, d, suite_name, ok == len(outs), c_fail, w_fail,
-                             len(outs), ok, started, seconds))
+                runs.append(
+                    (
+                        rid,
+                        source,
+                        d,
+                        suite_name,
+                        ok == len(outs),
+                        c_fail,
+                        w_fail,
+                        len(outs),
+                        ok,
+                        started,
+                        seconds,
+                    )
+                )
             for o in outs:
-                results.append((rid, source, d, o.spec.type, o.spec.column, o.spec.severity,
-                                o.spec.dimension, o.success, o.observed_value, o.unexpected_count,
-                                o.unexpected_percent, json.dumps(o.spec.kwargs, default=str),
-                                suite_name))
+                results.append(
+                    (
+                        rid,
+                        source,
+                        d,
+                        o.spec.type,
+                        o.spec.column,
+                        o.spec.severity,
+                        o.spec.dimension,
+                        o.success,
+                        o.observed_value,
+                        o.unexpected_count,
+                        o.unexpected_percent,
+                        json.dumps(o.spec.kwargs, default=str),
+                        suite_name,
+                    )
+                )
                 if not o.success:
                     text = _failure_text(o.spec.label(suite_name), o)
                     (crit if o.spec.severity == "critical" else warn).append(text)
@@ -211,23 +263,58 @@ def _validate(
         n_rows = 0
         if counts is not None:
             n_rows = int(counts.get(pd.Timestamp(d), 0))
-        summaries.append({
-            "source": source, "dt": d, "run_id": rid, "status": status,
-            "success": status != "failed", "failed_critical": crit, "failed_warnings": warn,
-            "critical_failed": len(crit), "warnings_failed": len(warn),
-            "evaluated": evaluated, "successful": successful, "rows": n_rows,
-            "seconds": round(seconds, 4),
-            "profile": {k: _fmt(v) for k, v in (profile_rows.get(d) or {}).items() if k != "dt"},
-        })
+        summaries.append(
+            {
+                "source": source,
+                "dt": d,
+                "run_id": rid,
+                "status": status,
+                "success": status != "failed",
+                "failed_critical": crit,
+                "failed_warnings": warn,
+                "critical_failed": len(crit),
+                "warnings_failed": len(warn),
+                "evaluated": evaluated,
+                "successful": successful,
+                "rows": n_rows,
+                "seconds": round(seconds, 4),
+                "profile": {
+                    k: _fmt(v) for k, v in (profile_rows.get(d) or {}).items() if k != "dt"
+                },
+            }
+        )
     _write(con, source, dates, list(run_ids.values()), runs, results, statuses)
     return summaries
 
 
-_RUN_COLS = ["run_id", "source", "dt", "suite", "success", "critical_failed", "warnings_failed",
-             "evaluated", "successful", "started_at", "seconds"]
-_RES_COLS = ["run_id", "source", "dt", "expectation_type", "column_name", "severity", "dimension",
-             "success", "observed_value", "unexpected_count", "unexpected_percent", "kwargs",
-             "suite"]
+_RUN_COLS = [
+    "run_id",
+    "source",
+    "dt",
+    "suite",
+    "success",
+    "critical_failed",
+    "warnings_failed",
+    "evaluated",
+    "successful",
+    "started_at",
+    "seconds",
+]
+_RES_COLS = [
+    "run_id",
+    "source",
+    "dt",
+    "expectation_type",
+    "column_name",
+    "severity",
+    "dimension",
+    "success",
+    "observed_value",
+    "unexpected_count",
+    "unexpected_percent",
+    "kwargs",
+    "suite",
+]
 _STATUS_COLS = ["source", "dt", "status", "run_id", "failed_expectations", "updated_at"]
 
 
@@ -240,8 +327,9 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, cols: list[str], rows: l
             frame[c] = frame[c].astype("Int64")
     con.register("_dq_rows", frame)
     try:
-        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} "
-                    f"FROM _dq_rows")
+        con.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _dq_rows"
+        )
     finally:
         con.unregister("_dq_rows")
 
@@ -249,21 +337,23 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, cols: list[str], rows: l
 def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
     # Replace the gate state for these (source, dates) whole; history of runs is kept by run_id.
     with transaction(con):
-        con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt IN "
-                    "(SELECT unnest(?::DATE[]))", [source, dates])
+        con.execute(
+            "DELETE FROM dq.partition_status WHERE source = ? AND dt IN (SELECT unnest(?::DATE[]))",
+            [source, dates],
+        )
         for table in ("dq.validation_runs", "dq.expectation_results"):
-            con.execute(f"DELETE FROM {table} WHERE source = ? AND dt IN "
-                        "(SELECT unnest(?::DATE[])) AND run_id IN (SELECT unnest(?::VARCHAR[]))",
-                        [source, dates, run_ids])
+            con.execute(
+                f"DELETE FROM {table} WHERE source = ? AND dt IN "
+                "(SELECT unnest(?::DATE[])) AND run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [source, dates, run_ids],
+            )
         _insert(con, "dq.validation_runs", _RUN_COLS, runs)
         _insert(con, "dq.expectation_results", _RES_COLS, results)
         _insert(con, "dq.partition_status", _STATUS_COLS, statuses)
         fault_point("gate.before_commit")
 
 
-def record_refused(
-    con: duckdb.DuckDBPyConnection, source: str, day: date, message: str
-) -> None:
+def record_refused(con: duckdb.DuckDBPyConnection, source: str, day: date, message: str) -> None:
     """Close the gate for (source, day) when extract refused its delivery.
 
     The previously loaded rows stay in raw (nothing half-written), but a refused re-delivery
@@ -274,8 +364,14 @@ def record_refused(
         con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt = ?", [source, day])
         con.execute(
             f"INSERT INTO dq.partition_status ({', '.join(_STATUS_COLS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            [source, day, "failed", f"refused-{uuid.uuid4().hex[:12]}", failed,
-             datetime.now(UTC).replace(tzinfo=None)],
+            [
+                source,
+                day,
+                "failed",
+                f"refused-{uuid.uuid4().hex[:12]}",
+                failed,
+                datetime.now(UTC).replace(tzinfo=None),
+            ],
         )
 
 
@@ -341,8 +437,10 @@ def require_passed(
 
     ``warning`` counts as passed; ``failed`` or no validation at all blocks.
     """
-    required = list(sources) if sources is not None else list(
-        load_config("quality").get("required_sources") or []
+    required = (
+        list(sources)
+        if sources is not None
+        else list(load_config("quality").get("required_sources") or [])
     )
     found: dict[str, tuple[str, str | None]] = {}
     if table_exists(con, "dq.partition_status") and required:

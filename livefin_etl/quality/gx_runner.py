@@ -42,9 +42,7 @@ def quiet() -> None:
     try:
         import structlog  # GX may route through structlog where installed
 
-        structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
-        )
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     except ImportError:  # pragma: no cover - optional
         pass
 
@@ -82,15 +80,18 @@ def _context(docs: Path) -> _Gx:
             # A copied or moved state folder: point the site at this folder again.
             ctx.delete_data_docs_site(SITE)
         if SITE not in (ctx.get_config().data_docs_sites or {}):
-            ctx.add_data_docs_site(SITE, {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": want,
+            ctx.add_data_docs_site(
+                SITE,
+                {
+                    "class_name": "SiteBuilder",
+                    "show_how_to_buttons": False,
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": want,
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
+            )
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         ctx.variables.save()
         try:
@@ -169,8 +170,10 @@ def run(
 
     state = _context(docs)
     vd = _definition(state, name, specs, fingerprint)
-    fmt: dict[str, Any] = {"result_format": "COMPLETE" if complete else "SUMMARY",
-                           "partial_unexpected_count": 5}
+    fmt: dict[str, Any] = {
+        "result_format": "COMPLETE" if complete else "SUMMARY",
+        "partial_unexpected_count": 5,
+    }
     if complete:
         fmt["return_unexpected_index_query"] = False
         validator = Validator(
@@ -216,8 +219,7 @@ def run(
             out.append(Outcome(spec, bool(r.success), observed, count, pct, idx))
         else:
             ov = result.get("observed_value")
-            out.append(Outcome(spec, bool(r.success), None if ov is None else str(ov),
-                               None, None))
+            out.append(Outcome(spec, bool(r.success), None if ov is None else str(ov), None, None))
     return out
 
 

@@ -22,9 +22,10 @@ def _params(as_of: date) -> dict[str, object]:
     missing = [d for d in DIMENSIONS if d not in weights]
     if missing:
         raise LivefinError(f"config/quality.yaml merchant_quality.weights lacks {missing}")
-    if any(float(weights[d]) < 0 for d in DIMENSIONS) or sum(
-        float(weights[d]) for d in DIMENSIONS
-    ) <= 0:
+    if (
+        any(float(weights[d]) < 0 for d in DIMENSIONS)
+        or sum(float(weights[d]) for d in DIMENSIONS) <= 0
+    ):
         raise LivefinError("config/quality.yaml merchant_quality.weights must be >= 0, sum > 0")
     params: dict[str, object] = {f"w_{d}": float(weights[d]) for d in DIMENSIONS}
     params.update(
@@ -51,5 +52,8 @@ def build_merchant_quality(con: duckdb.DuckDBPyConnection, date: date) -> int:
     with transaction(con):
         con.execute("DELETE FROM dq.merchant_quality WHERE as_of_date = ?", [date])
         run_sql_file(con, SQL, params)
-    return int(con.execute("SELECT count(*) FROM dq.merchant_quality WHERE as_of_date = ?",
-                           [date]).fetchone()[0])
+    return int(
+        con.execute(
+            "SELECT count(*) FROM dq.merchant_quality WHERE as_of_date = ?", [date]
+        ).fetchone()[0]
+    )

@@ -161,46 +161,98 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
     cols = {k: v for k, v in (contract.get("columns") or {}).items() if v.get("pii") != "drop"}
     # One set check instead of expect_column_to_exist per column: GX keeps only one
     # expect_column_to_exist per suite (it treats them as the same table-level expectation).
-    out.append(Spec("expect_table_columns_to_match_set",
-                    {"column_set": [_column_name(k, v) for k, v in cols.items()],
-                     "exact_match": False}, "critical", "validity",
-                    "every contract column is present in raw", origin="contract"))
+    out.append(
+        Spec(
+            "expect_table_columns_to_match_set",
+            {"column_set": [_column_name(k, v) for k, v in cols.items()], "exact_match": False},
+            "critical",
+            "validity",
+            "every contract column is present in raw",
+            origin="contract",
+        )
+    )
     for col, c in cols.items():
         name = _column_name(col, c)
         if c.get("required"):
-            out.append(Spec("expect_column_values_to_not_be_null", {"column": name}, "critical",
-                            "completeness", origin="contract"))
+            out.append(
+                Spec(
+                    "expect_column_values_to_not_be_null",
+                    {"column": name},
+                    "critical",
+                    "completeness",
+                    origin="contract",
+                )
+            )
         typ = str(c.get("type", "VARCHAR")).upper()
         if typ in TYPE_LISTS:
-            out.append(Spec("expect_column_values_to_be_in_type_list",
-                            {"column": name, "type_list": TYPE_LISTS[typ]}, "critical", "validity",
-                            origin="contract"))
+            out.append(
+                Spec(
+                    "expect_column_values_to_be_in_type_list",
+                    {"column": name, "type_list": TYPE_LISTS[typ]},
+                    "critical",
+                    "validity",
+                    origin="contract",
+                )
+            )
         if c.get("allowed"):
-            out.append(Spec("expect_column_values_to_be_in_set",
-                            {"column": name, "value_set": list(c["allowed"])}, "critical",
-                            "validity", origin="contract"))
+            out.append(
+                Spec(
+                    "expect_column_values_to_be_in_set",
+                    {"column": name, "value_set": list(c["allowed"])},
+                    "critical",
+                    "validity",
+                    origin="contract",
+                )
+            )
         if c.get("min") is not None or c.get("max") is not None:
             kw: dict[str, Any] = {"column": name}
             if c.get("min") is not None:
                 kw["min_value"] = c["min"]
             if c.get("max") is not None:
                 kw["max_value"] = c["max"]
-            out.append(Spec("expect_column_values_to_be_between", kw, "critical", "validity",
-                            origin="contract"))
+            out.append(
+                Spec(
+                    "expect_column_values_to_be_between",
+                    kw,
+                    "critical",
+                    "validity",
+                    origin="contract",
+                )
+            )
     pk = [_column_name(k, cols.get(k, {})) for k in contract.get("primary_key") or []]
     if len(pk) == 1:
-        out.append(Spec("expect_column_values_to_be_unique", {"column": pk[0]}, "critical",
-                        "uniqueness", origin="contract"))
+        out.append(
+            Spec(
+                "expect_column_values_to_be_unique",
+                {"column": pk[0]},
+                "critical",
+                "uniqueness",
+                origin="contract",
+            )
+        )
     elif pk:
-        out.append(Spec("expect_compound_columns_to_be_unique", {"column_list": pk}, "critical",
-                        "uniqueness", origin="contract"))
+        out.append(
+            Spec(
+                "expect_compound_columns_to_be_unique",
+                {"column_list": pk},
+                "critical",
+                "uniqueness",
+                origin="contract",
+            )
+        )
     extra: dict[str, Any] = {"global_key": None, "window": None, "row_checks": []}
     if pk and contract.get("primary_key_scope") == "global":
         extra["global_key"] = pk
-        out.append(Spec("expect_column_values_to_be_in_set",
-                        {"column": "_pk_first_seen", "value_set": [True]}, "critical",
-                        "uniqueness", "key not already loaded in an earlier partition",
-                        origin="contract"))
+        out.append(
+            Spec(
+                "expect_column_values_to_be_in_set",
+                {"column": "_pk_first_seen", "value_set": [True]},
+                "critical",
+                "uniqueness",
+                "key not already loaded in an earlier partition",
+                origin="contract",
+            )
+        )
     part = contract.get("partition") or {}
     if part.get("column"):
         extra["window"] = {
@@ -208,16 +260,30 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
             "mode": part.get("mode", "within_day"),
             "late_hours": int(part.get("late_hours") or 0),
         }
-        out.append(Spec("expect_column_values_to_be_in_set",
-                        {"column": "_in_window", "value_set": [True]}, "critical", "timeliness",
-                        "event time inside [D - late_hours, D + 1 day)", origin="contract"))
+        out.append(
+            Spec(
+                "expect_column_values_to_be_in_set",
+                {"column": "_in_window", "value_set": [True]},
+                "critical",
+                "timeliness",
+                "event time inside [D - late_hours, D + 1 day)",
+                origin="contract",
+            )
+        )
     for rc in contract.get("row_checks") or []:
         if rc["name"] in skip_row_checks:
             continue
         extra["row_checks"].append((rc["name"], rc["sql"]))
-        out.append(Spec("expect_column_values_to_be_in_set",
-                        {"column": f"_check_{rc['name']}", "value_set": [True]}, "critical",
-                        "accuracy", rc.get("reason"), origin="contract"))
+        out.append(
+            Spec(
+                "expect_column_values_to_be_in_set",
+                {"column": f"_check_{rc['name']}", "value_set": [True]},
+                "critical",
+                "accuracy",
+                rc.get("reason"),
+                origin="contract",
+            )
+        )
     return out, extra
 
 
@@ -253,15 +319,22 @@ def load_suite(name: str) -> SuiteSpec:
     for col, ref in (data.get("references") or {}).items():
         table, tcol = ref["to"].split(".")
         refs = [r for r in refs if r.column != col]
-        refs.append(Reference(col, f"raw.{table}", tcol, ref.get("severity", "critical"),
-                              ref.get("notes")))
+        refs.append(
+            Reference(col, f"raw.{table}", tcol, ref.get("severity", "critical"), ref.get("notes"))
+        )
     for r in refs:
         if r.severity not in SEVERITIES:
             raise LivefinError(f"{where}: reference severity '{r.severity}' unknown")
-        rows.append(Spec("expect_column_values_to_be_in_set",
-                         {"column": r.helper, "value_set": [True]}, r.severity, "consistency",
-                         r.notes or f"{r.column} exists in {r.table}.{r.target} (loaded <= D)",
-                         origin="contract" if data.get("derive_from_contract") else "suite"))
+        rows.append(
+            Spec(
+                "expect_column_values_to_be_in_set",
+                {"column": r.helper, "value_set": [True]},
+                r.severity,
+                "consistency",
+                r.notes or f"{r.column} exists in {r.table}.{r.target} (loaded <= D)",
+                origin="contract" if data.get("derive_from_contract") else "suite",
+            )
+        )
     for i, e in enumerate(data.get("expectations") or []):
         rows.append(_spec(e, thresholds, f"{where} expectations[{i}]", "suite"))
     has_profile = bool(data.get("profile", True))
@@ -277,8 +350,8 @@ def load_suite(name: str) -> SuiteSpec:
         name=name,
         table=data.get("table") or f"raw.{name}",
         partition_column=data.get("partition_column") or "_dt",
-        order_by=data.get("order_by") or (["_dt", "_file", "_line"] if is_source else
-                                          [data.get("partition_column") or "_dt"]),
+        order_by=data.get("order_by")
+        or (["_dt", "_file", "_line"] if is_source else [data.get("partition_column") or "_dt"]),
         rows=rows,
         profile=profile,
         has_profile=has_profile,
@@ -289,8 +362,13 @@ def load_suite(name: str) -> SuiteSpec:
         global_key=extra["global_key"],
         value_column=data.get("profile_value_column"),
     )
-    blob = json.dumps([[s.gx_config(i) for i, s in enumerate(rows)],
-                       [s.gx_config(i) for i, s in enumerate(profile)]], sort_keys=True,
-                      default=str)
+    blob = json.dumps(
+        [
+            [s.gx_config(i) for i, s in enumerate(rows)],
+            [s.gx_config(i) for i, s in enumerate(profile)],
+        ],
+        sort_keys=True,
+        default=str,
+    )
     spec.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:12]
     return spec

@@ -22,8 +22,10 @@ START = date(2026, 3, 1)
 D = date(2026, 3, 11)  # the day under test; START..D-1 are clean history
 MERCHANTS = ["M1", "M2", "M3"]
 ORDERS_PER_DAY = 30
-LINEAGE = ("_dt DATE, _file VARCHAR, _line BIGINT, _contract_version VARCHAR, _mapping VARCHAR, "
-           "_loaded_at TIMESTAMP")
+LINEAGE = (
+    "_dt DATE, _file VARCHAR, _line BIGINT, _contract_version VARCHAR, _mapping VARCHAR, "
+    "_loaded_at TIMESTAMP"
+)
 
 
 def _contract(source: str) -> dict:
@@ -41,8 +43,9 @@ def create_meta(con) -> None:
     ensure_meta_tables(con)  # extract's own DDL, so the tests see its columns
 
 
-def insert_raw(con, source: str, dt: date, rows: list[dict], file: str | None = None,
-               start_line: int = 1) -> None:
+def insert_raw(
+    con, source: str, dt: date, rows: list[dict], file: str | None = None, start_line: int = 1
+) -> None:
     """Insert canonical rows into raw.<source> with lineage, like extract does."""
     if not rows:
         return
@@ -50,33 +53,48 @@ def insert_raw(con, source: str, dt: date, rows: list[dict], file: str | None = 
     cols = list(rows[0].keys())
     allcols = cols + ["_dt", "_file", "_line", "_contract_version", "_mapping", "_loaded_at"]
     values = [
-        [r[c] for c in cols] + [dt, file, start_line + i, f"{source}-v1", "test",
-                                datetime(2026, 1, 1)]
+        [r[c] for c in cols]
+        + [dt, file, start_line + i, f"{source}-v1", "test", datetime(2026, 1, 1)]
         for i, r in enumerate(rows)
     ]
     ph = ", ".join("?" for _ in allcols)
     con.executemany(f"INSERT INTO raw.{source} ({', '.join(allcols)}) VALUES ({ph})", values)
 
 
-def manifest(con, source: str, dt: date, rows_read: int, rows_loaded: int,
-             rows_quarantined: int = 0) -> None:
+def manifest(
+    con, source: str, dt: date, rows_read: int, rows_loaded: int, rows_quarantined: int = 0
+) -> None:
     con.execute("DELETE FROM meta.load_manifest WHERE source = ? AND dt = ?", [source, dt])
     con.execute(
         "INSERT INTO meta.load_manifest (source, dt, file, sha256, bytes, rows_read, rows_loaded, "
         "rows_quarantined, encoding, mapping, contract_version, status, loaded_at) "
         "VALUES (?, ?, ?, 'x', 1, ?, ?, ?, 'utf-8', 'test', 'v1', 'loaded', now())",
-        [source, dt, f"landing/{source}/dt={dt}/part-0", rows_read, rows_loaded,
-         rows_quarantined],
+        [source, dt, f"landing/{source}/dt={dt}/part-0", rows_read, rows_loaded, rows_quarantined],
     )
 
 
-def quarantine(con, source: str, dt: date, line: int, reason_code: str,
-               merchant_id: str | None = "M1", column: str | None = None) -> None:
+def quarantine(
+    con,
+    source: str,
+    dt: date,
+    line: int,
+    reason_code: str,
+    merchant_id: str | None = "M1",
+    column: str | None = None,
+) -> None:
     con.execute(
         "INSERT INTO meta.quarantine (source, dt, file, line, reason_code, reason, column_name, "
         "merchant_id, raw_values, quarantined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', now())",
-        [source, dt, f"landing/{source}/dt={dt}/part-0", line, reason_code, reason_code,
-         column, merchant_id],
+        [
+            source,
+            dt,
+            f"landing/{source}/dt={dt}/part-0",
+            line,
+            reason_code,
+            reason_code,
+            column,
+            merchant_id,
+        ],
     )
 
 
@@ -87,28 +105,61 @@ def day_rows(dt: date, n_orders: int = ORDERS_PER_DAY, amount: float = 100.0) ->
     for i in range(n_orders):
         m = MERCHANTS[i % 3]
         oid = f"O{dt:%m%d}-{i}"
-        orders.append({
-            "order_id": oid, "merchant_id": m, "buyer_phone_hash": f"h{i % 7}",
-            "buyer_name_hash": None, "buyer_address_hash": None,
-            "order_ts": base + timedelta(minutes=i), "item_amount": amount + 10,
-            "paid_amount": amount, "status": "completed", "refund_amount": 0.0,
-            "session_id": f"S{dt:%m%d}-{m}", "streamer_id": f"ST-{m}", "category": "food",
-        })
-        ful.append({
-            "event_id": f"E{dt:%m%d}-{i}", "order_id": oid, "merchant_id": m,
-            "event_type": "shipped", "event_ts": base + timedelta(hours=2, minutes=i),
-            "carrier": "SF", "tracking_no": f"T{i}", "parcel_weight_g": 500.0,
-        })
+        orders.append(
+            {
+                "order_id": oid,
+                "merchant_id": m,
+                "buyer_phone_hash": f"h{i % 7}",
+                "buyer_name_hash": None,
+                "buyer_address_hash": None,
+                "order_ts": base + timedelta(minutes=i),
+                "item_amount": amount + 10,
+                "paid_amount": amount,
+                "status": "completed",
+                "refund_amount": 0.0,
+                "session_id": f"S{dt:%m%d}-{m}",
+                "streamer_id": f"ST-{m}",
+                "category": "food",
+            }
+        )
+        ful.append(
+            {
+                "event_id": f"E{dt:%m%d}-{i}",
+                "order_id": oid,
+                "merchant_id": m,
+                "event_type": "shipped",
+                "event_ts": base + timedelta(hours=2, minutes=i),
+                "carrier": "SF",
+                "tracking_no": f"T{i}",
+                "parcel_weight_g": 500.0,
+            }
+        )
     for m in MERCHANTS:
         gmv = sum(o["paid_amount"] for o in orders if o["merchant_id"] == m)
-        traffic.append({
-            "session_id": f"S{dt:%m%d}-{m}", "merchant_id": m, "streamer_id": f"ST-{m}",
-            "start_ts": base, "end_ts": base + timedelta(hours=2), "peak_viewers": 100,
-            "total_viewers": 1000, "watch_minutes": 5000.0, "new_followers": 10,
-            "gmv_attributed": gmv,
-        })
-    repay = [{"loan_id": "L1", "merchant_id": "M1", "repay_date": dt, "amount_repaid": 10.0,
-              "outstanding": 500.0, "dpd": 0}]
+        traffic.append(
+            {
+                "session_id": f"S{dt:%m%d}-{m}",
+                "merchant_id": m,
+                "streamer_id": f"ST-{m}",
+                "start_ts": base,
+                "end_ts": base + timedelta(hours=2),
+                "peak_viewers": 100,
+                "total_viewers": 1000,
+                "watch_minutes": 5000.0,
+                "new_followers": 10,
+                "gmv_attributed": gmv,
+            }
+        )
+    repay = [
+        {
+            "loan_id": "L1",
+            "merchant_id": "M1",
+            "repay_date": dt,
+            "amount_repaid": 10.0,
+            "outstanding": 500.0,
+            "dpd": 0,
+        }
+    ]
     return {"orders": orders, "fulfillment": ful, "traffic": traffic, "repayments": repay}
 
 
@@ -122,12 +173,28 @@ def build_history(con) -> None:
     for s in ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments"):
         create_raw(con, s)
     create_meta(con)
-    merchants = [{"merchant_id": m, "merchant_name": f"shop {m}", "category": "food",
-                  "region": "Zhejiang", "onboard_date": START - timedelta(days=100)}
-                 for m in MERCHANTS]
-    loans = [{"loan_id": "L1", "merchant_id": "M1", "origination_date": START,
-              "principal": 500.0, "fee_amount": 20.0, "withhold_rate": 0.1, "term_days": 90,
-              "legacy_limit": 800.0}]
+    merchants = [
+        {
+            "merchant_id": m,
+            "merchant_name": f"shop {m}",
+            "category": "food",
+            "region": "Zhejiang",
+            "onboard_date": START - timedelta(days=100),
+        }
+        for m in MERCHANTS
+    ]
+    loans = [
+        {
+            "loan_id": "L1",
+            "merchant_id": "M1",
+            "origination_date": START,
+            "principal": 500.0,
+            "fee_amount": 20.0,
+            "withhold_rate": 0.1,
+            "term_days": 90,
+            "legacy_limit": 800.0,
+        }
+    ]
     insert_raw(con, "merchants", START, merchants)
     manifest(con, "merchants", START, 3, 3)
     insert_raw(con, "loans", START, loans)

@@ -72,11 +72,13 @@ def test_raw_duplicate_key_is_critical(con, settings):
     manifest(con, "orders", D, len(rows), len(rows))
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
-    assert "orders.expect_column_values_to_be_unique(order_id): 2 unexpected" in (
-        r["failed_critical"][0]
+    assert (
+        "orders.expect_column_values_to_be_unique(order_id): 2 unexpected"
+        in (r["failed_critical"][0])
     )
     success, severity, count, _, dim = _result(
-        con, "orders", "expect_column_values_to_be_unique", "order_id")
+        con, "orders", "expect_column_values_to_be_unique", "order_id"
+    )
     assert (success, severity, count, dim) == (False, "critical", 2, "uniqueness")
     assert _status(con, "orders") == "failed"
     validate_partition(con, settings, "traffic", D)
@@ -97,7 +99,8 @@ def test_quarantined_duplicates_fail_profile(con, settings):
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
     success, severity, _, observed, dim = _result(
-        con, "orders", "expect_column_values_to_be_between", "duplicate_key_rate")
+        con, "orders", "expect_column_values_to_be_between", "duplicate_key_rate"
+    )
     assert (success, severity, dim) == (False, "critical", "uniqueness")
     assert float(observed) == pytest.approx(3 / 33)
     assert any("duplicate_key_rate" in f for f in r["failed_critical"])
@@ -111,7 +114,10 @@ def test_null_key_is_critical(con, settings):
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
     assert _result(con, "orders", "expect_column_values_to_not_be_null", "merchant_id")[:3] == (
-        False, "critical", 1)
+        False,
+        "critical",
+        1,
+    )
 
 
 def test_negative_amount_is_critical(con, settings):
@@ -122,12 +128,17 @@ def test_negative_amount_is_critical(con, settings):
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
     success, severity, count, observed, dim = _result(
-        con, "orders", "expect_column_values_to_be_between", "paid_amount")
+        con, "orders", "expect_column_values_to_be_between", "paid_amount"
+    )
     assert (success, severity, count, dim) == (False, "critical", 1, "validity")
     assert json.loads(observed) == [-5.0]
     # refund (0) > paid (-5) as well: the hand-written pair expectation catches it
-    assert _result(con, "orders", "expect_column_pair_values_a_to_be_greater_than_b",
-                   "paid_amount,refund_amount")[:2] == (False, "critical")
+    assert _result(
+        con,
+        "orders",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "paid_amount,refund_amount",
+    )[:2] == (False, "critical")
 
 
 def test_unknown_merchant_raw_and_quarantine(con, settings):
@@ -135,15 +146,16 @@ def test_unknown_merchant_raw_and_quarantine(con, settings):
     rows[5]["merchant_id"] = "M404"
     insert_raw(con, "orders", D, rows)
     manifest(con, "orders", D, len(rows) + 1, len(rows), 1)
-    quarantine(con, "orders", D, 31, "unknown_reference", merchant_id="M405",
-               column="merchant_id")
+    quarantine(con, "orders", D, 31, "unknown_reference", merchant_id="M405", column="merchant_id")
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
     success, severity, count, _, dim = _result(
-        con, "orders", "expect_column_values_to_be_in_set", "_ref_merchant_id")
+        con, "orders", "expect_column_values_to_be_in_set", "_ref_merchant_id"
+    )
     assert (success, severity, count, dim) == (False, "critical", 1, "consistency")
-    assert _result(con, "orders", "expect_column_values_to_be_between",
-                   "unknown_reference_rate")[:2] == (False, "critical")
+    assert _result(con, "orders", "expect_column_values_to_be_between", "unknown_reference_rate")[
+        :2
+    ] == (False, "critical")
 
 
 def test_late_event_in_raw_is_critical(con, settings):
@@ -155,7 +167,8 @@ def test_late_event_in_raw_is_critical(con, settings):
     r = validate_partition(con, settings, "traffic", D)
     assert r["status"] == "failed"
     success, severity, count, _, dim = _result(
-        con, "traffic", "expect_column_values_to_be_in_set", "_in_window")
+        con, "traffic", "expect_column_values_to_be_in_set", "_in_window"
+    )
     assert (success, severity, count, dim) == (False, "critical", 1, "timeliness")
 
 
@@ -169,8 +182,9 @@ def test_late_rows_quarantined_is_warning_only(con, settings):
     assert r["status"] == "warning"
     assert r["failed_critical"] == []
     assert any("outside_partition_rate" in w for w in r["failed_warnings"])
-    assert _result(con, "orders", "expect_column_values_to_be_between",
-                   "outside_partition_rate")[:2] == (False, "warning")
+    assert _result(con, "orders", "expect_column_values_to_be_between", "outside_partition_rate")[
+        :2
+    ] == (False, "warning")
     assert validate_partition(con, settings, "traffic", D)["status"] == "passed"
     require_passed(con, D, sources=["orders", "traffic"])  # warning does not block
 
@@ -182,7 +196,8 @@ def test_half_size_day_is_critical(con, settings):
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "failed"
     success, severity, _, observed, dim = _result(
-        con, "orders", "expect_column_values_to_be_between", "row_count_ratio")
+        con, "orders", "expect_column_values_to_be_between", "row_count_ratio"
+    )
     assert (success, severity, dim) == (False, "critical", "completeness")
     assert float(observed) == pytest.approx(0.5, abs=0.01)
 
@@ -193,8 +208,10 @@ def test_mean_value_shift_is_warning(con, settings):
     manifest(con, "orders", D, len(rows), len(rows))
     r = validate_partition(con, settings, "orders", D)
     assert r["status"] == "warning"
-    assert _result(con, "orders", "expect_column_values_to_be_between",
-                   "mean_value_ratio")[:2] == (False, "warning")
+    assert _result(con, "orders", "expect_column_values_to_be_between", "mean_value_ratio")[:2] == (
+        False,
+        "warning",
+    )
 
 
 def test_missing_validation_blocks(con, settings, clean_day):
@@ -221,8 +238,9 @@ def test_rerun_replaces_status(con, settings):
     con.execute("delete from raw.orders where _dt = ?", [D])  # extract replaces the partition
     insert_raw(con, "orders", D, rows)
     assert validate_partition(con, settings, "orders", D, run_id="run-2")["status"] == "passed"
-    assert con.execute("select status, run_id from dq.partition_status where source='orders' "
-                       "and dt=?", [D]).fetchall() == [("passed", "run-2")]
+    assert con.execute(
+        "select status, run_id from dq.partition_status where source='orders' and dt=?", [D]
+    ).fetchall() == [("passed", "run-2")]
     assert con.execute("select count(distinct run_id) from dq.validation_runs").fetchone()[0] == 2
 
 
@@ -248,7 +266,8 @@ def test_range_equals_per_date(con, settings):
         return con.execute(
             "select dt, suite, expectation_type, column_name, severity, success, observed_value, "
             "unexpected_count, unexpected_percent, kwargs from dq.expectation_results "
-            "order by all").fetchall()
+            "order by all"
+        ).fetchall()
 
     ranged = validate_range(con, settings, "orders", dates)
     got_range = snapshot()
@@ -256,7 +275,6 @@ def test_range_equals_per_date(con, settings):
     single = [validate_partition(con, settings, "orders", d) for d in dates]
     got_single = snapshot()
     assert got_range == got_single
-    keys = ("dt", "status", "failed_critical", "failed_warnings", "evaluated", "successful",
-            "rows")
+    keys = ("dt", "status", "failed_critical", "failed_warnings", "evaluated", "successful", "rows")
     assert [{k: r[k] for k in keys} for r in ranged] == [{k: r[k] for k in keys} for r in single]
     assert [r["status"] for r in ranged] == ["passed", "passed", "passed", "failed", "failed"]

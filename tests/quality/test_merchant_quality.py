@@ -14,11 +14,14 @@ DIMS = ["completeness", "validity", "accuracy", "consistency", "timeliness", "un
 
 
 def _rows(con):
-    return {r[0]: dict(zip(["merchant_id", *DIMS, "quality_q", "rows_considered", "v"], r,
-                           strict=True))
-            for r in con.execute(
-                f"select merchant_id, {', '.join(DIMS)}, quality_q, rows_considered, "
-                "quality_version from dq.merchant_quality where as_of_date = ?", [D]).fetchall()}
+    return {
+        r[0]: dict(zip(["merchant_id", *DIMS, "quality_q", "rows_considered", "v"], r, strict=True))
+        for r in con.execute(
+            f"select merchant_id, {', '.join(DIMS)}, quality_q, rows_considered, "
+            "quality_version from dq.merchant_quality where as_of_date = ?",
+            [D],
+        ).fetchall()
+    }
 
 
 def test_clean_merchants_score_high(con):
@@ -37,13 +40,28 @@ def test_corrupted_merchant_gets_lower_q(con):
         quarantine(con, "orders", day, line, "duplicate_key", merchant_id="M2")
     for line in range(110, 115):
         quarantine(con, "orders", day, line, "missing_required", merchant_id="M2")
-    con.execute("delete from raw.fulfillment where merchant_id = 'M2' and _dt < ?",
-                [START + timedelta(days=3)])
-    late = [{"order_id": f"LATE{i}", "merchant_id": "M2", "buyer_phone_hash": "h",
-             "buyer_name_hash": None, "buyer_address_hash": None,
-             "order_ts": day - timedelta(days=1), "item_amount": 1.0, "paid_amount": 1.0,
-             "status": "completed", "refund_amount": 0.0, "session_id": None,
-             "streamer_id": None, "category": "food"} for i in range(5)]
+    con.execute(
+        "delete from raw.fulfillment where merchant_id = 'M2' and _dt < ?",
+        [START + timedelta(days=3)],
+    )
+    late = [
+        {
+            "order_id": f"LATE{i}",
+            "merchant_id": "M2",
+            "buyer_phone_hash": "h",
+            "buyer_name_hash": None,
+            "buyer_address_hash": None,
+            "order_ts": day - timedelta(days=1),
+            "item_amount": 1.0,
+            "paid_amount": 1.0,
+            "status": "completed",
+            "refund_amount": 0.0,
+            "session_id": None,
+            "streamer_id": None,
+            "category": "food",
+        }
+        for i in range(5)
+    ]
     insert_raw(con, "orders", day, late, start_line=500)
     build_merchant_quality(con, D)
     rows = _rows(con)

@@ -12,8 +12,15 @@ from livefin_etl.quality import build_data_docs, list_suites, load_suite, valida
 
 
 def test_every_suite_loads():
-    assert set(list_suites()) == {"merchants", "orders", "traffic", "fulfillment", "loans",
-                                  "repayments", "merchant_features"}
+    assert set(list_suites()) == {
+        "merchants",
+        "orders",
+        "traffic",
+        "fulfillment",
+        "loans",
+        "repayments",
+        "merchant_features",
+    }
     for name in list_suites():
         spec = load_suite(name)
         assert spec.rows, name
@@ -49,7 +56,9 @@ def test_thresholds_resolved_from_config():
     assert dup.kwargs["max_value"] == th["duplicate_key_rate_max"]
     ratio = next(s for s in spec.profile if s.column == "row_count_ratio")
     assert (ratio.kwargs["min_value"], ratio.kwargs["max_value"]) == (
-        th["row_count_ratio_min"], th["row_count_ratio_max"])
+        th["row_count_ratio_min"],
+        th["row_count_ratio_max"],
+    )
 
 
 def test_suite_json_is_readable_and_id_free():
@@ -66,9 +75,11 @@ def test_bad_suite_is_clear_error(monkeypatch, tmp_path):
     (tmp_path / "orders.json").write_text('{"name": "orders", "expectations": [{"kwargs": {}}]}')
     with pytest.raises(LivefinError, match="needs a 'type'"):
         load_suite("orders")
-    (tmp_path / "orders.json").write_text('{"name": "orders", "expectations": [{"type": '
-                                          '"expect_column_values_to_not_be_null", "kwargs": '
-                                          '{"column": "x"}, "meta": {"severity": "fatal"}}]}')
+    (tmp_path / "orders.json").write_text(
+        '{"name": "orders", "expectations": [{"type": '
+        '"expect_column_values_to_not_be_null", "kwargs": '
+        '{"column": "x"}, "meta": {"severity": "fatal"}}]}'
+    )
     with pytest.raises(LivefinError, match="severity 'fatal'"):
         load_suite("orders")
 

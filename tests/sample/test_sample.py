@@ -173,7 +173,9 @@ def test_gzip_delivery_is_the_plain_files_compressed(tmp_path: Path) -> None:
     import gzip
 
     plain = generate("tiny", 3, None, 3, tmp_path / "plain", progress=False, merchants=40)
-    gz = generate("tiny", 3, None, 3, tmp_path / "gz", progress=False, merchants=40, compress="gzip")
+    gz = generate(
+        "tiny", 3, None, 3, tmp_path / "gz", progress=False, merchants=40, compress="gzip"
+    )
     assert gz["counts"] == plain["counts"] and gz["bytes"] < plain["bytes"]
     files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("part-*"))
     assert len(files) == 3 * 6

@@ -18,7 +18,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cached_sample, machine_line, run_measured, write_section  # noqa: E402
+from _common import (
+    cached_sample,
+    floor_input,
+    floor_reader,
+    machine_line,
+    run_measured,
+    write_section,
+)  # noqa: E402
 
 SOURCES = ["merchants", "orders", "traffic", "fulfillment", "loans", "repayments"]
 
@@ -41,17 +48,11 @@ print(json.dumps(out))
 
 FLOOR = """
 import json, os, time, duckdb
-files = json.loads(os.environ['B_FILES'])
+readers = json.loads(os.environ['B_READERS'])
 con = duckdb.connect(os.environ['B_DB']); con.execute("set threads = " + os.environ.get('LIVEFIN_THREADS', '2'))
 out = {}
-for src, paths in files.items():
+for src, rel in readers.items():
     t0 = time.perf_counter()
-    if paths[0].endswith('.csv'):
-        rel = f"read_csv({paths!r}, header=true, all_varchar=true, union_by_name=true)"
-    elif paths[0].endswith('.jsonl'):
-        rel = f"read_json({paths!r}, format='newline_delimited', union_by_name=true)"
-    else:
-        rel = f"read_parquet({paths!r}, union_by_name=true)"
     con.execute(f"create or replace table {src} as select * from {rel}")
     out[src] = {'s': time.perf_counter() - t0}
 print(json.dumps(out))
@@ -86,24 +87,17 @@ def main() -> None:
         }
         ours = run_measured(EXTRACT, env)
         # Floor input: same files; GBK transcoded to UTF-8 outside the timing.
-        files: dict[str, list[str]] = {}
-        for src in SOURCES:
-            paths = []
-            for d in days:
-                for f in sorted((landing / src / f"dt={d}").iterdir()):
-                    data = f.read_bytes()
-                    if f.suffix == ".csv" and not data.startswith(b"\xef\xbb\xbf"):
-                        try:
-                            data.decode("utf-8")
-                        except UnicodeDecodeError:
-                            t = tmp / "utf8" / src / d / f.name
-                            t.parent.mkdir(parents=True, exist_ok=True)
-                            t.write_bytes(data.decode("gbk").encode("utf-8"))
-                            f = t
-                    paths.append(str(f))
-            files[src] = paths
+        files = {
+            src: [
+                str(floor_input(f, tmp))
+                for d in days
+                for f in sorted((landing / src / f"dt={d}").iterdir())
+            ]
+            for src in SOURCES
+        }
+        readers = {src: floor_reader(paths) for src, paths in files.items()}
         floor = run_measured(
-            FLOOR, {"B_FILES": json.dumps(files), "B_DB": str(tmp / "floor.duckdb")}
+            FLOOR, {"B_READERS": json.dumps(readers), "B_DB": str(tmp / "floor.duckdb")}
         )
         mb = {src: sum(Path(p).stat().st_size for p in files[src]) / 1e6 for src in SOURCES}
 

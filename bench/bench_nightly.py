@@ -21,7 +21,6 @@ day's limits to Parquet + CSV and a copy of the published DuckDB file.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -37,6 +36,8 @@ from _common import (  # noqa: E402
     CACHE,
     REPO,
     cached_sample,
+    floor_input,
+    floor_reader,
     machine_line,
     run_measured,
     sample_tag,
@@ -176,7 +177,7 @@ import numpy as np
 from datetime import date
 from pathlib import Path
 day = date.fromisoformat(os.environ['B_DAY'])
-files = json.loads(os.environ['B_FILES'])
+readers = json.loads(os.environ['B_READERS'])
 tmp = Path(os.environ['B_TMP'])
 con = duckdb.connect(str(tmp / 'floor.duckdb'))
 con.execute("set threads = " + os.environ.get('LIVEFIN_THREADS', '2'))
@@ -186,20 +187,14 @@ def timed(name, fn):
     t0 = time.perf_counter(); fn(); out[name] = out.get(name, 0.0) + time.perf_counter() - t0
 
 # extract: DuckDB readers, same files
-for src, paths in files.items():
-    if paths[0].endswith(('.csv', '.csv.gz')):
-        rel = f"read_csv({paths!r}, header=true, all_varchar=true, union_by_name=true)"
-    elif paths[0].endswith(('.jsonl', '.jsonl.gz')):
-        rel = f"read_json({paths!r}, format='newline_delimited', union_by_name=true)"
-    else:
-        rel = f"read_parquet({paths!r}, union_by_name=true)"
+for src, rel in readers.items():
     timed('extract', lambda: con.execute(f"create or replace table x_{src} as select * from {rel}"))
 
 # validate: the contracts' checks, one aggregate query per source over raw.<source> of day N
 raw_cols = {(t, c) for t, c in con.execute(
     "select table_name, column_name from duckdb_columns() where database_name='wh' and schema_name='raw'").fetchall()}
 checks_n = 0
-for src in files:
+for src in readers:
     c = yaml.safe_load(Path(os.environ['B_REPO'], 'config', 'sources', src + '.yaml').read_text())
     exprs = ['count(*)']
     for col, spec in (c.get('columns') or {}).items():
@@ -323,26 +318,13 @@ def measured_sample(
 
 
 def day_files(landing: Path, day: str, tmp: Path) -> dict[str, list[str]]:
-    """Day N's landing files per source; GBK CSVs transcoded to UTF-8 (outside any timing)."""
+    """Day N's landing files per source, as the extract floor reads them."""
     files: dict[str, list[str]] = {}
     for src in SOURCES:
         folder = landing / src / f"dt={day}"
-        paths = []
-        for f in sorted(folder.iterdir()) if folder.exists() else []:
-            # DuckDB reads .gz itself, so gzip stays inside the floor's timing (as in extract's)
-            if f.name.endswith((".csv", ".csv.gz")):
-                data = f.read_bytes()
-                if f.name.endswith(".gz"):
-                    data = gzip.decompress(data)
-                if not data.startswith(b"\xef\xbb\xbf"):
-                    try:
-                        data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        t = tmp / "utf8" / src / f.name.removesuffix(".gz")
-                        t.parent.mkdir(parents=True, exist_ok=True)
-                        t.write_bytes(data.decode("gbk").encode("utf-8"))
-                        f = t
-            paths.append(str(f))
+        paths = (
+            [str(floor_input(f, tmp)) for f in sorted(folder.iterdir())] if folder.exists() else []
+        )
         if paths:
             files[src] = paths
     return files
@@ -444,7 +426,7 @@ def run_once(
         {
             **b.env,
             "B_DAY": n_day.isoformat(),
-            "B_FILES": json.dumps(files),
+            "B_READERS": json.dumps({src: floor_reader(p) for src, p in files.items()}),
             "B_TMP": str(tmp),
             "B_WH": str(home / "warehouse" / "livefin.duckdb"),
             "B_PUBLISHED": str(home / "published" / "livefin.duckdb"),

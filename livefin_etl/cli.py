@@ -115,24 +115,22 @@ def sample(
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
     from livefin_etl import sample as sim
 
-    try:
+    def generate() -> dict:
         if days is not None and days < 1:
             raise LivefinError("--days must be at least 1")
-        target = out or get_settings().landing
-        summary = sim.generate(
+        return sim.generate(
             scale,
             seed,
             _date(start),
             days,
-            target,
+            out or get_settings().landing,
             force=force,
             progress=sys.stderr.isatty(),
             merchants=merchants,
             compress=compress,
         )
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(summary, default=str))
+
+    _print_result(generate)
 
 
 # --------------------------------------------------------------------------- ingest

@@ -85,8 +85,21 @@ class Contract:
     def table(self) -> str:
         return f"raw.{self.name}"
 
+    @property
+    def duplicate_window_days(self) -> int:
+        return duplicate_window_days(self.raw)
 
-def _pii_mode(value: Any, where: str) -> str | None:
+
+DUPLICATE_WINDOW_DAYS = 30
+
+
+def duplicate_window_days(contract: dict[str, Any]) -> int:
+    """How far back (and ahead) extract and validation look for an already-loaded key."""
+    return int(contract.get("duplicate_window_days", DUPLICATE_WINDOW_DAYS))
+
+
+def pii_mode(value: Any, where: str) -> str | None:
+    """A column's ``pii`` setting: None, "hash" (``true`` too) or "drop"."""
     if value in (None, False):
         return None
     if value is True or value == "hash":
@@ -119,7 +132,7 @@ def load_contract(source: str) -> Contract:
             name=name,
             type=ctype,
             required=bool(spec.get("required", False)),
-            pii=_pii_mode(spec.get("pii"), f"{path}: column {name}"),
+            pii=pii_mode(spec.get("pii"), f"{path}: column {name}"),
             description=str(spec.get("description", "")),
             allowed=tuple(allowed) if allowed else None,
             min=spec.get("min"),

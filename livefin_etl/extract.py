@@ -66,7 +66,7 @@ class FileBatch:
     encoding: str
     mapping: str
     frame: pl.DataFrame  # canonical columns as read (strings or native), plus _line
-    data_bytes: int = 0  # bytes after gunzip: what a chunk holds in memory
+    data_bytes: int  # bytes after gunzip: what a chunk holds in memory
 
 
 # --------------------------------------------------------------------------- DDL
@@ -169,20 +169,18 @@ def landing_format(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _read_file(path: Path, contract: Contract) -> FileBatch:
-    raw = path.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
+def _read_file(name: str, raw: bytes, sha: str, contract: Contract) -> FileBatch:
     data = raw
-    if path.name.lower().endswith(".gz"):
+    if name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise FileRejected(f"{path.name}: not a readable gzip file ({exc})") from None
+            raise FileRejected(f"{name}: not a readable gzip file ({exc})") from None
     if not data.strip():
-        raise FileRejected(f"{path.name}: file is empty")
+        raise FileRejected(f"{name}: file is empty")
     encoding = "binary"
     if contract.format == "csv":
-        text, encoding = _decode(data, path.name)
+        text, encoding = _decode(data, name)
         # polars reads UTF-8 bytes: pass the file's own bytes unless they had to be transcoded
         body = data[3:] if encoding == "utf-8-sig" else data if encoding == "utf-8" else None
         try:
@@ -192,16 +190,16 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
                 has_header=True,
             )
         except Exception as exc:  # polars raises several error types for malformed CSV
-            raise FileRejected(f"{path.name}: not a readable CSV ({exc})") from None
+            raise FileRejected(f"{name}: not a readable CSV ({exc})") from None
         frame = frame.with_row_index("_line", offset=2)
     elif contract.format == "jsonl":
-        text, encoding = _decode(data, path.name)
-        frame = _read_jsonl(text, path.name)
+        text, encoding = _decode(data, name)
+        frame = _read_jsonl(text, name)
     elif contract.format == "parquet":
         try:
             frame = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:
-            raise FileRejected(f"{path.name}: not a readable Parquet file ({exc})") from None
+            raise FileRejected(f"{name}: not a readable Parquet file ({exc})") from None
         frame = frame.with_row_index("_line", offset=1)
     else:  # pragma: no cover - contracts are validated on load
         raise LivefinError(f"unsupported format {contract.format}")
@@ -210,22 +208,22 @@ def _read_file(path: Path, contract: Contract) -> FileBatch:
     try:
         mapping = detect_mapping(contract.name, headers)
     except LivefinError as exc:
-        raise FileRejected(f"{path.name}: {exc}") from None
+        raise FileRejected(f"{name}: {exc}") from None
     unknown = [h for h in headers if h not in mapping.headers]
     if unknown:
         raise FileRejected(
-            f"{path.name}: unknown columns {unknown} not in contract {contract.version} "
+            f"{name}: unknown columns {unknown} not in contract {contract.version} "
             f"or mapping '{mapping.name}'; add them to a mapping or the contract"
         )
     frame = frame.rename({h: mapping.headers[h] for h in headers})
     dupes = {c for c in frame.columns if frame.columns.count(c) > 1}
     if dupes:
-        raise FileRejected(f"{path.name}: several headers map to {sorted(dupes)}")
+        raise FileRejected(f"{name}: several headers map to {sorted(dupes)}")
     for canon in contract.columns:
         if canon not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(canon))
     frame = _apply_value_maps(frame, mapping)
-    return FileBatch(path.name, sha, len(raw), encoding, mapping.name, frame, len(data))
+    return FileBatch(name, sha, len(raw), encoding, mapping.name, frame, len(data))
 
 
 def _read_jsonl(text: str, name: str) -> pl.DataFrame:
@@ -502,7 +500,9 @@ def extract_partitions(
         if not paths:
             errors.append(f"{source} {day}: no {'/'.join(exts)}[.gz] files in {folder}")
             continue
-        checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+        # each file is read and checksummed once: the manifest check and the parse share it
+        raws = {p.name: p.read_bytes() for p in paths}
+        checksums = {name: hashlib.sha256(raw).hexdigest() for name, raw in raws.items()}
         if not force and _manifest_unchanged(con, source, day, checksums):
             log.info("extract %s %s: unchanged, skipped", source, day)
             results[day] = {
@@ -515,7 +515,7 @@ def extract_partitions(
         batches: list[FileBatch] = []
         try:
             for p in paths:
-                batches.append(_read_file(p, contract))
+                batches.append(_read_file(p.name, raws.pop(p.name), checksums[p.name], contract))
         except FileRejected as exc:
             _record_rejection(con, contract, day, p, checksums[p.name], str(exc))
             errors.append(f"{source} {day}: {exc}; partition left unchanged")
@@ -681,7 +681,7 @@ def _split_duplicates(
     if not good.height:
         return good, good.clear()
     first = good.with_columns(pl.struct(pk).is_first_distinct().alias("__first"))
-    window = int(contract.raw.get("duplicate_window_days", 30))
+    window = contract.duplicate_window_days
     lo, hi = min(chunk_days) - timedelta(days=window), max(chunk_days) + timedelta(days=window)
     days_sql = ", ".join(f"DATE '{d.isoformat()}'" for d in chunk_days)
     con.register("__pk", first.select(pk).to_arrow())

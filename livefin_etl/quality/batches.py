@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from livefin_etl.config import LivefinError, load_config
+from livefin_etl.contracts import duplicate_window_days
 from livefin_etl.quality.suites import SuiteSpec
 from livefin_etl.warehouse import table_exists
 
@@ -137,7 +138,7 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
         # first partition a key was loaded in; a rerun of that partition still sees itself first.
         # Looked up within the contract's duplicate_window_days, like extract's duplicate check:
         # a scan of all history grew with every night (hours on a year at 100k merchants).
-        days = int((spec.contract or {}).get("duplicate_window_days", 30))
+        days = duplicate_window_days(spec.contract or {})
         lo, hi = min(dates) - timedelta(days=days), max(dates) + timedelta(days=days)
         ctes.append(
             f"pk as (select {keys}, min(t.{pcol}) as first_dt from {table} t "

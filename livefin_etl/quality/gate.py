@@ -108,8 +108,12 @@ def _validate_suite(
     result: dict[date, list[Outcome]] = {}
     clean = _derived_clean(outcomes)
     if not every_date and len(dirty) < len(dates):
-        # the Data Docs record of the clean dates (the COMPLETE pass above is not stored)
-        gx_runner.run(docs, name, specs, fingerprint, df, span)
+        # the Data Docs record of the clean dates (the COMPLETE pass above is not stored); dirty
+        # dates get their own per-date runs below, so their rows are left out here
+        clean_rows = df
+        if len(df):
+            clean_rows = df[~pd.Series(day, dtype=object).isin(dirty).to_numpy()]
+        gx_runner.run(docs, name, specs, fingerprint, clean_rows.reset_index(drop=True), span)
     for d in dates:
         if every_date or d in dirty:
             sub = df[df[date_col] == pd.Timestamp(d)].reset_index(drop=True) if len(df) else df

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from livefin_etl.config import CONFIG_DIR, EXPECTATIONS_DIR, LivefinError, load_config
+from livefin_etl.contracts import pii_mode
 
 SEVERITIES = ("critical", "warning")
 DIMENSIONS = ("completeness", "validity", "accuracy", "consistency", "timeliness", "uniqueness")
@@ -151,14 +152,36 @@ def _spec(entry: dict[str, Any], thresholds: dict[str, Any], where: str, origin:
 
 
 def _column_name(col: str, spec: dict[str, Any]) -> str:
-    return f"{col}_hash" if spec.get("pii") in (True, "hash") else col
+    return f"{col}_hash" if pii_mode(spec.get("pii"), col) == "hash" else col
+
+
+def _is_true(
+    column: str,
+    dimension: str,
+    notes: str | None,
+    severity: str = "critical",
+    origin: str = "contract",
+) -> Spec:
+    """A helper column the SQL batch computes per row must be True on every row."""
+    return Spec(
+        "expect_column_values_to_be_in_set",
+        {"column": column, "value_set": [True]},
+        severity,
+        dimension,
+        notes,
+        origin=origin,
+    )
 
 
 def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[Spec], dict]:
     """Expectations the contract implies, plus what the SQL batch must compute for them."""
     out: list[Spec] = []
     # `pii: drop` columns are never stored, so there is nothing in raw to check
-    cols = {k: v for k, v in (contract.get("columns") or {}).items() if v.get("pii") != "drop"}
+    cols = {
+        k: v
+        for k, v in (contract.get("columns") or {}).items()
+        if pii_mode(v.get("pii"), k) != "drop"
+    }
     # One set check instead of expect_column_to_exist per column: GX keeps only one
     # expect_column_to_exist per suite (it treats them as the same table-level expectation).
     out.append(
@@ -244,13 +267,8 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
     if pk and contract.get("primary_key_scope") == "global":
         extra["global_key"] = pk
         out.append(
-            Spec(
-                "expect_column_values_to_be_in_set",
-                {"column": "_pk_first_seen", "value_set": [True]},
-                "critical",
-                "uniqueness",
-                "key not already loaded in an earlier partition",
-                origin="contract",
+            _is_true(
+                "_pk_first_seen", "uniqueness", "key not already loaded in an earlier partition"
             )
         )
     part = contract.get("partition") or {}
@@ -261,29 +279,13 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
             "late_hours": int(part.get("late_hours") or 0),
         }
         out.append(
-            Spec(
-                "expect_column_values_to_be_in_set",
-                {"column": "_in_window", "value_set": [True]},
-                "critical",
-                "timeliness",
-                "event time inside [D - late_hours, D + 1 day)",
-                origin="contract",
-            )
+            _is_true("_in_window", "timeliness", "event time inside [D - late_hours, D + 1 day)")
         )
     for rc in contract.get("row_checks") or []:
         if rc["name"] in skip_row_checks:
             continue
         extra["row_checks"].append((rc["name"], rc["sql"]))
-        out.append(
-            Spec(
-                "expect_column_values_to_be_in_set",
-                {"column": f"_check_{rc['name']}", "value_set": [True]},
-                "critical",
-                "accuracy",
-                rc.get("reason"),
-                origin="contract",
-            )
-        )
+        out.append(_is_true(f"_check_{rc['name']}", "accuracy", rc.get("reason")))
     return out, extra
 
 
@@ -326,12 +328,11 @@ def load_suite(name: str) -> SuiteSpec:
         if r.severity not in SEVERITIES:
             raise LivefinError(f"{where}: reference severity '{r.severity}' unknown")
         rows.append(
-            Spec(
-                "expect_column_values_to_be_in_set",
-                {"column": r.helper, "value_set": [True]},
-                r.severity,
+            _is_true(
+                r.helper,
                 "consistency",
                 r.notes or f"{r.column} exists in {r.table}.{r.target} (loaded <= D)",
+                severity=r.severity,
                 origin="contract" if data.get("derive_from_contract") else "suite",
             )
         )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from ..config import LivefinError
 from .params import CATEGORIES, DEFAULT_START, SCALES, SOURCES, ScalePreset, WorldParams
 from .world import NEVER, World
-from .writer import Writer, loan_ids, orders_encoding
+from .writer import COMPRESSIONS, Writer, loan_ids, orders_encoding
 
 __all__ = [
     "DEFAULT_START",
@@ -85,7 +85,7 @@ def generate(
     start = start or DEFAULT_START
     if isinstance(start, dt.datetime):
         start = start.date()
-    if compress not in (None, "gzip"):
+    if compress not in COMPRESSIONS:
         raise LivefinError(f"unknown compression {compress!r}; choose gzip or leave it out")
     p = params or WorldParams()
     out = Path(out)

@@ -444,9 +444,9 @@ def test_kill_during_load_leaves_previous_partition(home, con, tmp_path):
 
 
 def test_pii_modes_in_contracts():
-    from livefin_etl.contracts import _pii_mode, load_contract
+    from livefin_etl.contracts import load_contract, pii_mode
 
-    assert [_pii_mode(v, "x") for v in (None, False, True, "hash", "drop")] == [
+    assert [pii_mode(v, "x") for v in (None, False, True, "hash", "drop")] == [
         None,
         None,
         "hash",
@@ -454,7 +454,7 @@ def test_pii_modes_in_contracts():
         "drop",
     ]
     with pytest.raises(LivefinError, match="pii must be"):
-        _pii_mode("encrypt", "orders.yaml: column buyer_name")
+        pii_mode("encrypt", "orders.yaml: column buyer_name")
     orders = load_contract("orders")
     assert orders.pii == ["buyer_phone", "buyer_address"] and orders.dropped == ["buyer_name"]
     assert "buyer_name" not in [c.name for c in orders.stored_columns]

@@ -90,8 +90,37 @@ def _validate_suite(
         d = dates[0]
         return {d: gx_runner.run(docs, name, specs, fingerprint, df, f"{run_ids[d]}:{name}")}
     span = f"range-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}-{uuid.uuid4().hex[:8]}:{name}"
-    outcomes = gx_runner.run(docs, name, specs, fingerprint, df, span, complete=True)
     day = pd.to_datetime(df[date_col]).dt.date.to_numpy() if len(df) else []
+    # a wholly clean range keeps this one pass as its Data Docs record
+    outcomes = gx_runner.run(
+        docs,
+        name,
+        specs,
+        fingerprint,
+        df,
+        span,
+        complete=True,
+        keep_if=lambda o: _split(o, day) == (False, set()),
+    )
+    every_date, dirty = _split(outcomes, day)
+    result: dict[date, list[Outcome]] = {}
+    clean = _derived_clean(outcomes)
+    if not every_date and dirty and len(dirty) < len(dates):
+        # the Data Docs record of the clean dates; dirty dates get their own per-date runs below,
+        # so their rows are left out here
+        clean_rows = df[~pd.Series(day, dtype=object).isin(dirty).to_numpy()]
+        gx_runner.run(docs, name, specs, fingerprint, clean_rows.reset_index(drop=True), span)
+    for d in dates:
+        if every_date or d in dirty:
+            sub = df[df[date_col] == pd.Timestamp(d)].reset_index(drop=True) if len(df) else df
+            result[d] = gx_runner.run(docs, name, specs, fingerprint, sub, f"{run_ids[d]}:{name}")
+        else:
+            result[d] = clean
+    return result
+
+
+def _split(outcomes: list[Outcome], day: Any) -> tuple[bool, set[date]]:
+    """(whether every date needs its own run, the dates owning an unexpected row)."""
     dirty: set[date] = set()
     every_date = False
     for o in outcomes:
@@ -105,22 +134,7 @@ def _validate_suite(
                     dirty.update(day[i] for i in o.unexpected_index)
         elif o.spec.type not in SCHEMA_LEVEL or not o.success:
             every_date = True
-    result: dict[date, list[Outcome]] = {}
-    clean = _derived_clean(outcomes)
-    if not every_date and len(dirty) < len(dates):
-        # the Data Docs record of the clean dates (the COMPLETE pass above is not stored); dirty
-        # dates get their own per-date runs below, so their rows are left out here
-        clean_rows = df
-        if len(df):
-            clean_rows = df[~pd.Series(day, dtype=object).isin(dirty).to_numpy()]
-        gx_runner.run(docs, name, specs, fingerprint, clean_rows.reset_index(drop=True), span)
-    for d in dates:
-        if every_date or d in dirty:
-            sub = df[df[date_col] == pd.Timestamp(d)].reset_index(drop=True) if len(df) else df
-            result[d] = gx_runner.run(docs, name, specs, fingerprint, sub, f"{run_ids[d]}:{name}")
-        else:
-            result[d] = clean
-    return result
+    return every_date, dirty
 
 
 def _profile_observed(outcomes: list[Outcome], row: dict[str, Any] | None) -> list[Outcome]:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,12 +159,15 @@ def run(
     df: pd.DataFrame,
     run_name: str,
     complete: bool = False,
+    keep_if: Callable[[list[Outcome]], bool] | None = None,
 ) -> list[Outcome]:
     """Validate ``df`` against suite ``name``.
 
     SUMMARY results are kept for Data Docs. A COMPLETE run (every unexpected row's index, used
     to split a multi-date batch by date) goes through the same GX Validator but is not stored:
-    serialising hundreds of thousands of indices was ~75 % of a large validation.
+    serialising hundreds of thousands of indices was ~75 % of a large validation. A COMPLETE
+    result for which ``keep_if(outcomes)`` holds and that has no unexpected row (so is small to
+    store) is kept as the Data Docs record under ``run_name``: a clean chunk needs one GX pass.
     """
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.validator.v1_validator import Validator
@@ -188,6 +192,47 @@ def run(
             result_format=fmt,
             run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(UTC)),
         )
+    out = _outcomes(res, specs, complete)
+    if complete and keep_if is not None and _clean(out) and keep_if(out):
+        _store(state, vd, validator, res, run_name)
+    return out
+
+
+def _clean(outcomes: list[Outcome]) -> bool:
+    """Every expectation ran and none saw an unexpected row (aggregate ones may still fail)."""
+    return not any(o.error or o.unexpected_count for o in outcomes)
+
+
+def _store(state: _Gx, vd: Any, validator: Any, res: Any, run_name: str) -> None:
+    """Keep a result exactly as ``ValidationDefinition.run`` would have kept it."""
+    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    res.meta.update(
+        validation_id=vd.id,
+        checkpoint_id=None,
+        run_id=run_id,
+        validation_time=run_id.run_time,
+        batch_parameters={"dataframe": DATAFRAME_REPLACEMENT_STR},
+    )
+    suite_id = ExpectationSuiteIdentifier(name=vd.suite.name)
+    state.context.validation_results_store.store_validation_results(
+        suite_validation_result=res,
+        suite_validation_result_identifier=ValidationResultIdentifier(
+            batch_identifier=validator.active_batch_id,
+            expectation_suite_identifier=suite_id,
+            run_id=run_id,
+        ),
+        expectation_suite_identifier=suite_id,
+    )
+
+
+def _outcomes(res: Any, specs: list[Spec], complete: bool) -> list[Outcome]:
     by_key: dict[int, Any] = {}
     for r in res.results:
         by_key[int(r.expectation_config.meta["livefin_key"])] = r

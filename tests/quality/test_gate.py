@@ -278,3 +278,48 @@ def test_range_equals_per_date(con, settings):
     keys = ("dt", "status", "failed_critical", "failed_warnings", "evaluated", "successful", "rows")
     assert [{k: r[k] for k in keys} for r in ranged] == [{k: r[k] for k in keys} for r in single]
     assert [r["status"] for r in ranged] == ["passed", "passed", "passed", "failed", "failed"]
+
+
+def test_clean_range_is_one_gx_pass_and_keeps_its_record(con, settings, monkeypatch):
+    """A wholly clean range goes through GX once per suite and that pass is its Data Docs record;
+    a range with one dirty date still records its clean dates and reruns the dirty one."""
+    from great_expectations.validator.v1_validator import Validator
+
+    passes: list[int] = []
+    real = Validator.validate_expectation_suite
+
+    def counting(self, *a, **k):
+        res = real(self, *a, **k)
+        passes.append(len(res.results))
+        return res
+
+    monkeypatch.setattr(Validator, "validate_expectation_suite", counting)
+    dates = [D + timedelta(days=i) for i in range(3)]
+    for d in dates:
+        load_day(con, d, {"orders": day_rows(d)["orders"]})
+    store = settings.docs / "gx" / "uncommitted" / "validations"
+
+    def range_records(suite: str) -> list:
+        return sorted((store / suite.replace(".", "/")).glob("range-*"))  # GX nests on "."
+
+    assert [r["status"] for r in validate_range(con, settings, "orders", dates)] == ["passed"] * 3
+    assert len(passes) == 2  # the row suite and the profile suite, one pass each
+    for suite in ("orders", "orders.profile"):
+        recs = range_records(suite)
+        assert len(recs) == 1, suite
+        kept = json.loads(next(recs[0].rglob("*.json")).read_text())
+        assert kept["success"] is True
+        assert kept["statistics"]["evaluated_expectations"] == len(kept["results"]) > 0
+        assert kept["meta"]["run_id"]["run_name"].startswith("range-")
+
+    # one dirty date: the clean dates' record and a per-date run of the dirty date (4 passes)
+    passes.clear()
+    later = [D + timedelta(days=i) for i in range(3, 6)]
+    bad = day_rows(later[1])["orders"]
+    bad[0]["paid_amount"] = -1.0
+    for d in later:
+        load_day(con, d, {"orders": bad if d == later[1] else day_rows(d)["orders"]})
+    statuses = [r["status"] for r in validate_range(con, settings, "orders", later)]
+    assert statuses == ["passed", "failed", "passed"]
+    assert len(range_records("orders")) == 2
+    assert len(passes) == 2 + 2  # row: complete + clean-dates record; profile: one; dirty: one

@@ -721,13 +721,18 @@ def _split_unknown_references(
     bad_parts = []
     for col, target in contract.references.items():
         table, tcol = target.split(".")
-        known = (
-            con.sql(
-                f"select {tcol} as __ref, min(_dt) as __ref_dt from raw.{table} group by 1"
-            ).pl()
-            if table_exists(con, f"raw.{table}")
-            else pl.DataFrame(schema={"__ref": pl.Utf8, "__ref_dt": pl.Date})
-        )
+        known = pl.DataFrame(schema={"__ref": pl.Utf8, "__ref_dt": pl.Date})
+        if table_exists(con, f"raw.{table}"):
+            # look up only this batch's keys: all of raw.orders is ~100 M rows after a year
+            keys = good.select(pl.col(col).drop_nulls().unique().alias("__ref")).to_arrow()
+            con.register("__ref_keys", keys)
+            try:
+                known = con.sql(
+                    f"select t.{tcol} as __ref, min(t._dt) as __ref_dt from raw.{table} t "
+                    f"semi join __ref_keys k on t.{tcol} = k.__ref group by 1"
+                ).pl()
+            finally:
+                con.unregister("__ref_keys")
         joined = good.join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")
         hit = pl.col(col).is_not_null() & (
             pl.col("__ref_dt").is_null() | (pl.col("__ref_dt") > pl.col("_dt"))

@@ -728,8 +728,10 @@ def main() -> None:
     body += render_profiles(res)
     print(body)
     if args.write:
-        # one section per preset: the small year and the large year are both kept
-        write_section("nightly" if args.scale == "small" else f"nightly-{args.scale}", body)
+        # one section per preset and history: the small year, the large year and a short large
+        # history are all kept
+        name = "nightly" if args.scale == "small" else f"nightly-{args.scale}"
+        write_section(name if args.days is None else f"{name}-d{args.days}", body)
 
 
 def render_growth(points: list, gdays: int | None, cmd: str, scale: str) -> str:

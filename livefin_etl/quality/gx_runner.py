@@ -161,15 +161,13 @@ def run(
     complete: bool = False,
     keep_if: Callable[[list[Outcome]], bool] | None = None,
 ) -> list[Outcome]:
-    """Validate ``df`` against suite ``name``.
+    """Validate ``df`` against suite ``name``; return one outcome per spec.
 
-    SUMMARY results are kept for Data Docs. A COMPLETE run (every unexpected row's index, used
-    to split a multi-date batch by date) goes through the same GX Validator but is not stored:
-    serialising hundreds of thousands of indices was ~75 % of a large validation. A COMPLETE
-    result for which ``keep_if(outcomes)`` holds and that has no unexpected row (so is small to
-    store) is kept as the Data Docs record under ``run_name``: a clean chunk needs one GX pass.
+    One GX ``Validator`` pass, then the result is kept for Data Docs under ``run_name`` when it is
+    small: always for SUMMARY; for COMPLETE (every unexpected row's index, used to split a
+    multi-date batch by date) only when it holds no unexpected row and ``keep_if(outcomes)``.
+    Serialising hundreds of thousands of indices was ~75 % of a large validation.
     """
-    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.validator.v1_validator import Validator
 
     state = _context(docs)
@@ -180,20 +178,14 @@ def run(
     }
     if complete:
         fmt["return_unexpected_index_query"] = False
-        validator = Validator(
-            batch_definition=vd.batch_definition,
-            batch_parameters={"dataframe": df},
-            result_format=fmt,
-        )
-        res = validator.validate_expectation_suite(vd.suite)
-    else:
-        res = vd.run(
-            batch_parameters={"dataframe": df},
-            result_format=fmt,
-            run_id=RunIdentifier(run_name=run_name, run_time=datetime.now(UTC)),
-        )
+    validator = Validator(
+        batch_definition=vd.batch_definition,
+        batch_parameters={"dataframe": df},
+        result_format=fmt,
+    )
+    res = validator.validate_expectation_suite(vd.suite)
     out = _outcomes(res, specs, complete)
-    if complete and keep_if is not None and _clean(out) and keep_if(out):
+    if not complete or (keep_if is not None and _clean(out) and keep_if(out)):
         _store(state, vd, validator, res, run_name)
     return out
 

@@ -809,10 +809,11 @@ def render_growth(points: list, gdays: int | None, cmd: str, scale: str) -> str:
         "filled, so features (and the merchant-quality scan over the history) do less work than after a "
         "full year; the nightly section (full year) shows the stage mix at steady state.",
     ]
+    imported = {p[1]["train"].get("train", {}).get("model_version") for p in points}
     if any(p[1]["train"].get("train", {}).get("imported_from") for p in points):
         lines.append(
-            "Too short a history to train: the champion of the last full-year run (`--scale small`) was "
-            "registered and scores every night."
+            "Too short a history to train: the champion kept by the last full-year run "
+            f"({', '.join(sorted(v for v in imported if v))}) was registered and scores every night."
         )
     return "\n".join(lines)
 

@@ -31,7 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 airflow: setup
-	$(VENV)/bin/python -m livefin_etl.airflow_local standalone
+	$(VENV)/bin/python -m tools.airflow_local standalone
 
 bench: setup
 	$(VENV)/bin/python bench/run_all.py

@@ -37,7 +37,7 @@ def cached_sample(
     """Generate a sample once and reuse it across benchmark runs."""
     out = CACHE / sample_tag(scale, seed, days, merchants) / "landing"
     if not (out / "_truth" / "params.json").exists():
-        from livefin_etl import sample
+        from livefin_etl import simulator as sample
 
         out.parent.mkdir(parents=True, exist_ok=True)
         sample.generate(

@@ -26,13 +26,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import machine_line, write_section  # noqa: E402
-from livefin_etl.sample import SCALES, WorldParams  # noqa: E402
-from livefin_etl.sample.world import season_table  # noqa: E402
+from livefin_etl.simulator import SCALES, WorldParams  # noqa: E402
+from livefin_etl.simulator.world import season_table  # noqa: E402
 
 CHILD = """
 import datetime as dt, json, sys
 from pathlib import Path
-from livefin_etl.sample import generate
+from livefin_etl.simulator import generate
 a = json.loads(sys.argv[1])
 s = generate(a["scale"], a["seed"], dt.date.fromisoformat(a["start"]), a["days"], Path(a["out"]),
              force=True, progress=False, merchants=a["merchants"])

@@ -26,7 +26,7 @@ TAGS = ["livefin"]
 # The timetables carry Asia/Shanghai themselves (BUSINESS_TZ_NAME).
 START_DATE = datetime(2024, 12, 31, 16, 0, tzinfo=UTC)  # 2025-01-01 00:00 Shanghai
 # All livefin tasks write one DuckDB file: this 1-slot pool serialises them across DAGs
-# (created by `python -m livefin_etl.airflow_local setup`); the flock in warehouse.py is the
+# (created by `python -m tools.airflow_local setup`); the flock in warehouse.py is the
 # backstop for processes outside Airflow.
 POOL = os.environ.get("LIVEFIN_AIRFLOW_POOL", "livefin_warehouse")
 

@@ -113,7 +113,7 @@ def sample(
     ] = None,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
-    from livefin_etl import sample as sim
+    from livefin_etl import simulator as sim
 
     def generate() -> dict:
         if days is not None and days < 1:
@@ -277,7 +277,7 @@ def demo(
     from datetime import timedelta
 
     from livefin_etl import limits, pipeline
-    from livefin_etl import sample as sim
+    from livefin_etl import simulator as sim
 
     s = get_settings()
     s.ensure_dirs()

@@ -6,13 +6,14 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from livefin_etl.config import SQL_DIR, LivefinError, Settings, get_settings
+from livefin_etl.config import SQL_DIR, LivefinError, Settings, fault_point, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,93 @@ def render_sql(text: str, params: dict[str, object] | None = None) -> str:
         key = m.group(1)
         if key not in params:
             raise LivefinError(f"SQL parameter '{key}' not provided")
-        v = params[key]
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return repr(v)
-        return "'" + str(v).replace("'", "''") + "'"
+        return quote_literal(params[key])
 
     return _PARAM.sub(sub, text)
+
+
+# --------------------------------------------------------------------------- quoting (the one home)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_literal(value: object) -> str:
+    """A SQL literal: numbers as themselves, everything else as a single-quoted string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    """A (possibly ``schema.``-qualified) identifier, double-quoted; refuses anything that is
+    not a plain name, so no file or config value can smuggle SQL into DDL."""
+    parts = name.split(".")
+    if not parts or len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+        raise LivefinError(f"'{name}' is not a valid SQL name (letters, digits, underscore)")
+    return ".".join(f'"{p}"' for p in parts)
+
+
+# --------------------------------------------------------------------------- DDL and writes
+
+
+def run_ddl(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Create (if missing) the tables and comments of ``sql/ddl/<name>.sql``: the one DDL home."""
+    path = SQL_DIR / "ddl" / f"{name}.sql"
+    try:
+        con.execute(path.read_text(encoding="utf-8"))
+    except duckdb.Error as exc:
+        raise LivefinError(f"DDL {path.relative_to(SQL_DIR)} failed: {exc}") from exc
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: Any) -> Generator[str, None, None]:
+    """``frame`` (pandas, polars or Arrow) visible to SQL as ``name`` inside the block."""
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+def insert_frame(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: Any,
+    columns: Sequence[str] | None = None,
+) -> int:
+    """Insert ``frame``'s ``columns`` (default: all, by name) into ``table``; no transaction of
+    its own, so several inserts can share the caller's."""
+    if frame is None or len(frame) == 0:
+        return 0
+    with registered(con, "_livefin_rows", frame) as view:
+        if columns is None:
+            con.execute(f"insert into {quote_ident(table)} by name select * from {view}")
+        else:
+            cols = ", ".join(quote_ident(c) for c in columns)
+            con.execute(f"insert into {quote_ident(table)} ({cols}) select {cols} from {view}")
+    return len(frame)
+
+
+def replace_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: Any,
+    *,
+    where: str,
+    params: Sequence[Any] = (),
+    columns: Sequence[str] | None = None,
+    fault: str | None = None,
+) -> int:
+    """The write every stage does: in one transaction delete ``table``'s rows matching ``where``
+    (bound ``params``) and insert ``frame``. Readers see the old rows or the new, never a mix.
+
+    ``where`` may name the incoming rows as ``_livefin_new`` (e.g. a sharded replace)."""
+    with registered(con, "_livefin_new", frame), transaction(con):
+        con.execute(f"delete from {quote_ident(table)} where {where}", list(params))
+        n = insert_frame(con, table, frame, columns)
+        if fault:
+            fault_point(fault)
+    return n
 
 
 def run_sql_file(

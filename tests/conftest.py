@@ -24,7 +24,7 @@ TINY_START = date(2025, 1, 1)
 @pytest.fixture(scope="session")
 def tiny_landing(tmp_path_factory) -> Path:
     """The tiny simulated platform (landing files + _truth), generated once."""
-    from livefin_etl import sample
+    from livefin_etl import simulator as sample
 
     out = tmp_path_factory.mktemp("tiny") / "landing"
     sample.generate("tiny", TINY_SEED, TINY_START, None, out, progress=False)

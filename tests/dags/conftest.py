@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from livefin_etl import airflow_local
+from tools import airflow_local
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 _BASE = Path(tempfile.mkdtemp(prefix="livefin-airflow-tests-"))

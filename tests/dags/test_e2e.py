@@ -139,7 +139,8 @@ def world(tmp_path_factory, airflow_db) -> dict:
     the latest four consecutive dates whose partitions all pass (found on a scratch copy).
     Three are the Airflow backfill; the fourth is damaged on purpose in the blocking test.
     """
-    from livefin_etl import pipeline, sample
+    from livefin_etl import pipeline
+    from livefin_etl import simulator as sample
 
     root = tmp_path_factory.mktemp("livefin-e2e")
     landing = root / "landing"

@@ -113,7 +113,7 @@ def deployment(tmp_path_factory, tiny_run):
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "livefin_etl.airflow_local", "standalone", "--port", str(port)],
+            [sys.executable, "-m", "tools.airflow_local", "standalone", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

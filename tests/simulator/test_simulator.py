@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from livefin_etl.config import CONFIG_DIR, LivefinError
-from livefin_etl.sample import SCALES, SOURCES, generate, writer
+from livefin_etl.simulator import SCALES, SOURCES, generate, writer
 
 SEED = 7
 MAPPING = yaml.safe_load(

@@ -1,10 +1,10 @@
 """Local Airflow for livefin: the environment, one-time setup, and ``airflow standalone``.
 
-    python -m livefin_etl.airflow_local standalone      # what `make airflow` runs
-    python -m livefin_etl.airflow_local setup           # db migrate + the warehouse pool
-    python -m livefin_etl.airflow_local env             # `eval "$(...)"` in a shell
-    python -m livefin_etl.airflow_local backfill --start 2025-03-01 --end 2025-03-07
-    python -m livefin_etl.airflow_local airflow dags list   # any airflow command, same env
+    python -m tools.airflow_local standalone      # what `make airflow` runs
+    python -m tools.airflow_local setup           # db migrate + the warehouse pool
+    python -m tools.airflow_local env             # `eval "$(...)"` in a shell
+    python -m tools.airflow_local backfill --start 2025-03-01 --end 2025-03-07
+    python -m tools.airflow_local airflow dags list   # any airflow command, same env
 
 Everything Airflow keeps (metadata DB, logs, generated admin password) lives under
 ``$AIRFLOW_HOME``, default ``$LIVEFIN_HOME/airflow``, never in ``~/airflow``. This module
@@ -119,7 +119,7 @@ def backfill_args(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m livefin_etl.airflow_local", description=__doc__.split("\n")[0]
+        prog="python -m tools.airflow_local", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("standalone", help="setup, then `airflow standalone` (UI + scheduler)")

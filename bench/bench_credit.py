@@ -19,6 +19,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -30,12 +31,14 @@ import xgboost as xgb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livefin_etl.config import Settings, load_config  # noqa: E402
+from livefin_etl.config import load_config  # noqa: E402
 from livefin_etl.credit import load_champion, score, train  # noqa: E402
 from livefin_etl.credit.training import xgb_params  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests" / "credit"))
-from credit_world import make_features, true_logit  # noqa: E402
+from livefin_etl.testing.credit_world import (  # noqa: E402
+    make_features,
+    make_settings,
+    true_logit,
+)
 
 BENCH_MD = ROOT / "BENCHMARKS.md"
 START, END = "<!-- bench:credit -->", "<!-- /bench:credit -->"
@@ -73,18 +76,7 @@ def main() -> None:
     names = list(cfg["features"])
     rng = np.random.default_rng(11)
     tmp = Path(tempfile.mkdtemp(prefix="bench_credit_"))
-    s = Settings(
-        home=tmp,
-        landing=tmp / "landing",
-        warehouse=tmp / "wh" / "livefin.duckdb",
-        published=tmp / "pub",
-        exports=tmp / "exp",
-        models=tmp / "models",
-        docs=tmp / "docs",
-        airflow_home=tmp / "af",
-        threads=args.threads,
-    )
-    s.ensure_dirs()
+    s = replace(make_settings(tmp), threads=args.threads)
     con = duckdb.connect(str(s.warehouse))
     con.execute(f"SET threads = {args.threads}")
 
@@ -107,6 +99,8 @@ def main() -> None:
         device=args.device,
     )
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+    if res["status"] != "champion":  # scoring below needs a champion: say why there is none
+        raise SystemExit(f"model {res['model_version']} refused by the gate: {res['reason']}")
     model = load_champion(con)
     rounds = model.booster.num_boosted_rounds()
 

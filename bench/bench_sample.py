@@ -11,7 +11,6 @@ second bounded ``large`` run around Double 11 measures the peak-day memory.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,14 +27,15 @@ sys.path.insert(0, str(REPO))
 
 from bench._common import machine_line, write_section  # noqa: E402
 from livefin_etl.simulator import SCALES, WorldParams  # noqa: E402
-from livefin_etl.simulator.world import season_table  # noqa: E402
+from livefin_etl.simulator.seasons import season_table  # noqa: E402
 
 CHILD = """
-import datetime as dt, json, sys
+import json, sys
+from datetime import date
 from pathlib import Path
 from livefin_etl.simulator import generate
 a = json.loads(sys.argv[1])
-s = generate(a["scale"], a["seed"], dt.date.fromisoformat(a["start"]), a["days"], Path(a["out"]),
+s = generate(a["scale"], a["seed"], date.fromisoformat(a["start"]), a["days"], Path(a["out"]),
              force=True, progress=False, merchants=a["merchants"])
 print("SUMMARY " + json.dumps(s))
 """
@@ -83,7 +84,7 @@ def auc(out: Path) -> dict:
     }
 
 
-def year_factor(start: dt.date, days: int, full_days: int) -> float:
+def year_factor(start: date, days: int, full_days: int) -> float:
     """Expected orders of a full run / orders of the measured window (from the demand seasonality)."""
     p = WorldParams()
     table = season_table(p, start, 0, full_days)  # (category, day)
@@ -119,9 +120,9 @@ def main() -> None:
     rows: list[dict] = []
     for scale in a.scales.split(","):
         preset = SCALES[scale]
-        runs = [(dt.date(2025, 1, 1), None if scale != "large" else a.large_days, "")]
+        runs = [(date(2025, 1, 1), None if scale != "large" else a.large_days, "")]
         if scale == "large" and not a.no_peak:
-            runs.append((dt.date(2025, 11, 9), a.large_days, "peak"))
+            runs.append((date(2025, 11, 9), a.large_days, "peak"))
         for start, days, tag in runs:
             s = run_child(
                 {

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,17 @@ def on_failure(context: Any) -> None:
     """Log which stage failed for which business date (and why) in one searchable line."""
     ti = context.get("task_instance") or context.get("ti")
     stage = getattr(ti, "task_id", "?")
-    day: Any = "?"
+    business_date: Any = "?"
     try:
         run = ti.xcom_pull(task_ids="business_date") if ti is not None else None
-        day = (run or {}).get("business_date", "?")
+        business_date = (run or {}).get("business_date", "?")
     except Exception:  # noqa: BLE001 - a callback must never raise
         pass
     dag_run = context.get("dag_run")
     log.error(
         "livefin stage %s failed for business date %s (dag %s, run %s): %s",
         stage,
-        day,
+        business_date,
         getattr(dag_run, "dag_id", "?"),
         getattr(dag_run, "run_id", "?"),
         context.get("exception"),
@@ -124,33 +125,46 @@ def resolve_run(context: Any, *, use_asset_events: bool = False) -> dict[str, An
     dag_run = context["dag_run"]
     params = context.get("params") or {}
     conf = getattr(dag_run, "conf", None) or {}
-    day, rule = resolve_business_date(
+    business_date, rule = resolve_business_date(
         requested=conf.get("business_date") or params.get("business_date"),
         asset_events=asset_event_extras(context) if use_asset_events else None,
         logical_date=context.get("logical_date"),
         run_after=getattr(dag_run, "run_after", None),
     )
-    rid = run_id_for(day, run_token(dag_run.dag_id, dag_run.run_id))
-    log.info("business date %s (rule: %s), pipeline run id %s", day, rule, rid)
-    return {"business_date": day.isoformat(), "run_id": rid, "rule": rule}
+    rid = run_id_for(business_date, run_token(dag_run.dag_id, dag_run.run_id))
+    log.info("business date %s (rule: %s), pipeline run id %s", business_date, rule, rid)
+    return {"business_date": business_date.isoformat(), "run_id": rid, "rule": rule}
 
 
-def call_pipeline(fn: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Call ``livefin_etl.pipeline.<fn>``: the same code path as the CLI.
+def guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a ``livefin_etl.pipeline`` function (the same code path as the CLI).
 
     A closed quality gate (StageBlocked) is a data problem that a retry cannot fix: it fails the
     task at once with the gate's message, which names the failed expectations.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from livefin_etl import pipeline
     from livefin_etl.config import StageBlocked
 
     try:
-        return getattr(pipeline, fn)(*args, **kwargs)
+        return fn(*args, **kwargs)
     except StageBlocked as exc:
         raise AirflowFailException(f"livefin blocked: {exc}") from exc
 
 
-def day_of(run: dict[str, Any]):
+def run_stage(
+    run: dict[str, Any], pick: Callable[[Any], Any], shard: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Run the nightly stage ``pick(pipeline)`` (e.g. ``lambda p: p.features``) for this DAG
+    run's business date: the stage is passed as a function, the package imported only here."""
+    from livefin_etl import pipeline
+
+    return guarded(
+        pipeline.run_stage, pick(pipeline), as_of_date(run), run_id=run["run_id"], shard=shard
+    )
+
+
+def as_of_date(run: dict[str, Any]) -> date:
+    """The business date of this DAG run, from the ``business_date`` task's XCom: the one place
+    where Airflow's ``business_date`` becomes the package's ``as_of_date``."""
     return parse_date(run["business_date"])

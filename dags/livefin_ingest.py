@@ -16,9 +16,9 @@ from airflow.sdk import CronTriggerTimetable, chain, dag, get_current_context, t
 from livefin_common import (
     DAG_ARGS,
     TAGS,
+    as_of_date,
     business_date_param,
-    call_pipeline,
-    day_of,
+    guarded,
     list_sources,
     raw_asset,
     resolve_run,
@@ -51,8 +51,10 @@ def livefin_ingest() -> None:
         def ingest(run: dict[str, Any], source: str = source, asset=asset, **context) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
-            day = day_of(run)
-            result = call_pipeline("ingest_partition", source, day)
+            from livefin_etl import pipeline
+
+            day = as_of_date(run)
+            result = guarded(pipeline.ingest_partition, source, day)
             checked = result.get("validate") or {}
             if checked.get("status") == "failed":
                 # Raise so the asset is not updated: D stays blocked for the nightly chain.

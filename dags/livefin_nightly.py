@@ -1,4 +1,5 @@
-"""livefin_nightly: features -> value -> score -> limits -> publish for one business date.
+"""livefin_nightly: merchant quality -> features -> value -> score -> limits -> publish for one
+business date.
 
 Scheduled on every ``livefin://raw/<source>`` asset (``&``): it starts once each source has
 delivered a validated partition. The business date comes from the triggering events' extras
@@ -19,30 +20,18 @@ from livefin_common import (
     PUBLISHED_LIMITS,
     TAGS,
     business_date_param,
-    call_pipeline,
-    day_of,
     list_sources,
     raw_asset,
     resolve_run,
+    run_stage,
 )
 
 ALL_RAW = reduce(and_, [raw_asset(s) for s in list_sources()])
 
 
-def _shard_kwargs(shard: list[int]) -> dict[str, Any]:
-    """No shard argument for a single shard, so the unsharded pipeline path stays the default."""
-    i, n = shard
-    if n == 1:
-        return {}
-    import inspect
-
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from livefin_etl import pipeline
-
-    if "shard" not in inspect.signature(pipeline.run_stage).parameters:
-        raise AirflowFailException("shards > 1 needs pipeline.run_stage(..., shard=(i, n))")
-    return {"shard": (i, n)}
+def _shard(shard: list[int]) -> tuple[int, int] | None:
+    """No shard for a single shard, so the unsharded pipeline path stays the default."""
+    return (shard[0], shard[1]) if shard[1] > 1 else None
 
 
 @dag(
@@ -80,32 +69,36 @@ def livefin_nightly() -> None:
         return [[i, run["shards"]] for i in range(run["shards"])]
 
     @task
-    def stage(run: dict[str, Any], name: str) -> dict:
-        return call_pipeline("run_stage", name, day_of(run), run_id=run["run_id"])
+    def merchant_quality(run: dict[str, Any]) -> dict:
+        return run_stage(run, lambda p: p.merchant_quality)
+
+    @task
+    def features(run: dict[str, Any]) -> dict:
+        return run_stage(run, lambda p: p.features)
+
+    @task
+    def value(run: dict[str, Any]) -> dict:
+        return run_stage(run, lambda p: p.value)
 
     # Mapped shards share one DuckDB writer: one at a time (max_active_tis_per_dagrun=1).
     @task(max_active_tis_per_dagrun=1)
     def score(run: dict[str, Any], shard: list[int]) -> dict:
-        return call_pipeline(
-            "run_stage", "score", day_of(run), run_id=run["run_id"], **_shard_kwargs(shard)
-        )
+        return run_stage(run, lambda p: p.score, _shard(shard))
 
     @task(max_active_tis_per_dagrun=1)
     def limits(run: dict[str, Any], shard: list[int]) -> dict:
-        return call_pipeline(
-            "run_stage", "limits", day_of(run), run_id=run["run_id"], **_shard_kwargs(shard)
-        )
+        return run_stage(run, lambda p: p.limits, _shard(shard))
 
     @task
     def limits_finalize(run: dict[str, Any]) -> dict:
         """Portfolio guardrails over all shards; the unsharded limits stage already did them."""
         if run["shards"] == 1:
             return {"stage": "limits_finalize", "skipped": "single shard"}
-        return call_pipeline("run_stage", "limits_finalize", day_of(run), run_id=run["run_id"])
+        return run_stage(run, lambda p: p.limits_finalize)
 
     @task(outlets=[PUBLISHED_LIMITS])
     def publish(run: dict[str, Any], **context) -> dict:
-        out = call_pipeline("run_stage", "publish", day_of(run), run_id=run["run_id"])
+        out = run_stage(run, lambda p: p.publish)
         context["outlet_events"][PUBLISHED_LIMITS].extra = {
             "business_date": run["business_date"],
             "run_id": run["run_id"],
@@ -113,12 +106,18 @@ def livefin_nightly() -> None:
         return out
 
     run = business_date()
-    features = stage.override(task_id="features")(run, "features")
-    value = stage.override(task_id="value")(run, "value")
     shards = plan_shards(run)
     scored = score.partial(run=run).expand(shard=shards)
     limited = limits.partial(run=run).expand(shard=shards)
-    chain(features, value, scored, limited, limits_finalize(run), publish(run))
+    chain(
+        merchant_quality(run),
+        features(run),
+        value(run),
+        scored,
+        limited,
+        limits_finalize(run),
+        publish(run),
+    )
 
 
 livefin_nightly()

@@ -1,13 +1,13 @@
 """livefin_train_weekly: Monday 03:00 Asia/Shanghai, train a challenger as of Sunday.
 
-train -> evaluate -> gate. ``pipeline.train`` registers the model and returns the registry's
-champion/challenger decision; ``gate`` updates ``livefin://models/champion`` only when the
-new model was promoted (a kept champion skips it, so no asset event).
+train -> gate. ``pipeline.train`` fits the model, evaluates it out of time and applies the
+champion gate before anything is promoted (every model, the first included, must pass it); the
+registry records the decision. ``gate`` updates ``livefin://models/champion`` only when the new
+model was promoted (a refused model is skipped, so no asset event and the old champion stays).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from datetime import timedelta
 from typing import Any
@@ -17,9 +17,9 @@ from livefin_common import (
     CHAMPION_MODEL,
     DAG_ARGS,
     TAGS,
+    as_of_date,
     business_date_param,
-    call_pipeline,
-    day_of,
+    guarded,
     log,
     resolve_run,
 )
@@ -51,28 +51,12 @@ def livefin_train_weekly() -> None:
     def train(run: dict[str, Any]) -> dict:
         params = get_current_context().get("params") or {}
         device = params.get("device") or os.environ.get("LIVEFIN_TRAIN_DEVICE") or None
-        return call_pipeline("train", day_of(run), device=device)
+        from livefin_etl import pipeline
 
-    @task
-    def evaluate(decision: dict[str, Any]) -> dict:
-        """Refuse a model whose out-of-time metrics are missing or out of range."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        metrics = {k: decision.get(k) for k in ("auc_oot", "ks_oot", "brier_oot", "psi_score")}
-        bad = [
-            k
-            for k in ("auc_oot", "ks_oot", "brier_oot")
-            if not isinstance(metrics[k], (int, float))
-            or math.isnan(metrics[k])
-            or not 0.0 <= metrics[k] <= 1.0
-        ]
-        if bad:
-            raise AirflowFailException(f"model {decision.get('model_version')}: bad metrics {bad}")
-        log.info("model %s out-of-time metrics %s", decision.get("model_version"), metrics)
-        return {"model_version": decision.get("model_version"), **metrics}
+        return guarded(pipeline.train, as_of_date(run), device=device)
 
     @task(outlets=[CHAMPION_MODEL])
-    def gate(decision: dict[str, Any], evaluated: dict[str, Any], **context) -> dict:
+    def gate(decision: dict[str, Any], **context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         verdict = {k: decision.get(k) for k in ("model_version", "status", "reason", "as_of_date")}
@@ -87,7 +71,7 @@ def livefin_train_weekly() -> None:
 
     run = business_date()
     decision = train(run)
-    gate(decision, evaluate(decision))
+    gate(decision)
 
 
 livefin_train_weekly()

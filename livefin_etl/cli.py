@@ -78,18 +78,20 @@ def _date(value: str) -> date:
 DateArg = Annotated[str, typer.Option(help="Business date YYYY-MM-DD")]
 
 
-def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=1)
-
-
-def _print_result(fn: Callable[[], Any]) -> None:
-    """Run one pipeline call; print its result as JSON, or a one-line error and exit 1."""
+def _call(fn: Callable[[], Any]) -> Any:
+    """The one error wrapper: run a pipeline call, or print its error on one line and exit 1."""
     try:
-        result = fn()
+        return fn()
     except CLI_ERRORS as exc:
-        _fail(exc)
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from None
+
+
+def _print_result(fn: Callable[[], Any]) -> Any:
+    """Run one pipeline call and print its result as JSON."""
+    result = _call(fn)
     console.print_json(json.dumps(result, default=str))
+    return result
 
 
 # --------------------------------------------------------------------------- sample
@@ -113,24 +115,23 @@ def sample(
     ] = None,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
-    from livefin_etl import simulator as sim
+    from livefin_etl import pipeline
 
-    def generate() -> dict:
-        if days is not None and days < 1:
-            raise LivefinError("--days must be at least 1")
-        return sim.generate(
+    if days is not None and days < 1:
+        raise typer.BadParameter("--days must be at least 1")
+    _print_result(
+        lambda: pipeline.simulate(
             scale,
             seed,
             _date(start),
             days,
-            out or get_settings().landing,
+            out,
             force=force,
             progress=sys.stderr.isatty(),
             merchants=merchants,
             compress=compress,
         )
-
-    _print_result(generate)
+    )
 
 
 # --------------------------------------------------------------------------- ingest
@@ -154,15 +155,9 @@ def validate(
     date_: Annotated[str, typer.Option("--date", help="Business date YYYY-MM-DD")],
 ) -> None:
     """Run the source's GX suite on one partition; a critical failure blocks that date."""
-    from livefin_etl import pipeline, quality
+    from livefin_etl import pipeline
 
-    try:
-        result = pipeline.validate(source, _date(date_))
-        docs = quality.build_data_docs(get_settings())
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
-    console.print(f"Data Docs: {docs}")
+    result = _print_result(lambda: pipeline.validate(source, _date(date_)))
     if result.get("status") == "failed":
         raise typer.Exit(code=1)
 
@@ -174,19 +169,13 @@ def ingest(
     source: Annotated[list[str] | None, typer.Option(help="Limit to these sources")] = None,
 ) -> None:
     """Extract + validate every source for a date range (history backfill)."""
-    from livefin_etl import pipeline, quality
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (s, con):
-            results = pipeline.ingest_range(
-                con, s, pipeline.daterange(_date(start), _date(end)), source or None
-            )
-            failed = [r for r in results if r.get("status") == "failed"]
-        docs = quality.build_data_docs(get_settings())
-    except CLI_ERRORS as exc:
-        _fail(exc)
+    out = _call(lambda: pipeline.ingest(_date(start), _date(end), source or None))
+    failed = out["failed"]
     console.print(
-        f"ingested {len(results)} results, {len(failed)} failed partitions; Data Docs: {docs}"
+        f"ingested {out['results']} results, {len(failed)} failed partitions; "
+        f"Data Docs: {out['data_docs']}"
     )
     for r in failed:
         err.print(
@@ -208,13 +197,14 @@ def run(
     ] = None,
     retrain: Annotated[bool, typer.Option(help="Train a challenger before the first date")] = False,
 ) -> None:
-    """Run every stage, date by date: extract, validate, features, value, score, limits, publish."""
+    """Run every stage, date by date: extract, validate, quality, features, value, score, limits,
+    publish."""
     from livefin_etl import pipeline
 
     s = get_settings()
-    try:
-        with console.status("running") as status:
-            report = pipeline.run_range(
+    with console.status("running") as status:
+        report = _call(
+            lambda: pipeline.run_range(
                 _date(start),
                 _date(end or start),
                 s,
@@ -222,49 +212,57 @@ def run(
                 retrain=retrain,
                 progress=lambda msg: status.update(msg),
             )
-    except CLI_ERRORS as exc:
-        _fail(exc)
+        )
     _print_run_summary(s, report)
+
+
+def _print_run_summary(s, report) -> None:
+    console.print(f"[bold]warehouse[/]  {s.warehouse}")
+    console.print(f"[bold]data docs[/]  {report.data_docs}")
+    if report.trained:
+        console.print(
+            f"[bold]model[/]      {report.trained.get('model_version')} "
+            f"{report.trained.get('status')}: {report.trained.get('reason')}"
+        )
+    if report.published:
+        console.print(f"[bold]published[/]  {report.published.get('snapshot_path')}")
+        console.print(f"[bold]exports[/]    {report.published.get('export_dir')}")
+    _print_tiers(s)
+    console.print(f"finished in {report.seconds:.1f} s")
     if report.blocked:
-        for day, why in report.blocked.items():
-            err.print(f"[bold red]blocked {day}:[/] {why}")
+        for as_of_date, why in report.blocked.items():
+            err.print(f"[bold red]blocked {as_of_date}:[/] {why}")
         err.print("Limits published before the blocked date stay in force.")
         raise typer.Exit(code=2)
 
 
-def _print_run_summary(s, report) -> None:
-    import duckdb
+def _print_tiers(s) -> None:
+    """Limits by tier for the latest date, read from the warehouse (read-only)."""
+    from livefin_etl.warehouse import table_exists
 
-    console.print(f"[bold]warehouse[/]  {s.warehouse}")
-    console.print(f"[bold]data docs[/]  {report.data_docs}")
-    if report.published:
-        console.print(f"[bold]published[/]  {report.published.get('snapshot_path')}")
-        console.print(f"[bold]exports[/]    {report.published.get('export_dir')}")
     try:
         con = duckdb.connect(str(s.warehouse), read_only=True)
     except duckdb.Error:
         return
     try:
-        from livefin_etl.warehouse import table_exists
-
-        if table_exists(con, "limits.financing_limits"):
-            rows = con.execute("""
-                select tier, count(*) as merchants,
-                       count(*) filter (where decision in ('approve','reduce','review')) as offered,
-                       round(sum(limit_amount), 0) as total_limit,
-                       round(sum(expected_loss), 0) as expected_loss
-                from limits.financing_limits
-                where as_of_date = (select max(as_of_date) from limits.financing_limits)
-                group by tier order by tier""").fetchall()
-            table = Table(title="Limits by tier (latest date)")
-            for col in ("tier", "merchants", "offered", "total limit (CNY)", "expected loss (CNY)"):
-                table.add_column(col, justify="right")
-            for r in rows:
-                table.add_row(*[f"{v:,.0f}" if isinstance(v, float) else str(v) for v in r])
-            console.print(table)
+        if not table_exists(con, "limits.financing_limits"):
+            return
+        rows = con.execute("""
+            select tier, count(*) as merchants,
+                   count(*) filter (where decision in ('approve','reduce','review')) as offered,
+                   round(sum(limit_amount), 0) as total_limit,
+                   round(sum(expected_loss), 0) as expected_loss
+            from limits.financing_limits
+            where as_of_date = (select max(as_of_date) from limits.financing_limits)
+            group by tier order by tier""").fetchall()
     finally:
         con.close()
-    console.print(f"finished in {report.seconds:.1f} s")
+    table = Table(title="Limits by tier (latest date)")
+    for col in ("tier", "merchants", "offered", "total limit (CNY)", "expected loss (CNY)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*[f"{v:,.0f}" if isinstance(v, float) else str(v) for v in r])
+    console.print(table)
 
 
 @app.command()
@@ -273,44 +271,22 @@ def demo(
     seed: Annotated[int, typer.Option(help="Sample seed")] = 42,
     nightly_days: Annotated[int, typer.Option(help="Nightly runs at the end of the history")] = 3,
 ) -> None:
-    """The embedded default end to end: simulate a platform, ingest a year, run the last nights."""
-    from datetime import timedelta
-
-    from livefin_etl import limits, pipeline
-    from livefin_etl import simulator as sim
+    """The embedded default end to end: simulate a platform, ingest a year, train, run the last
+    nights, stress-test the latest limits."""
+    from livefin_etl import pipeline
 
     s = get_settings()
-    s.ensure_dirs()
-    params = s.landing / "_truth" / "params.json"
-    try:
-        if params.exists() and json.loads(params.read_text()).get("scale") == scale:
-            console.print(f"reusing sample landing data in {s.landing}")
-        else:
-            with console.status(f"simulating the '{scale}' platform into {s.landing}"):
-                sim.generate(
-                    scale, seed, date(2025, 1, 1), None, s.landing, force=True, progress=False
-                )
-        p = json.loads(params.read_text())
-        first = date.fromisoformat(str(p["start"]))
-        last = first + timedelta(days=int(p["days"]) - 1)
-        start = last - timedelta(days=nightly_days - 1)
-        with console.status("running") as status:
-            report = pipeline.run_range(
-                start, last, s, ingest_from=first, progress=lambda m: status.update(m)
-            )
-        _print_run_summary(s, report)
-        if report.blocked:
-            for day, why in report.blocked.items():
-                err.print(f"[bold red]blocked {day}:[/] {why}")
-            raise typer.Exit(code=2)
-        with pipeline.session(s) as (_s, con):
-            result = limits.stress(con, s, last, gmv_shock=-0.3, streamer_exit=True)
-            console.print(limits.format_stress(result))
-    except CLI_ERRORS as exc:
-        _fail(exc)
+    with console.status("running") as status:
+        report, stressed = _call(
+            lambda: pipeline.demo(scale, seed, nightly_days, s, progress=status.update)
+        )
+    _print_run_summary(s, report)
+    console.print(stressed["text"])
+    last = stressed["as_of_date"]
     console.print(
         f"\nAnalysts: duckdb -readonly {s.published / 'livefin.duckdb'}\n"
-        f"Try: livefin explain <merchant_id> --date {last}   |   livefin explain-value <merchant_id> --date {last}"
+        f"Try: livefin explain <merchant_id> --date {last}   |   "
+        f"livefin explain-value <merchant_id> --date {last}"
     )
 
 
@@ -319,7 +295,7 @@ def demo(
 
 @app.command()
 def train(
-    as_of: Annotated[
+    as_of_date: Annotated[
         str, typer.Option("--as-of", help="Train on loans whose window closed by this date")
     ],
     device: Annotated[str | None, typer.Option(help="cpu | cuda (GPU only if present)")] = None,
@@ -327,7 +303,7 @@ def train(
     """Train a credit model point-in-time; becomes champion only if it passes the gate."""
     from livefin_etl import pipeline
 
-    _print_result(lambda: pipeline.train(_date(as_of), device=device))
+    _print_result(lambda: pipeline.train(_date(as_of_date), device=device))
 
 
 @app.command()
@@ -335,7 +311,7 @@ def score(date_: Annotated[str, typer.Option("--date", help="Business date")]) -
     """Score all active merchants with the champion model (PD, score, grade, reasons)."""
     from livefin_etl import pipeline
 
-    _print_result(lambda: pipeline.run_stage("score", _date(date_)))
+    _print_result(lambda: pipeline.run_stage(pipeline.score, _date(date_)))
 
 
 @app.command()
@@ -344,13 +320,9 @@ def explain(
     date_: Annotated[str, typer.Option("--date", help="Business date")],
 ) -> None:
     """Print a merchant's PD, score, grade and reasons with their SHAP values."""
-    from livefin_etl import credit, pipeline
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (s, con):
-            console.print(credit.explain(con, s, merchant, _date(date_)))
-    except CLI_ERRORS as exc:
-        _fail(exc)
+    console.print(_call(lambda: pipeline.explain(merchant, _date(date_))))
 
 
 @app.command("explain-value")
@@ -359,13 +331,9 @@ def explain_value(
     date_: Annotated[str, typer.Option("--date", help="Business date")],
 ) -> None:
     """Print the three valuation approaches for a merchant's data, their inputs and reconciliation."""
-    from livefin_etl import pipeline, valuation
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (_s, con):
-            console.print(valuation.explain_value(con, merchant, _date(date_)))
-    except CLI_ERRORS as exc:
-        _fail(exc)
+    console.print(_call(lambda: pipeline.explain_value(merchant, _date(date_))))
 
 
 @model_app.command("train")
@@ -376,37 +344,25 @@ def model_train(
     out: Annotated[Path | None, typer.Option(help="Output folder for the model + report")] = None,
 ) -> None:
     """Train and evaluate on your own feature table (a challenger built by an analyst)."""
-    from livefin_etl import credit
+    from livefin_etl import pipeline
 
-    _print_result(
-        lambda: credit.train_from_file(get_settings(), features, label, time_col=time, out_dir=out)
-    )
+    _print_result(lambda: pipeline.train_from_file(features, label, time_col=time, out_dir=out))
 
 
 @model_app.command("promote")
 def model_promote(version: Annotated[str, typer.Argument(help="Model version")]) -> None:
     """Make VERSION the champion (recorded in credit.model_registry)."""
-    from livefin_etl import credit, pipeline
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (s, con):
-            credit.promote(con, s, version)
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print(f"{version} is now champion")
+    console.print(f"{_call(lambda: pipeline.promote_model(version))} is now champion")
 
 
 @model_app.command("rollback")
 def model_rollback() -> None:
     """Re-instate the previous champion."""
-    from livefin_etl import credit, pipeline
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (s, con):
-            version = credit.rollback(con, s)
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print(f"champion is now {version}")
+    console.print(f"champion is now {_call(pipeline.rollback_model)}")
 
 
 # --------------------------------------------------------------------------- limits
@@ -414,23 +370,23 @@ def model_rollback() -> None:
 
 @app.command()
 def stress(
-    date_: Annotated[str, typer.Option("--date", help="Business date")],
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Business date (default: the latest limits)")
+    ] = None,
     gmv_shock: Annotated[float, typer.Option(help="Relative GMV shock, e.g. -0.3")] = -0.3,
     streamer_exit: Annotated[
         bool, typer.Option(help="Top streamers of dependent merchants leave")
     ] = False,
 ) -> None:
     """Recompute limits under a market shock and report the change in exposure and EL."""
-    from livefin_etl import limits, pipeline
+    from livefin_etl import pipeline
 
-    try:
-        with pipeline.session() as (s, con):
-            result = limits.stress(
-                con, s, _date(date_), gmv_shock=gmv_shock, streamer_exit=streamer_exit
-            )
-            console.print(limits.format_stress(result))
-    except CLI_ERRORS as exc:
-        _fail(exc)
+    result = _call(
+        lambda: pipeline.stress(
+            _date(date_) if date_ else None, gmv_shock=gmv_shock, streamer_exit=streamer_exit
+        )
+    )
+    console.print(result["text"])
 
 
 @app.command()
@@ -442,23 +398,14 @@ def publish(
 ) -> None:
     """Publish the snapshot + exports for a date (only when every gate passed), or roll back."""
     from livefin_etl import pipeline
-    from livefin_etl import publish as pub
 
-    try:
-        if rollback:
-            from livefin_etl.warehouse import writer_lock
-
-            s = get_settings()
-            with writer_lock(s):  # a rollback must not race a nightly publish
-                path = pub.rollback(s)
-            console.print(f"published snapshot rolled back to {path}")
-            return
-        if not date_:
-            raise LivefinError("--date is required unless --rollback")
-        result = pipeline.run_stage("publish", _date(date_))
-    except CLI_ERRORS as exc:
-        _fail(exc)
-    console.print_json(json.dumps(result, default=str))
+    if rollback:
+        path = _call(pipeline.rollback_publication)
+        console.print(f"published snapshot rolled back to {path}")
+        return
+    if not date_:
+        raise typer.BadParameter("--date is required unless --rollback")
+    _print_result(lambda: pipeline.run_stage(pipeline.publish, _date(date_)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from livefin_etl.config import CONFIG_DIR, LivefinError
+from livefin_etl.warehouse import quote_ident
 
 # Merchants first: every other source references them.
 SOURCE_ORDER = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
@@ -115,6 +116,52 @@ def list_sources() -> list[str]:
     return ordered + sorted(found - set(ordered))
 
 
+def plain_name(value: Any, where: str) -> str:
+    """A contract's source, table or column name: it reaches DDL, so only a plain SQL name
+    (letters, digits, underscore) is accepted."""
+    plain = isinstance(value, str) and "." not in value
+    if plain:
+        try:
+            quote_ident(value)
+        except LivefinError:
+            plain = False
+    if not plain:
+        raise LivefinError(f"{where}: {value!r} is not a plain name (letters, digits, underscore)")
+    return value
+
+
+def _column(name: Any, spec: dict[str, Any], where: str) -> Column:
+    name = plain_name(name, f"{where}: column")
+    ctype = str(spec["type"]).upper()
+    if ctype not in DUCKDB_TYPES:
+        raise LivefinError(f"{where}: column {name} has unsupported type {ctype}")
+    allowed = spec.get("allowed")
+    return Column(
+        name=name,
+        type=ctype,
+        required=bool(spec.get("required", False)),
+        pii=pii_mode(spec.get("pii"), f"{where}: column {name}"),
+        description=str(spec.get("description", "")),
+        allowed=tuple(allowed) if allowed else None,
+        min=spec.get("min"),
+        max=spec.get("max"),
+    )
+
+
+def _references(data: dict[str, Any], cols: dict[str, Column], where: str) -> dict[str, str]:
+    """``column: table.column`` links; both ends become SQL names in extract's look-ups."""
+    refs = dict(data.get("references") or {})
+    for col, target in refs.items():
+        if col not in cols:
+            raise LivefinError(f"{where}: reference column {col} is not a column")
+        parts = str(target).split(".")
+        if len(parts) != 2:
+            raise LivefinError(f"{where}: reference {target!r} is not <table>.<column>")
+        for part in parts:
+            plain_name(part, f"{where}: reference {col}")
+    return refs
+
+
 @cache
 def load_contract(source: str) -> Contract:
     path = CONFIG_DIR / "sources" / f"{source}.yaml"
@@ -122,28 +169,16 @@ def load_contract(source: str) -> Contract:
         known = ", ".join(list_sources())
         raise LivefinError(f"unknown source '{source}' (known: {known})")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    cols: dict[str, Column] = {}
-    for name, spec in data["columns"].items():
-        ctype = str(spec["type"]).upper()
-        if ctype not in DUCKDB_TYPES:
-            raise LivefinError(f"{path}: column {name} has unsupported type {ctype}")
-        allowed = spec.get("allowed")
-        cols[name] = Column(
-            name=name,
-            type=ctype,
-            required=bool(spec.get("required", False)),
-            pii=pii_mode(spec.get("pii"), f"{path}: column {name}"),
-            description=str(spec.get("description", "")),
-            allowed=tuple(allowed) if allowed else None,
-            min=spec.get("min"),
-            max=spec.get("max"),
-        )
+    name = plain_name(data["name"], f"{path}: name")
+    cols = {c.name: c for c in (_column(n, spec, str(path)) for n, spec in data["columns"].items())}
     part = data["partition"]
     for key in data["primary_key"]:
         if key not in cols:
             raise LivefinError(f"{path}: primary key column {key} is not a column")
+    if part["column"] not in cols:
+        raise LivefinError(f"{path}: partition column {part['column']} is not a column")
     return Contract(
-        name=data["name"],
+        name=name,
         version=data["version"],
         format=data["format"],
         description=data.get("description", ""),
@@ -152,7 +187,7 @@ def load_contract(source: str) -> Contract:
         partition_column=part["column"],
         partition_mode=part.get("mode", "within_day"),
         late_hours=int(part.get("late_hours", 0)),
-        references=dict(data.get("references") or {}),
+        references=_references(data, cols, str(path)),
         row_checks=tuple(data.get("row_checks") or ()),
         raw=data,
     )

@@ -29,8 +29,16 @@ from typing import Any
 import duckdb
 import yaml
 
-from livefin_etl.config import SQL_DIR, LivefinError, fault_point, load_config
-from livefin_etl.warehouse import run_sql_file, table_exists, transaction
+from livefin_etl.config import SQL_DIR, LivefinError, load_config
+from livefin_etl.warehouse import (
+    quote_ident,
+    quote_literal,
+    replace_rows,
+    run_ddl,
+    run_sql_file,
+    table_exists,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +97,6 @@ def table_spec(model: str) -> TableSpec:
     return TableSpec(data["table"], data["description"], cols, tuple(data.get("unique", ())))
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def ensure_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str | None = None) -> None:
     """CREATE TABLE IF NOT EXISTS with explicit types and comments; refuse a drifted schema."""
     name = name or spec.table
@@ -114,15 +118,22 @@ def ensure_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str | No
                 f"drop it (and features.merchant_daily_log for daily tables) to rebuild"
             )
         return
-    cols = ",\n    ".join(f"{c} {t}" for c, t, _ in spec.columns)
-    con.execute(f"CREATE TABLE IF NOT EXISTS {name} (\n    {cols}\n)")
-    con.execute(f"COMMENT ON TABLE {name} IS {_quote(spec.description)}")
-    for c, _, d in spec.columns:
-        con.execute(f"COMMENT ON COLUMN {name}.{c} IS {_quote(d)}")
+    _create_from_spec(con, spec, name)
+
+
+def _create_from_spec(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str) -> None:
+    # The mart .yml is the schema's home; this renders it (types, table and column comments).
+    table = quote_ident(name)
+    cols = ",\n    ".join(f"{quote_ident(c)} {t}" for c, t, _ in spec.columns)
+    con.execute(f"create table if not exists {table} (\n    {cols}\n)")
+    con.execute(f"comment on table {table} is {quote_literal(spec.description)}")
+    for c, _, text in spec.columns:
+        con.execute(f"comment on column {table}.{quote_ident(c)} is {quote_literal(text)}")
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    """The daily blocks, their build log and features.merchant_features (idempotent)."""
+    run_ddl(con, "features")
     for model in (*DAILY_TABLES, "merchant_daily_log", "merchant_features"):
         ensure_table(con, table_spec(model))
 
@@ -299,11 +310,7 @@ def _prepare_common(con: duckdb.DuckDBPyConnection) -> None:
     if table_exists(con, "dq.merchant_quality"):
         _run(con, STAGING / "stg_merchant_quality.sql")
     else:
-        con.execute(
-            "create or replace temp view stg_merchant_quality as select "
-            "cast(null as varchar) as merchant_id, cast(null as date) as as_of_date, "
-            "cast(null as double) as quality_q where false"
-        )
+        _run(con, STAGING / "stg_merchant_quality_empty.sql")
 
 
 def _compute_batch(con: duckdb.DuckDBPyConnection, min_date: date, max_date: date) -> None:
@@ -324,25 +331,36 @@ def _compute_batch(con: duckdb.DuckDBPyConnection, min_date: date, max_date: dat
         )
 
 
-def build_features(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
-    """Materialise features.merchant_features for date ``as_of``; return the row count.
+def _batch_rows(con: duckdb.DuckDBPyConnection) -> Any:
+    """The computed batch as Arrow, the frame the table writes take."""
+    return con.table("merchant_features_batch").to_arrow_table()
 
-    Rows are for merchants onboarded before ``as_of`` with any activity in the 365 days before.
-    Only ``as_of`` is written (DELETE + INSERT in one transaction); history is never recomputed.
+
+def build_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
+    """Materialise features.merchant_features for ``as_of_date``; return the row count.
+
+    Rows are for merchants onboarded before ``as_of_date`` with any activity in the 365 days
+    before. Only ``as_of_date`` is written (delete + insert in one transaction); history is
+    never recomputed.
     """
-    as_of = _as_date(as_of)
+    as_of_date = _as_date(as_of_date)
     lookback = int(_cfg()["daily"]["lookback_days"])
-    ensure_daily(con, as_of - timedelta(days=max(lookback, 365)), as_of - timedelta(days=1))
+    ensure_daily(
+        con, as_of_date - timedelta(days=max(lookback, 365)), as_of_date - timedelta(days=1)
+    )
     _prepare_common(con)
-    _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of)
-    con.execute("create or replace temp table _feature_spine as select * from stg_active_merchants")
-    _compute_batch(con, as_of, as_of)
-    with transaction(con):
-        con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE as_of_date = ?", [as_of])
-        con.execute(f"INSERT INTO {FEATURES_TABLE} BY NAME SELECT * FROM merchant_features_batch")
-        fault_point("features.before_commit")
-    n = con.execute("select count(*) from merchant_features_batch").fetchone()[0]
-    log.info("features for %s: %d merchants", as_of, n)
+    _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of_date)
+    _run(con, STAGING / "stg_feature_spine.sql")
+    _compute_batch(con, as_of_date, as_of_date)
+    n = replace_rows(
+        con,
+        FEATURES_TABLE,
+        _batch_rows(con),
+        where="as_of_date = ?",
+        params=[as_of_date],
+        fault="features.before_commit",
+    )
+    log.info("features for %s: %d merchants", as_of_date, n)
     return int(n)
 
 
@@ -361,8 +379,8 @@ def build_features_for_spine(
     try:
         con.execute(
             "create or replace temp table _feature_spine as "
-            f"select distinct cast(merchant_id as varchar) as merchant_id, "
-            f"cast(as_of_date as date) as as_of_date from {spine}"
+            "select distinct cast(merchant_id as varchar) as merchant_id, "
+            f"cast(as_of_date as date) as as_of_date from {quote_ident(spine)}"
         )
     except duckdb.Error as exc:
         raise LivefinError(
@@ -382,12 +400,12 @@ def build_features_for_spine(
     ensure_daily(con, lo - timedelta(days=max(lookback, 365)), hi - timedelta(days=1))
     _prepare_common(con)
     _compute_batch(con, lo, hi)
-    with transaction(con):
-        con.execute(
-            f"DELETE FROM {target} AS t WHERE EXISTS (SELECT 1 FROM _feature_spine AS s "
-            "WHERE s.merchant_id = t.merchant_id AND s.as_of_date = t.as_of_date)"
-        )
-        con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM merchant_features_batch")
+    replace_rows(
+        con,
+        target,
+        _batch_rows(con),
+        where="(merchant_id, as_of_date) in (select merchant_id, as_of_date from _feature_spine)",
+    )
     return int(n)
 
 
@@ -403,7 +421,7 @@ def _as_date(value: date | str) -> date:
 # --------------------------------------------------------------------------- brushing check
 
 
-def brushing_auc(con: duckdb.DuckDBPyConnection, truth_path: str | Path, as_of: date) -> float:
+def brushing_auc(con: duckdb.DuckDBPyConnection, truth_path: str | Path, as_of_date: date) -> float:
     """AUC of ``brushing_score`` on D against simulator truth (parquet: merchant_id, brushing).
 
     Uses the Mann-Whitney statistic with tied scores counted half.
@@ -415,13 +433,13 @@ def brushing_auc(con: duckdb.DuckDBPyConnection, truth_path: str | Path, as_of: 
         "select f.brushing_score, cast(t.brushing as boolean) "
         f"from {FEATURES_TABLE} as f join read_parquet(?) as t "
         "on cast(t.merchant_id as varchar) = f.merchant_id where f.as_of_date = ?",
-        [str(truth_path), _as_date(as_of)],
+        [str(truth_path), _as_date(as_of_date)],
     ).fetchall()
     pos = [s for s, y in rows if y]
     neg = [s for s, y in rows if not y]
     if not pos or not neg:
         raise LivefinError(
-            f"brushing AUC needs both brushing and clean merchants with features on {as_of} "
+            f"brushing AUC needs both brushing and clean merchants with features on {as_of_date} "
             f"(got {len(pos)} brushing, {len(neg)} clean)"
         )
     return auc(pos, neg)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from livefin_etl.config import LivefinError, Settings
-from livefin_etl.warehouse import table_exists
+from livefin_etl.config import LivefinError, Settings, fault_point
+from livefin_etl.warehouse import quote_ident, quote_literal, run_ddl, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,6 @@ EXPORT_COLUMNS = (
 )
 
 
-def _pause(point: str) -> None:
-    """Test hook for fault tests: ``LIVEFIN_TEST_PAUSE_AT=<point>`` sleeps here, after writing
-    ``LIVEFIN_TEST_PAUSE_FILE`` so the test knows the process reached the point."""
-    if os.environ.get("LIVEFIN_TEST_PAUSE_AT") != point:
-        return
-    marker = os.environ.get("LIVEFIN_TEST_PAUSE_FILE")
-    if marker:
-        Path(marker).write_text(f"{os.getpid()} {point}\n")
-    time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "120")))
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -124,10 +113,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _exchange_dirs(a: Path, b: Path) -> bool:
@@ -197,7 +182,7 @@ def _set_current(settings: Settings, snapshot: Path, action: str) -> dict[str, A
         "snapshot": snapshot.name,
         "as_of_date": m.group(1) if m else None,
         "run_id": m.group(2) if m else None,
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _copy_atomic(snapshot, settings.published / PUBLISHED_NAME)
     _atomic_write_text(settings.published / CURRENT_FILE, json.dumps(entry, sort_keys=True))
@@ -259,19 +244,18 @@ def _comments(con: duckdb.DuckDBPyConnection, qualified: str) -> tuple[str | Non
     return (row[0] if row else None), dict(cols)
 
 
-def _build_snapshot(
-    con: duckdb.DuckDBPyConnection, path: Path, date: dt.date, run_id: str, meta: dict[str, Any]
-) -> dict[str, int]:
-    from livefin_etl.limits import create_views
-
+def _copy_tables(
+    con: duckdb.DuckDBPyConnection, path: Path, as_of_date: date
+) -> tuple[dict[str, int], dict[str, tuple[str | None, dict[str, str]]]]:
+    """Copy SNAPSHOT_TABLES into the database at ``path``; row counts and comments per table."""
     dates = [
         r[0] for r in con.execute("select distinct as_of_date from limits.current").fetchall()
-    ] or [date]
-    date_list = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
+    ] or [as_of_date]
+    date_list = ", ".join(f"DATE {quote_literal(d.isoformat())}" for d in dates)
     rows: dict[str, int] = {}
     comments: dict[str, tuple[str | None, dict[str, str]]] = {}
     con.execute(f"DETACH DATABASE IF EXISTS {SNAP_ALIAS}")
-    con.execute(f"ATTACH {_q(str(path))} AS {SNAP_ALIAS}")
+    con.execute(f"ATTACH {quote_literal(str(path))} AS {SNAP_ALIAS}")
     try:
         for table, scope in SNAPSHOT_TABLES:
             if not table_exists(con, table):
@@ -284,40 +268,53 @@ def _build_snapshot(
             con.execute(f"create table {SNAP_ALIAS}.{table} as select * from {table}{where}")
             rows[table] = con.execute(f"select count(*) from {SNAP_ALIAS}.{table}").fetchone()[0]
             comments[table] = _comments(con, table)
-            _pause("publish.snapshot_building")
+            fault_point("publish.snapshot_building")
     finally:
         con.execute(f"DETACH DATABASE IF EXISTS {SNAP_ALIAS}")
+    return rows, comments
+
+
+def _describe_snapshot(
+    snap: duckdb.DuckDBPyConnection,
+    comments: dict[str, tuple[str | None, dict[str, str]]],
+    row: list[Any],
+) -> None:
+    """Comments, views and the meta.publication row (sql/ddl/publish.sql) of a snapshot."""
+    from livefin_etl.limits import create_views
+
+    for table, (about, cols) in comments.items():
+        if about:
+            snap.execute(f"comment on table {quote_ident(table)} is {quote_literal(about)}")
+        for c, text in cols.items():
+            snap.execute(
+                f"comment on column {quote_ident(table)}.{quote_ident(c)} is {quote_literal(text)}"
+            )
+    create_views(snap)
+    run_ddl(snap, "publish")
+    snap.execute("insert into meta.publication values (?, ?, ?, ?, ?, ?)", row)
+
+
+def _build_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    as_of_date: date,
+    run_id: str,
+    meta: dict[str, Any],
+) -> dict[str, int]:
+    rows, comments = _copy_tables(con, path, as_of_date)
     # Views and comments are created with a direct connection so that they bind to the
     # snapshot's own tables, not to the working warehouse.
     snap = duckdb.connect(str(path))
     try:
-        for table, (about, cols) in comments.items():
-            if about:
-                snap.execute(f"comment on table {table} is {_q(about)}")
-            for c, text in cols.items():
-                snap.execute(f"comment on column {table}.{c} is {_q(text)}")
-        create_views(snap)
-        snap.execute("create schema if not exists meta")
-        snap.execute(
-            """create table meta.publication (as_of_date date, run_id varchar,
-               published_at timestamp, policy_versions varchar[], model_versions varchar[],
-               tables json)"""
-        )
-        snap.execute(
-            "insert into meta.publication values (?, ?, ?, ?, ?, ?)",
-            [
-                date,
-                run_id,
-                dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                meta["policy_versions"],
-                meta["model_versions"],
-                json.dumps(rows),
-            ],
-        )
-        snap.execute(
-            "comment on table meta.publication is "
-            "'What this snapshot is: business date, run, versions and row counts per table'"
-        )
+        publication = [
+            as_of_date,
+            run_id,
+            datetime.now(UTC).replace(tzinfo=None),
+            meta["policy_versions"],
+            meta["model_versions"],
+            json.dumps(rows),
+        ]
+        _describe_snapshot(snap, comments, publication)
         snap.execute("CHECKPOINT")
     finally:
         snap.close()
@@ -337,23 +334,25 @@ def _data_dictionary_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str
     return [by_name[c] for c in EXPORT_COLUMNS if c in by_name]
 
 
-def _build_exports(
-    con: duckdb.DuckDBPyConnection, tmp_dir: Path, date: dt.date, run_id: str, meta: dict
-) -> dict[str, Any]:
+def _write_export_files(con: duckdb.DuckDBPyConnection, tmp_dir: Path, as_of_date: date) -> None:
+    """limits.parquet, limits.csv (lists joined with |) and data_dictionary.csv of one date."""
     import csv
 
-    tmp_dir.mkdir(parents=True)
     cols = ", ".join(EXPORT_COLUMNS)
-    base = f"select {cols} from limits.financing_limits where as_of_date = $d order by merchant_id"
-    params = {"d": date}
-    con.execute(f"copy ({base}) to {_q(str(tmp_dir / 'limits.parquet'))} (format parquet)", params)
+    base = (
+        f"select {cols} from limits.financing_limits where as_of_date = $as_of_date "
+        "order by merchant_id"
+    )
+    params = {"as_of_date": as_of_date}
+    parquet = quote_literal(str(tmp_dir / "limits.parquet"))
+    con.execute(f"copy ({base}) to {parquet} (format parquet)", params)
     csv_cols = ", ".join(
         f"array_to_string({c}, '|') as {c}" if c in ("reason_codes", "reason_texts") else c
         for c in EXPORT_COLUMNS
     )
     con.execute(
         f"""copy (select {csv_cols} from ({base}))
-            to {_q(str(tmp_dir / "limits.csv"))} (header, delimiter ',')""",
+            to {quote_literal(str(tmp_dir / "limits.csv"))} (header, delimiter ',')""",
         params,
     )
     with open(tmp_dir / "data_dictionary.csv", "w", encoding="utf-8", newline="") as f:
@@ -361,6 +360,13 @@ def _build_exports(
         w.writerow(["column", "type", "description"])
         for row in _data_dictionary_rows(con):
             w.writerow(row)
+
+
+def _build_exports(
+    con: duckdb.DuckDBPyConnection, tmp_dir: Path, as_of_date: date, run_id: str, meta: dict
+) -> dict[str, Any]:
+    tmp_dir.mkdir(parents=True)
+    _write_export_files(con, tmp_dir, as_of_date)
     n_rows = meta["rows"]
     files = {}
     for name in ("limits.parquet", "limits.csv", "data_dictionary.csv"):
@@ -371,9 +377,9 @@ def _build_exports(
             "rows": n_rows if name != "data_dictionary.csv" else len(_data_dictionary_rows(con)),
         }
     manifest = {
-        "as_of_date": date.isoformat(),
+        "as_of_date": as_of_date.isoformat(),
         "run_id": run_id,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": n_rows,
         "decisions": meta["decisions"],
         "total_limit": meta["total_limit"],
@@ -394,10 +400,107 @@ def _build_exports(
 # --------------------------------------------------------------------------- entry points
 
 
+def _publication_meta(con: duckdb.DuckDBPyConnection, as_of_date: date) -> dict[str, Any]:
+    """Row count, total, versions, currency and decisions of the limits of ``as_of_date``."""
+    if not table_exists(con, "limits.financing_limits"):
+        raise LivefinError("limits.financing_limits does not exist; run the limits stage first")
+    stats = con.execute(
+        """select count(*), sum(limit_amount), list(distinct policy_version order by policy_version),
+                  list(distinct model_version order by model_version)
+                    filter (where model_version is not null),
+                  any_value(currency)
+           from limits.financing_limits where as_of_date = ?""",
+        [as_of_date],
+    ).fetchone()
+    if not stats[0]:
+        raise LivefinError(f"no limits for {as_of_date}; run the limits stage for that date first")
+    decisions = dict(
+        con.execute(
+            """select decision, count(*) from limits.financing_limits where as_of_date = ?
+               group by decision order by decision""",
+            [as_of_date],
+        ).fetchall()
+    )
+    return {
+        "rows": int(stats[0]),
+        "total_limit": float(stats[1] or 0.0),
+        "policy_versions": list(stats[2] or []),
+        "model_versions": list(stats[3] or []),
+        "currency": stats[4],
+        "decisions": decisions,
+    }
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Where one publication is built (temporary names) and where it lands."""
+
+    snaps: Path
+    building: Path
+    snapshot: Path
+    export_dir: Path
+    tmp_export: Path
+
+
+def _prepare_paths(settings: Settings, as_of_date: date, run_id: str) -> _Paths:
+    settings.published.mkdir(parents=True, exist_ok=True)
+    snaps = _snapshots_dir(settings)
+    snaps.mkdir(parents=True, exist_ok=True)
+    limits_dir = settings.exports / "limits"
+    limits_dir.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(settings)
+    iso = as_of_date.isoformat()
+    name = f"livefin-{iso}-{run_id}.duckdb"
+    return _Paths(
+        snaps=snaps,
+        building=snaps / f".building-{name}",
+        snapshot=snaps / name,
+        export_dir=limits_dir / f"as_of_date={iso}",
+        tmp_export=limits_dir / f".tmp-as_of_date={iso}-{run_id}-{os.getpid()}",
+    )
+
+
+def _build_and_swap(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    paths: _Paths,
+    key: tuple[date, str],
+    meta: dict[str, Any],
+) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+    """Build snapshot and exports under temporary names, then swap both in; on any failure the
+    temporary files go and the previous publication stays. Returns (rows, manifest, entry)."""
+    as_of_date, run_id = key
+    building = paths.building
+    try:
+        rows = _build_snapshot(con, building, as_of_date, run_id, meta)
+        for leftover in (building.with_name(building.name + ".wal"),):
+            if leftover.exists():
+                raise LivefinError(f"snapshot {building} was not checkpointed cleanly")
+        manifest = _build_exports(con, paths.tmp_export, as_of_date, run_id, meta)
+        os.replace(building, paths.snapshot)
+        _fsync_dir(paths.snaps)
+        fault_point("publish.before_replace")
+        # The two swaps below are the commit; each is atomic on its own and they run
+        # back to back, after everything that can fail slowly has already succeeded.
+        entry = _set_current(settings, paths.snapshot, "publish")
+        _swap_into_place(paths.tmp_export, paths.export_dir)
+    except BaseException as exc:
+        building.unlink(missing_ok=True)
+        building.with_name(building.name + ".wal").unlink(missing_ok=True)
+        shutil.rmtree(paths.tmp_export, ignore_errors=True)
+        if isinstance(exc, (OSError, duckdb.Error)):  # e.g. disk full: a message, no traceback
+            seen = "the previous snapshot and exports are unchanged"
+            if current(settings) and current(settings).get("snapshot") == paths.snapshot.name:
+                seen = "the snapshot was switched but the exports were not"
+            raise LivefinError(f"publishing {as_of_date} failed ({seen}): {exc}") from exc
+        raise
+    return rows, manifest, entry
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
-    date: dt.date,
+    as_of_date: date,
     run_id: str,
     *,
     check_gates: bool = True,
@@ -412,82 +515,22 @@ def publish(
     if check_gates:
         from livefin_etl.quality import require_passed
 
-        require_passed(con, date)
-    if not table_exists(con, "limits.financing_limits"):
-        raise LivefinError("limits.financing_limits does not exist; run the limits stage first")
-    stats = con.execute(
-        """select count(*), sum(limit_amount), list(distinct policy_version order by policy_version),
-                  list(distinct model_version order by model_version)
-                    filter (where model_version is not null),
-                  any_value(currency)
-           from limits.financing_limits where as_of_date = ?""",
-        [date],
-    ).fetchone()
-    if not stats[0]:
-        raise LivefinError(f"no limits for {date}; run the limits stage for that date first")
-    decisions = dict(
-        con.execute(
-            """select decision, count(*) from limits.financing_limits where as_of_date = ?
-               group by decision order by decision""",
-            [date],
-        ).fetchall()
-    )
-    meta = {
-        "rows": int(stats[0]),
-        "total_limit": float(stats[1] or 0.0),
-        "policy_versions": list(stats[2] or []),
-        "model_versions": list(stats[3] or []),
-        "currency": stats[4],
-        "decisions": decisions,
-    }
+        require_passed(con, as_of_date)
+    meta = _publication_meta(con, as_of_date)
     if not table_exists(con, "limits.current"):
         from livefin_etl.limits import create_views
 
         create_views(con)
-
-    settings.published.mkdir(parents=True, exist_ok=True)
-    snaps = _snapshots_dir(settings)
-    snaps.mkdir(parents=True, exist_ok=True)
-    limits_dir = settings.exports / "limits"
-    limits_dir.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(settings)
-
-    name = f"livefin-{date.isoformat()}-{run_id}.duckdb"
-    building = snaps / f".building-{name}"
-    snapshot = snaps / name
-    export_dir = limits_dir / f"as_of_date={date.isoformat()}"
-    tmp_export = limits_dir / f".tmp-as_of_date={date.isoformat()}-{run_id}-{os.getpid()}"
-    try:
-        rows = _build_snapshot(con, building, date, run_id, meta)
-        for leftover in (building.with_name(building.name + ".wal"),):
-            if leftover.exists():
-                raise LivefinError(f"snapshot {building} was not checkpointed cleanly")
-        manifest = _build_exports(con, tmp_export, date, run_id, meta)
-        os.replace(building, snapshot)
-        _fsync_dir(snaps)
-        _pause("publish.before_replace")
-        # The two swaps below are the commit; each is atomic on its own and they run
-        # back to back, after everything that can fail slowly has already succeeded.
-        entry = _set_current(settings, snapshot, "publish")
-        _swap_into_place(tmp_export, export_dir)
-    except BaseException as exc:
-        building.unlink(missing_ok=True)
-        building.with_name(building.name + ".wal").unlink(missing_ok=True)
-        shutil.rmtree(tmp_export, ignore_errors=True)
-        if isinstance(exc, (OSError, duckdb.Error)):  # e.g. disk full: a message, no traceback
-            seen = "the previous snapshot and exports are unchanged"
-            if current(settings) and current(settings).get("snapshot") == snapshot.name:
-                seen = "the snapshot was switched but the exports were not"
-            raise LivefinError(f"publishing {date} failed ({seen}): {exc}") from exc
-        raise
+    paths = _prepare_paths(settings, as_of_date, run_id)
+    rows, manifest, entry = _build_and_swap(con, settings, paths, (as_of_date, run_id), meta)
     removed = _prune(settings)
-    log.info("published %s (%s rows of limits)", snapshot.name, meta["rows"])
+    log.info("published %s (%s rows of limits)", paths.snapshot.name, meta["rows"])
     return {
-        "as_of_date": date.isoformat(),
+        "as_of_date": as_of_date.isoformat(),
         "run_id": run_id,
-        "snapshot_path": str(snapshot),
+        "snapshot_path": str(paths.snapshot),
         "published_path": str(settings.published / PUBLISHED_NAME),
-        "export_dir": str(export_dir),
+        "export_dir": str(paths.export_dir),
         "tables": rows,
         "rows": meta["rows"],
         "manifest_files": manifest["files"],

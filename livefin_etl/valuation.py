@@ -23,7 +23,7 @@ import pandas as pd
 
 from livefin_etl.config import SQL_DIR, LivefinError, load_config
 from livefin_etl.features import ensure_table, table_spec
-from livefin_etl.warehouse import run_sql_file, table_exists, transaction
+from livefin_etl.warehouse import replace_rows, run_ddl, run_sql_file, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -242,34 +242,23 @@ def value_one(
     return {k: float(np.asarray(x).item()) for k, x in compute_values(full, a).items()}
 
 
-def build_values(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
-    """Value every merchant with features on ``as_of``; replace that date's rows; return count."""
-    a = assumptions()
+def _require_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> None:
     if not table_exists(con, "features.merchant_features"):
         raise LivefinError(
             "features.merchant_features does not exist: run the features stage first"
         )
     n_feat = con.execute(
-        "select count(*) from features.merchant_features where as_of_date = ?", [as_of]
+        "select count(*) from features.merchant_features where as_of_date = ?", [as_of_date]
     ).fetchone()[0]
     if n_feat == 0:
         raise LivefinError(
-            f"no features for {as_of}: run `livefin run --stage features` for it first"
+            f"no features for {as_of_date}: run `livefin run --stage features` for it first"
         )
-    con.execute("CREATE SCHEMA IF NOT EXISTS valuation")
-    ensure_table(con, table_spec("data_asset_values"))
-    run_sql_file(
-        con, SQL_DIR / "staging" / "stg_valuation_inputs.sql", {"as_of_date": as_of.isoformat()}
-    )
-    df = con.execute("select * from stg_valuation_inputs").df()
-    cats = df["category"].where(df["category"].notna(), None)
-    df["margin"] = [a.for_category("margin", c) for c in cats]
-    df["comparable_price_per_1k"] = [a.for_category("price_per_1k", c) for c in cats]
-    df["scarcity_adj"] = [a.for_category("scarcity", c) for c in cats]
-    out = compute_values({k: df[k].to_numpy(dtype=float, na_value=np.nan) for k in INPUTS}, a)
-    for k, v in out.items():
-        df[k] = v
-    assumption_cols = {
+
+
+def _assumption_columns(a: Assumptions) -> dict[str, Any]:
+    """The assumptions stored beside every value, so a row can be re-derived by hand."""
+    return {
         "currency": a.currency,
         "quality_exponent": a.quality_exponent,
         "obsolescence_per_year": a.obsolescence_per_year,
@@ -294,33 +283,56 @@ def build_values(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
         "weight_market": a.w_market,
         "assumptions_version": a.version,
     }
-    for k, v in assumption_cols.items():
+
+
+def _value_frame(df: pd.DataFrame, a: Assumptions) -> pd.DataFrame:
+    """stg_valuation_inputs rows plus category lookups, the computed values and assumptions."""
+    cats = df["category"].where(df["category"].notna(), None)
+    df["margin"] = [a.for_category("margin", c) for c in cats]
+    df["comparable_price_per_1k"] = [a.for_category("price_per_1k", c) for c in cats]
+    df["scarcity_adj"] = [a.for_category("scarcity", c) for c in cats]
+    out = compute_values({k: df[k].to_numpy(dtype=float, na_value=np.nan) for k in INPUTS}, a)
+    for k, v in out.items():
+        df[k] = v
+    for k, v in _assumption_columns(a).items():
         df[k] = v
     df["built_at"] = pd.Timestamp.now()
-    cols = table_spec("data_asset_values").names
-    batch = df[cols]  # noqa: F841 (read by DuckDB below)
-    with transaction(con):
-        con.execute(f"DELETE FROM {VALUES_TABLE} WHERE as_of_date = ?", [as_of])
-        con.execute(f"INSERT INTO {VALUES_TABLE} BY NAME SELECT * FROM batch")
-    log.info("data-asset values for %s: %d merchants", as_of, len(df))
-    return len(df)
+    return df[table_spec("data_asset_values").names]
+
+
+def build_values(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
+    """Value every merchant with features on ``as_of_date``; replace that date's rows; return
+    the count."""
+    a = assumptions()
+    _require_features(con, as_of_date)
+    run_ddl(con, "valuation")
+    ensure_table(con, table_spec("data_asset_values"))
+    run_sql_file(
+        con,
+        SQL_DIR / "staging" / "stg_valuation_inputs.sql",
+        {"as_of_date": as_of_date.isoformat()},
+    )
+    batch = _value_frame(con.execute("select * from stg_valuation_inputs").df(), a)
+    replace_rows(con, VALUES_TABLE, batch, where="as_of_date = ?", params=[as_of_date])
+    log.info("data-asset values for %s: %d merchants", as_of_date, len(batch))
+    return len(batch)
 
 
 def _money(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.2f}"
 
 
-def explain_value(con: duckdb.DuckDBPyConnection, merchant_id: str, as_of: date) -> str:
+def explain_value(con: duckdb.DuckDBPyConnection, merchant_id: str, as_of_date: date) -> str:
     """Readable account of one merchant's data-asset value: approaches, inputs, reconciliation."""
     if not table_exists(con, VALUES_TABLE):
         raise LivefinError(f"{VALUES_TABLE} does not exist: run the value stage first")
     cur = con.execute(
         f"select * from {VALUES_TABLE} where merchant_id = ? and as_of_date = ?",
-        [merchant_id, as_of],
+        [merchant_id, as_of_date],
     )
     row = cur.fetchone()
     if row is None:
-        raise LivefinError(f"no data-asset value for merchant {merchant_id} on {as_of}")
+        raise LivefinError(f"no data-asset value for merchant {merchant_id} on {as_of_date}")
     r = dict(zip([d[0] for d in cur.description], row, strict=True))
     c = r["currency"]
     rows_line = (

@@ -49,14 +49,14 @@ def test_one_and_four_shards_give_identical_limits(tiny_run, tmp_path):
         con.close()
         run_id = pipeline.new_run_id(last)
         scored = [
-            pipeline.run_stage("score", last, s, run_id=run_id, shard=(i, 4))["score_rows"]
+            pipeline.run_stage(pipeline.score, last, s, run_id=run_id, shard=(i, 4))["score_rows"]
             for i in range(4)
         ]
         staged = [
-            pipeline.run_stage("limits", last, s, run_id=run_id, shard=(i, 4))["staged_rows"]
+            pipeline.run_stage(pipeline.limits, last, s, run_id=run_id, shard=(i, 4))["staged_rows"]
             for i in range(4)
         ]
-        pipeline.run_stage("limits_finalize", last, s, run_id=run_id)
+        pipeline.run_stage(pipeline.limits_finalize, last, s, run_id=run_id)
         assert sum(scored) == sum(staged) == len(baseline)
         assert all(n > 0 for n in scored)
         assert _limits(s.warehouse, last) == baseline

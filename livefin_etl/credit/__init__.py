@@ -12,19 +12,22 @@ from typing import Any
 _EXPORTS = {
     "build_training_set": "dataset",
     "time_split": "dataset",
-    "train": "training",
+    "train": "lifecycle",
+    "fit": "training",
     "train_from_file": "training",
     "resolve_device": "training",
     "promote": "registry",
     "rollback": "registry",
     "current_champion": "registry",
     "champion": "registry",
+    "no_champion_reason": "registry",
     "load_champion": "registry",
     "registry_rows": "registry",
     "score": "scoring",
     "explain": "scoring",
     "predict_with_reasons": "scoring",
     "model_config": "spec",
+    "load_model": "artifacts",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from livefin_etl.config import LivefinError
 from livefin_etl.credit.spec import model_config
-from livefin_etl.warehouse import table_exists
+from livefin_etl.warehouse import registered, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ def _default_ensure_features() -> EnsureFeatures | None:
 
 
 def _labelled_loans(
-    con: duckdb.DuckDBPyConnection, as_of: date, threshold: int, horizon: int
+    con: duckdb.DuckDBPyConnection, as_of_date: date, threshold: int, horizon: int
 ) -> pd.DataFrame:
-    # Observation window closed: origination + horizon <= as_of. Only repayment rows inside
-    # [origination, origination + horizon] and strictly before as_of can set the label.
+    # Observation window closed: origination + horizon <= as_of_date. Only repayment rows inside
+    # [origination, origination + horizon] and strictly before as_of_date can set the label.
     return con.execute(
         """
         with loans as (
@@ -62,7 +62,7 @@ def _labelled_loans(
         group by all
         order by l.origination_date, l.loan_id
         """,
-        [horizon, as_of, horizon, as_of],
+        [horizon, as_of_date, horizon, as_of_date],
     ).df()
 
 
@@ -102,8 +102,7 @@ def _missing_feature_pairs(con: duckdb.DuckDBPyConnection, loans: pd.DataFrame) 
     pairs = loans[["merchant_id", "origination_date"]].drop_duplicates()
     if not table_exists(con, "features.merchant_features"):
         return pairs.rename(columns={"origination_date": "as_of_date"})
-    con.register("_credit_pairs", pairs)
-    try:
+    with registered(con, "_credit_pairs", pairs):
         return con.execute(
             """
             select p.merchant_id, p.origination_date as as_of_date
@@ -112,64 +111,37 @@ def _missing_feature_pairs(con: duckdb.DuckDBPyConnection, loans: pd.DataFrame) 
               on f.merchant_id = p.merchant_id and f.as_of_date = p.origination_date
             """
         ).df()
-    finally:
-        con.unregister("_credit_pairs")
 
 
-def build_training_set(
+def _ensure_origination_features(
     con: duckdb.DuckDBPyConnection,
-    as_of: date,
-    config: dict[str, Any] | None = None,
-    ensure_features: EnsureFeatures | None | Literal["auto"] = "auto",
-) -> pd.DataFrame:
-    """Every loan whose default window closed by ``as_of``, labelled, with origination features.
-
-    ``ensure_features(con, spine_table)`` materialises features for (merchant_id, as_of_date)
-    pairs that are missing; ``"auto"`` uses ``features.build_features_for_spine``, ``None``
-    builds nothing (loans without features are dropped with a warning). Columns: loan_id,
-    merchant_id, origination_date, principal, legacy_limit, max_dpd, repayment_rows,
-    is_default, every features.merchant_features column except the keys, and ``split``
-    (train/valid/oot by origination date).
-    """
-    cfg = model_config(config)
-    threshold = int(cfg["target"]["dpd_threshold"])
-    horizon = int(cfg["target"]["horizon_days"])
-    for t in ("raw.loans", "raw.repayments"):
-        if not table_exists(con, t):
-            raise LivefinError(f"{t} does not exist; extract loans and repayments first")
-    loans = _labelled_loans(con, as_of, threshold, horizon)
-    if loans.empty:
-        raise LivefinError(
-            f"empty training set: no loan in raw.loans originated on or before "
-            f"{as_of} minus {horizon} days (the default window must have closed)"
-        )
-    loans[LABEL] = (loans["max_dpd"] >= threshold).astype(np.int8)
-    loans, burned = _drop_burn_in(con, loans, int(cfg["target"].get("burn_in_days", 0) or 0))
-
+    loans: pd.DataFrame,
+    ensure_features: EnsureFeatures | None | Literal["auto"],
+) -> None:
+    """Materialise features for (merchant, origination date) pairs that have none yet."""
     missing = _missing_feature_pairs(con, loans)
-    if len(missing):
-        builder = _default_ensure_features() if ensure_features == "auto" else ensure_features
-        if builder is not None:
-            con.register("_credit_missing", missing)
-            con.execute(
-                f"create or replace temp table {SPINE_TABLE} as "
-                "select merchant_id, as_of_date::DATE as as_of_date from _credit_missing"
-            )
-            con.unregister("_credit_missing")
-            try:
-                built = builder(con, SPINE_TABLE)
-                log.info(
-                    "built features for %s of %s missing loan origination pairs",
-                    built,
-                    len(missing),
-                )
-            finally:
-                con.execute(f"drop table if exists {SPINE_TABLE}")
+    if not len(missing):
+        return
+    builder = _default_ensure_features() if ensure_features == "auto" else ensure_features
+    if builder is None:
+        return
+    with registered(con, "_credit_missing", missing):
+        con.execute(
+            f"create or replace temp table {SPINE_TABLE} as "
+            "select merchant_id, as_of_date::DATE as as_of_date from _credit_missing"
+        )
+    try:
+        built = builder(con, SPINE_TABLE)
+        log.info("built features for %s of %s missing loan origination pairs", built, len(missing))
+    finally:
+        con.execute(f"drop table if exists {SPINE_TABLE}")
+
+
+def _join_origination_features(con: duckdb.DuckDBPyConnection, loans: pd.DataFrame) -> pd.DataFrame:
+    """Each loan with the features row of its origination date (point in time)."""
     if not table_exists(con, "features.merchant_features"):
         raise LivefinError("features.merchant_features does not exist; run features first")
-
-    con.register("_credit_loans", loans)
-    try:
+    with registered(con, "_credit_loans", loans):
         frame = con.execute(
             """
             select l.*, f.* exclude (merchant_id, as_of_date)
@@ -179,8 +151,6 @@ def build_training_set(
             order by l.origination_date, l.loan_id
             """
         ).df()
-    finally:
-        con.unregister("_credit_loans")
     dup = frame["loan_id"].duplicated()
     if dup.any():  # one row per (merchant_id, as_of_date) is the features contract
         raise LivefinError(
@@ -199,13 +169,48 @@ def build_training_set(
             f"empty training set: none of the {len(loans)} matured loans has features as of its "
             "origination date in features.merchant_features"
         )
+    return frame
+
+
+def build_training_set(
+    con: duckdb.DuckDBPyConnection,
+    as_of_date: date,
+    config: dict[str, Any] | None = None,
+    ensure_features: EnsureFeatures | None | Literal["auto"] = "auto",
+) -> pd.DataFrame:
+    """Every loan whose default window closed by ``as_of_date``, labelled, with origination
+    features.
+
+    ``ensure_features(con, spine_table)`` materialises features for (merchant_id, as_of_date)
+    pairs that are missing; ``"auto"`` uses ``features.build_features_for_spine``, ``None``
+    builds nothing (loans without features are dropped with a warning). Columns: loan_id,
+    merchant_id, origination_date, principal, legacy_limit, max_dpd, repayment_rows,
+    is_default, every features.merchant_features column except the keys, and ``split``
+    (train/valid/oot by origination date).
+    """
+    cfg = model_config(config)
+    threshold = int(cfg["target"]["dpd_threshold"])
+    horizon = int(cfg["target"]["horizon_days"])
+    for t in ("raw.loans", "raw.repayments"):
+        if not table_exists(con, t):
+            raise LivefinError(f"{t} does not exist; extract loans and repayments first")
+    loans = _labelled_loans(con, as_of_date, threshold, horizon)
+    if loans.empty:
+        raise LivefinError(
+            f"empty training set: no loan in raw.loans originated on or before "
+            f"{as_of_date} minus {horizon} days (the default window must have closed)"
+        )
+    loans[LABEL] = (loans["max_dpd"] >= threshold).astype(np.int8)
+    loans, burned = _drop_burn_in(con, loans, int(cfg["target"].get("burn_in_days", 0) or 0))
+    _ensure_origination_features(con, loans, ensure_features)
+    frame = _join_origination_features(con, loans)
     frame["split"] = time_split(frame[TIME_COL], cfg["split"])
     frame.attrs.update(
         {
-            "as_of": str(as_of),
+            "as_of": str(as_of_date),
             "loans_matured": int(len(loans) + burned),
             "loans_in_burn_in": int(burned),
-            "loans_without_features": int(dropped),
+            "loans_without_features": int(len(loans) - len(frame)),
             "loans_without_repayments": int((loans["repayment_rows"] == 0).sum()),
         }
     )

@@ -1,74 +1,30 @@
-"""Model inventory (SR 11-7): artifacts on disk, credit.model_registry, champion/challenger gate."""
+"""Model inventory (SR 11-7): credit.model_registry, the audit trail, champion/challenger."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import xgboost as xgb
 
-from livefin_etl.config import LivefinError, Settings, config_fingerprint, fault_point
-from livefin_etl.credit.spec import FeatureSpec
-from livefin_etl.warehouse import table_exists, transaction
+from livefin_etl.config import LivefinError, Settings, fault_point
+from livefin_etl.credit.artifacts import LoadedModel, jsonable, load_model, write_artifacts
+from livefin_etl.credit.gate import gate
+from livefin_etl.warehouse import run_ddl, table_exists, transaction
 
 log = logging.getLogger(__name__)
 
-REGISTRY_DDL = """
-create table if not exists credit.model_registry (
-    model_version VARCHAR, trained_at TIMESTAMP, as_of_date DATE, status VARCHAR, reason VARCHAR,
-    auc_oot DOUBLE, ks_oot DOUBLE, brier_oot DOUBLE, psi_score DOUBLE,
-    n_train BIGINT, n_valid BIGINT, n_oot BIGINT, data_fingerprint VARCHAR,
-    model_config_version VARCHAR, artifact_path VARCHAR, report_path VARCHAR
-);
-create table if not exists credit.model_events (
-    event_seq BIGINT, event_at TIMESTAMP, model_version VARCHAR, action VARCHAR, from_status VARCHAR,
-    to_status VARCHAR, reason VARCHAR
-);
-COMMENT ON TABLE credit.model_registry IS 'Model inventory: one row per trained PD model version; exactly one champion scores';
-COMMENT ON COLUMN credit.model_registry.model_version IS 'm-<as_of YYYYMMDD>-<first 8 hex of sha256(model.json)>';
-COMMENT ON COLUMN credit.model_registry.trained_at IS 'UTC time the model was registered';
-COMMENT ON COLUMN credit.model_registry.as_of_date IS 'Training cut-off: loans whose default window closed by this date';
-COMMENT ON COLUMN credit.model_registry.status IS 'champion (scores nightly) | challenger (kept, not used) | retired';
-COMMENT ON COLUMN credit.model_registry.reason IS 'Why the gate (or a person) gave this status';
-COMMENT ON COLUMN credit.model_registry.auc_oot IS 'AUC of calibrated PD on the out-of-time window';
-COMMENT ON COLUMN credit.model_registry.ks_oot IS 'Kolmogorov-Smirnov statistic on the out-of-time window';
-COMMENT ON COLUMN credit.model_registry.brier_oot IS 'Brier score of calibrated PD on the out-of-time window';
-COMMENT ON COLUMN credit.model_registry.psi_score IS 'PSI of PD, train window -> out-of-time window';
-COMMENT ON COLUMN credit.model_registry.n_train IS 'Loans in the train window';
-COMMENT ON COLUMN credit.model_registry.n_valid IS 'Loans in the valid window (early stopping, calibration)';
-COMMENT ON COLUMN credit.model_registry.n_oot IS 'Loans in the out-of-time window (evaluation only)';
-COMMENT ON COLUMN credit.model_registry.data_fingerprint IS 'sha256 of the modelling frame (features, label, split)';
-COMMENT ON COLUMN credit.model_registry.model_config_version IS 'version of config/model.yaml used';
-COMMENT ON COLUMN credit.model_registry.artifact_path IS 'Folder with model.json, calibrator.json, features.json, metrics.json';
-COMMENT ON COLUMN credit.model_registry.report_path IS 'Self-contained HTML model report';
-COMMENT ON TABLE credit.model_events IS 'Audit trail of registry status changes (register, gate, promote, rollback)';
-COMMENT ON COLUMN credit.model_events.event_seq IS 'Monotone event number (audit order)';
-COMMENT ON COLUMN credit.model_events.action IS 'register | promote | supersede | rollback | reinstate';
-"""
+TRAIN_HINT = "run `livefin train --as-of YYYY-MM-DD`"
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists credit")
-    con.execute(REGISTRY_DDL)
-
-
-@dataclass
-class LoadedModel:
-    version: str
-    booster: xgb.Booster
-    calibrator: dict[str, Any]
-    spec: FeatureSpec
-    cfg: dict[str, Any]
-    path: Path
+    run_ddl(con, "credit")
 
 
 def _now() -> datetime:
@@ -77,58 +33,6 @@ def _now() -> datetime:
 
 def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item"):  # numpy scalars
-        return _jsonable(obj.item())
-    return obj
-
-
-def write_artifacts(folder: Path, fitted, extra: dict[str, Any] | None = None) -> None:
-    """model.json (XGBoost JSON, not pickle), calibrator, features + constraints, config, metrics."""
-    folder.mkdir(parents=True, exist_ok=True)
-    from livefin_etl.credit.training import model_bytes
-
-    (folder / "model.json").write_bytes(model_bytes(fitted.booster))
-    files = {
-        "calibrator.json": fitted.calibrator,
-        "features.json": fitted.spec.to_json(),
-        "constraints.json": dict(zip(fitted.spec.columns, fitted.spec.constraints(), strict=True)),
-        "config.json": fitted.cfg,
-        "metrics.json": {
-            **fitted.metrics,
-            **fitted.counts,
-            "model_hash": fitted.hash,
-            "data_fingerprint": fitted.fingerprint,
-            "device": fitted.device,
-            "config_fingerprint": config_fingerprint(fitted.cfg),
-            **(extra or {}),
-        },
-    }
-    for name, data in files.items():
-        (folder / name).write_text(
-            json.dumps(_jsonable(data), indent=2, ensure_ascii=False), encoding="utf-8"
-        )
-    (folder / "data_fingerprint.txt").write_text(fitted.fingerprint + "\n")
-
-
-def load_model(path: Path | str, version: str | None = None) -> LoadedModel:
-    path = Path(path)
-    if not (path / "model.json").exists():
-        raise LivefinError(f"model artifacts missing in {path} (model.json not found)")
-    booster = xgb.Booster()
-    booster.load_model(str(path / "model.json"))
-    cal = json.loads((path / "calibrator.json").read_text())
-    spec = FeatureSpec.from_json(json.loads((path / "features.json").read_text()))
-    cfg = json.loads((path / "config.json").read_text())
-    return LoadedModel(version or path.name, booster, cal, spec, cfg, path)
 
 
 def registry_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -152,35 +56,26 @@ def champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     return current_champion(con)
 
 
+def no_champion_reason(con: duckdb.DuckDBPyConnection) -> str:
+    """Why nothing scores: "" with a champion, else what to do about it (score's message)."""
+    rows = registry_rows(con)
+    if not rows:
+        return f"no model trained yet: {TRAIN_HINT}"
+    if current_champion(con) is not None:
+        return ""
+    last = rows[-1]
+    return (
+        f"no model passed the champion gate: {last['model_version']} ({last['reason']}); "
+        f"fix the data and retrain ({TRAIN_HINT}) or promote a model by hand "
+        "(`livefin model promote VERSION`)"
+    )
+
+
 def load_champion(con: duckdb.DuckDBPyConnection) -> LoadedModel:
     champ = current_champion(con)
     if champ is None:
-        raise LivefinError("no champion model in credit.model_registry; run `livefin train` first")
+        raise LivefinError(no_champion_reason(con))
     return load_model(champ["artifact_path"], champ["model_version"])
-
-
-def gate(
-    champion: dict[str, Any] | None, auc: float, psi: float, cfg: dict[str, Any]
-) -> tuple[str, str]:
-    """Champion/challenger decision for a new model, with the reason recorded in the registry."""
-    tol = float(cfg["champion_gate"]["auc_tolerance"])
-    psi_max = float(cfg["champion_gate"]["psi_max"])
-    psi_txt = f"score PSI {psi:.3f}" if math.isfinite(psi) else "score PSI n/a"
-    if champion is None:
-        return "champion", f"first model (oot AUC {auc:.4f}, {psi_txt})"
-    if not math.isfinite(auc):
-        return "challenger", "oot AUC could not be computed"
-    if not math.isfinite(psi) or psi >= psi_max:
-        return "challenger", f"{psi_txt} not below {psi_max} (unstable train -> oot)"
-    champ_auc = champion["auc_oot"] if champion["auc_oot"] is not None else float("-inf")
-    if auc < champ_auc - tol:
-        return "challenger", (
-            f"oot AUC {auc:.4f} < champion {champion['model_version']} {champ_auc:.4f} - {tol}"
-        )
-    return "champion", (
-        f"oot AUC {auc:.4f} >= champion {champion['model_version']} "
-        f"{champ_auc:.4f} - {tol} and {psi_txt} < {psi_max}"
-    )
 
 
 def _event(con, version: str, action: str, from_s: str | None, to_s: str, reason: str) -> None:
@@ -203,31 +98,23 @@ def _set_status(con, version: str, status: str, reason: str, action: str) -> Non
     _event(con, version, action, old[0] if old else None, status, reason)
 
 
-def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fitted) -> dict:
-    """Write artifacts + report, apply the gate, insert the registry row (one transaction)."""
-    from livefin_etl.credit import report
+def _existing(con: duckdb.DuckDBPyConnection, version: str) -> dict[str, Any] | None:
+    cur = con.execute("select * from credit.model_registry where model_version = ?", [version])
+    found = cur.fetchone()
+    return None if found is None else dict(zip([d[0] for d in cur.description], found, strict=True))
 
-    ensure_tables(con)
-    h = fitted.hash
-    version = f"m-{as_of:%Y%m%d}-{h[:8]}"
-    existing = con.execute(
-        "select * from credit.model_registry where model_version = ?", [version]
-    ).fetchone()
-    m = fitted.metrics
-    auc, ks, br = m["model"]["auc"], m["model"]["ks"], m["model"]["brier"]
-    psi = m["psi_score"]
-    result_extra = {"model_hash": h, "metrics": m, "device": fitted.device}
-    if existing is not None:  # same data + seed -> same model: registering again is a no-op
-        log.info("model %s already registered; nothing to do", version)
-        row = {d[0]: v for d, v in zip(con.description, existing, strict=True)}
-        return _jsonable({**row, **result_extra, "already_registered": True})
+
+def _store_artifacts(settings: Settings, version: str, as_of_date: date, fitted) -> Path:
+    """Artifacts + report into a temp folder, renamed into place; the report is copied to docs."""
+    from livefin_etl.credit import report
 
     final = Path(settings.models) / version
     Path(settings.models).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=settings.models))
-    report_path = Path(settings.docs) / "models" / version / "report.html"
     try:
-        write_artifacts(tmp, fitted, extra={"model_version": version, "as_of_date": str(as_of)})
+        write_artifacts(
+            tmp, fitted, extra={"model_version": version, "as_of_date": str(as_of_date)}
+        )
         report.write_report(
             tmp / "report.html", title=f"PD model {version}", fitted=fitted, version=version
         )
@@ -237,44 +124,68 @@ def register(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, fi
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    report_path = Path(settings.docs) / "models" / version / "report.html"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(final / "report.html", report_path)
+    return final
 
-    champion = current_champion(con)
-    status, reason = gate(champion, auc, psi, fitted.cfg)
-    row = {
+
+def _registry_row(
+    settings: Settings, version: str, as_of_date: date, fitted, status: str, reason: str
+) -> dict[str, Any]:
+    m = fitted.metrics
+    return {
         "model_version": version,
         "trained_at": _now(),
-        "as_of_date": as_of,
+        "as_of_date": as_of_date,
         "status": status,
         "reason": reason,
-        "auc_oot": _num(auc),
-        "ks_oot": _num(ks),
-        "brier_oot": _num(br),
-        "psi_score": _num(psi),
+        "auc_oot": _num(m["model"]["auc"]),
+        "ks_oot": _num(m["model"]["ks"]),
+        "brier_oot": _num(m["model"]["brier"]),
+        "psi_score": _num(m["psi_score"]),
         **fitted.counts,
         "data_fingerprint": fitted.fingerprint,
         "model_config_version": str(fitted.cfg["version"]),
-        "artifact_path": str(final),
-        "report_path": str(report_path),
+        "artifact_path": str(Path(settings.models) / version),
+        "report_path": str(Path(settings.docs) / "models" / version / "report.html"),
     }
+
+
+def register(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of_date: date, fitted
+) -> dict[str, Any]:
+    """Write artifacts + report, apply the champion gate, insert the registry row (one
+    transaction). Returns the registry row plus ``model_hash``, ``metrics``, ``device``,
+    ``gate_failed`` (every failed gate check, [] for a champion; for a model registered before,
+    its recorded reason unless it is champion) and ``already_registered``."""
+    ensure_tables(con)
+    version = f"m-{as_of_date:%Y%m%d}-{fitted.hash[:8]}"
+    extra = {"model_hash": fitted.hash, "metrics": fitted.metrics, "device": fitted.device}
+    existing = _existing(con, version)
+    if existing is not None:  # same data + seed -> same model: registering again is a no-op
+        log.info("model %s already registered; nothing to do", version)
+        failed = [] if existing["status"] == "champion" else [existing["reason"]]
+        return jsonable({**existing, **extra, "gate_failed": failed, "already_registered": True})
+
+    _store_artifacts(settings, version, as_of_date, fitted)
+    champ = current_champion(con)
+    decision = gate(champ, fitted.metrics, fitted.cfg)
+    row = _registry_row(settings, version, as_of_date, fitted, decision.status, decision.reason)
     with transaction(con):
-        if status == "champion" and champion is not None:
+        if decision.status == "champion" and champ is not None:
             _set_status(
-                con, champion["model_version"], "retired", f"superseded by {version}", "supersede"
+                con, champ["model_version"], "retired", f"superseded by {version}", "supersede"
             )
         con.execute(
-            "insert into credit.model_registry ("
-            + ", ".join(row)
-            + ") values ("
-            + ", ".join("?" for _ in row)
-            + ")",
+            f"insert into credit.model_registry ({', '.join(row)}) "
+            f"values ({', '.join('?' for _ in row)})",
             list(row.values()),
         )
-        _event(con, version, "register", None, status, reason)
+        _event(con, version, "register", None, decision.status, decision.reason)
         fault_point("registry.before_commit")
-    log.info("registered %s as %s: %s", version, status, reason)
-    return _jsonable({**row, **result_extra, "already_registered": False})
+    log.info("registered %s as %s: %s", version, decision.status, decision.reason)
+    return jsonable({**row, **extra, "gate_failed": decision.failed, "already_registered": False})
 
 
 def promote(

@@ -138,8 +138,8 @@ def _bars(values: dict[str, float], title: str, xlabel: str, top: int = 20) -> s
     return _png(fig)
 
 
-def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
-    m, ev, cfg = fitted.metrics, fitted.ev, fitted.cfg
+def _metric_rows(m: dict[str, Any]) -> list[list[Any]]:
+    """XGBoost against its comparators on the evaluation window, and on its own train window."""
     rows = [
         [
             "XGBoost (calibrated)",
@@ -160,17 +160,39 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
             rows.append([name, None, None, None, None])
     ref = m["model_ref"]
     rows.append(["XGBoost on train window", ref["auc"], ref["gini"], ref["ks"], None])
+    return rows
+
+
+def _psi_rows(m: dict[str, Any]) -> list[list[Any]]:
+    rows = [["score (PD)", m["psi_score"], M.psi_band(m["psi_score"])]]
+    rows += [
+        [k, v, M.psi_band(v)]
+        for k, v in sorted(m["psi_features"].items(), key=lambda kv: -(kv[1] or 0))
+    ]
+    return rows
+
+
+def _html_document(title: str, parts: list[str]) -> str:
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
+        "padding:2px 8px;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto;"
+        "font-size:12px}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
+    m, ev, cfg = fitted.metrics, fitted.ev, fitted.cfg
     counts = fitted.counts
     dec_rows = [
         [str(d["decile"]), d["n"], d["pd_mean"], d["default_rate"], d["defaults"]]
         for d in m["deciles"]
     ]
     grade_rows = [[g["grade"], g["n"], g["default_rate"]] for g in m["grades"]]
-    psi_rows = [["score (PD)", m["psi_score"], M.psi_band(m["psi_score"])]]
-    psi_rows += [
-        [k, v, M.psi_band(v)]
-        for k, v in sorted(m["psi_features"].items(), key=lambda kv: -(kv[1] or 0))
-    ]
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Version <b>{html.escape(version)}</b> · model sha256 <code>{fitted.hash}</code> · "
@@ -178,7 +200,7 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
         f"train {counts['n_train']} / valid {counts['n_valid']} / {html.escape(ev.eval_name)} "
         f"{counts['n_oot']} rows · eval default rate {m['default_rate_eval']:.3%}</p>",
         "<h2>Metrics</h2>",
-        _table(["model", "AUC", "Gini", "KS", "Brier"], rows),
+        _table(["model", "AUC", "Gini", "KS", "Brier"], _metric_rows(m)),
         "<p>Gini = 2·AUC − 1. KS ≥ 0.2 usable, ≥ 0.3 strong; a suspiciously high KS suggests "
         "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d).</p>",
         "<h2>ROC curve</h2>",
@@ -199,7 +221,7 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
         "<h2>Stability (PSI)</h2>",
         "<p>PSI = Σ (A − E)·ln(A/E), train → evaluation window; &lt; 0.1 stable, 0.1–0.25 watch, "
         "&gt; 0.25 major shift (blocks promotion).</p>",
-        _table(["variable", "PSI", "band"], psi_rows),
+        _table(["variable", "PSI", "band"], _psi_rows(m)),
         "<h2>Data fingerprint</h2>",
         f"<p>sha256 of the modelling frame (features, label, split): <code>{fitted.fingerprint}</code></p>",
         f"<pre>{html.escape(json.dumps(m.get('training_set', {}), indent=2, default=str))}</pre>",
@@ -214,16 +236,6 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
             ],
         ),
     ]
-    style = (
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-        "padding:2px 8px;font-size:13px}pre{background:#f6f6f6;padding:8px;overflow:auto;"
-        "font-size:12px}img{max-width:100%}"
-    )
-    doc = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
+    path.write_text(_html_document(title, parts), encoding="utf-8")
     return path

@@ -13,45 +13,39 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from livefin_etl.config import LivefinError, Settings, fault_point
+from livefin_etl.config import LivefinError, Settings, StageBlocked
 from livefin_etl.credit import metrics as M
-from livefin_etl.credit.registry import LoadedModel, load_champion, load_model
-from livefin_etl.warehouse import table_exists, transaction
+from livefin_etl.credit.artifacts import LoadedModel, load_model
+from livefin_etl.credit.registry import current_champion, load_champion, no_champion_reason
+from livefin_etl.warehouse import in_shard, replace_rows, run_ddl, table_exists
 
 log = logging.getLogger(__name__)
 
-SCORES_DDL = """
-create table if not exists credit.merchant_scores (
-    merchant_id VARCHAR, as_of_date DATE, pd DOUBLE, score INTEGER, grade VARCHAR,
-    reason_code_1 VARCHAR, reason_code_2 VARCHAR, reason_code_3 VARCHAR, reason_code_4 VARCHAR,
-    reason_text_1 VARCHAR, reason_text_2 VARCHAR, reason_text_3 VARCHAR, reason_text_4 VARCHAR,
-    reason_shap_1 DOUBLE, reason_shap_2 DOUBLE, reason_shap_3 DOUBLE, reason_shap_4 DOUBLE,
-    model_version VARCHAR, run_id VARCHAR
-);
-COMMENT ON TABLE credit.merchant_scores IS 'Champion PD, score, grade and up to 4 adverse-action reasons per merchant and date';
-COMMENT ON COLUMN credit.merchant_scores.pd IS 'Calibrated probability of default (60+ dpd within 180 days of a loan taken at as_of_date)';
-COMMENT ON COLUMN credit.merchant_scores.score IS 'Scorecard points: 600 at 50:1 good:bad odds, 20 points to double the odds';
-COMMENT ON COLUMN credit.merchant_scores.grade IS 'Master-scale grade from PD bands (config/model.yaml master_scale)';
-COMMENT ON COLUMN credit.merchant_scores.reason_code_1 IS 'Most important factor that raised PD (TreeSHAP > 0); NULL when none';
-COMMENT ON COLUMN credit.merchant_scores.reason_text_1 IS 'Reason text with the merchant''s actual value';
-COMMENT ON COLUMN credit.merchant_scores.reason_shap_1 IS 'TreeSHAP contribution of reason 1 in log-odds (always > 0)';
-COMMENT ON COLUMN credit.merchant_scores.model_version IS 'Champion model version from credit.model_registry';
-COMMENT ON COLUMN credit.merchant_scores.run_id IS 'Scoring run id (lineage)';
-"""
+SCORE_COLUMNS = [
+    "merchant_id",
+    "as_of_date",
+    "pd",
+    "score",
+    "grade",
+    *[f"reason_code_{i}" for i in range(1, 5)],
+    *[f"reason_text_{i}" for i in range(1, 5)],
+    *[f"reason_shap_{i}" for i in range(1, 5)],
+    "model_version",
+    "run_id",
+]
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists credit")
-    con.execute(SCORES_DDL)
+    run_ddl(con, "credit")
 
 
 def _features_for(
-    con: duckdb.DuckDBPyConnection, d: date, merchant_id: str | None = None
+    con: duckdb.DuckDBPyConnection, as_of_date: date, merchant_id: str | None = None
 ) -> pd.DataFrame:
     if not table_exists(con, "features.merchant_features"):
         raise LivefinError("features.merchant_features does not exist; run features first")
     sql = "select * from features.merchant_features where as_of_date = ?"
-    params: list[Any] = [d]
+    params: list[Any] = [as_of_date]
     if merchant_id is not None:
         sql += " and merchant_id = ?"
         params.append(merchant_id)
@@ -145,83 +139,80 @@ def predict_with_reasons(
     return out
 
 
+def _scoring_features(
+    con: duckdb.DuckDBPyConnection, as_of_date: date, shard: tuple[int, int] | None
+) -> pd.DataFrame:
+    feats = _features_for(con, as_of_date)
+    if feats.empty:
+        raise LivefinError(
+            f"no rows in features.merchant_features for {as_of_date}; run features first"
+        )
+    if shard is not None:
+        feats = feats[in_shard(feats["merchant_id"].tolist(), shard)].reset_index(drop=True)
+        if feats.empty:
+            return feats
+    if feats["merchant_id"].duplicated().any():
+        raise LivefinError(f"features.merchant_features has duplicate merchants for {as_of_date}")
+    return feats
+
+
 def score(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
-    d: date,
+    as_of_date: date,
     *,
     run_id: str | None = None,
     device: str | None = None,
     shard: tuple[int, int] | None = None,
 ) -> int:
-    """Score every merchant in features.merchant_features for ``d`` with the champion.
+    """Score every merchant in features.merchant_features for ``as_of_date`` with the champion.
 
-    Replaces credit.merchant_scores for ``d`` in one transaction; returns the rows written.
-    With ``shard=(i, n)`` only merchants of that hash shard are scored and replaced.
+    Replaces credit.merchant_scores for the date in one transaction; returns the rows written.
+    With ``shard=(i, n)`` only merchants of that hash shard are scored and replaced. Without a
+    champion (none trained, or none passed the gate) raises StageBlocked saying which; it
+    never trains.
     """
-    from livefin_etl.warehouse import in_shard
-
+    if current_champion(con) is None:
+        raise StageBlocked(f"score {as_of_date}: {no_champion_reason(con)}")
     model = load_champion(con)
-    feats = _features_for(con, d)
+    feats = _scoring_features(con, as_of_date, shard)
     if feats.empty:
-        raise LivefinError(f"no rows in features.merchant_features for {d}; run features first")
-    if shard is not None:
-        feats = feats[in_shard(feats["merchant_id"].tolist(), shard)].reset_index(drop=True)
-        if feats.empty:
-            return 0
-    if feats["merchant_id"].duplicated().any():
-        raise LivefinError(f"features.merchant_features has duplicate merchants for {d}")
+        return 0
     if device:
         from livefin_etl.credit.training import resolve_device
 
         device = resolve_device(device)
     res = predict_with_reasons(model, feats, settings.threads, device)
-    res.insert(1, "as_of_date", pd.Timestamp(d).date())
+    res.insert(1, "as_of_date", pd.Timestamp(as_of_date).date())
     res["model_version"] = model.version
-    res["run_id"] = run_id or f"score-{d:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    res["run_id"] = run_id or f"score-{as_of_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     ensure_tables(con)
-    cols = [
-        "merchant_id",
-        "as_of_date",
-        "pd",
-        "score",
-        "grade",
-        *[f"reason_code_{i}" for i in range(1, 5)],
-        *[f"reason_text_{i}" for i in range(1, 5)],
-        *[f"reason_shap_{i}" for i in range(1, 5)],
-        "model_version",
-        "run_id",
-    ]
-    con.register("_credit_scores", res[cols])
-    try:
-        with transaction(con):
-            if shard is None:
-                con.execute("delete from credit.merchant_scores where as_of_date = ?", [d])
-            else:
-                con.execute(
-                    "delete from credit.merchant_scores where as_of_date = ? "
-                    "and merchant_id in (select merchant_id from _credit_scores)",
-                    [d],
-                )
-            con.execute(
-                f"insert into credit.merchant_scores ({', '.join(cols)}) "
-                f"select {', '.join(cols)} from _credit_scores"
-            )
-            fault_point("scoring.before_commit")
-    finally:
-        con.unregister("_credit_scores")
-    log.info("scored %s merchants for %s with %s", len(res), d, model.version)
+    where = "as_of_date = ?"
+    if shard is not None:
+        where += " and merchant_id in (select merchant_id from _livefin_new)"
+    replace_rows(
+        con,
+        "credit.merchant_scores",
+        res[SCORE_COLUMNS],
+        where=where,
+        params=[as_of_date],
+        columns=SCORE_COLUMNS,
+        fault="scoring.before_commit",
+    )
+    log.info("scored %s merchants for %s with %s", len(res), as_of_date, model.version)
     return len(res)
 
 
-def explain(con: duckdb.DuckDBPyConnection, settings: Settings, merchant_id: str, d: date) -> str:
+def explain(
+    con: duckdb.DuckDBPyConnection, settings: Settings, merchant_id: str, as_of_date: date
+) -> str:
     """Printable PD, score, grade and SHAP reasons for one merchant on one date."""
     row = None
     if table_exists(con, "credit.merchant_scores"):
         row = con.execute(
             "select model_version, run_id from credit.merchant_scores "
             "where merchant_id = ? and as_of_date = ?",
-            [merchant_id, d],
+            [merchant_id, as_of_date],
         ).fetchone()
     if row:  # explain with the model that produced the stored score
         path = con.execute(
@@ -230,15 +221,15 @@ def explain(con: duckdb.DuckDBPyConnection, settings: Settings, merchant_id: str
         model = load_model(path[0], row[0]) if path else load_champion(con)
     else:
         model = load_champion(con)
-    feats = _features_for(con, d, merchant_id)
+    feats = _features_for(con, as_of_date, merchant_id)
     if feats.empty:
-        raise LivefinError(f"merchant {merchant_id} has no features for {d}")
+        raise LivefinError(f"merchant {merchant_id} has no features for {as_of_date}")
     res = predict_with_reasons(model, feats.head(1), settings.threads)
     r = res.iloc[0]
     groups, _ = _groups(model)
     shap = res.attrs["contribs"][0]
     lines = [
-        f"merchant {merchant_id}  as of {d}  model {model.version}"
+        f"merchant {merchant_id}  as of {as_of_date}  model {model.version}"
         + (f"  (stored run {row[1]})" if row else "  (not yet scored; live champion)"),
         f"PD {r['pd']:.2%}   score {int(r['score'])}   grade {r['grade']}",
         f"log-odds {res.attrs['margin'][0]:+.3f} = bias {res.attrs['bias'][0]:+.3f} "

@@ -39,6 +39,10 @@ def model_config(override: dict[str, Any] | None = None) -> dict[str, Any]:
     bad = {k: v for k, v in (cfg["features"] or {}).items() if v not in (-1, 0, 1)}
     if bad:
         raise LivefinError(f"monotone directions must be -1, 0 or +1: {bad}")
+    gate_keys = ("auc_min", "auc_tolerance", "psi_max")
+    gate_cfg = cfg["champion_gate"] or {}
+    if any(not isinstance(gate_cfg.get(k), (int, float)) for k in gate_keys):
+        raise LivefinError(f"model config champion_gate needs numbers {', '.join(gate_keys)}")
     grades = cfg["master_scale"]
     if not grades or [g["max_pd"] for g in grades] != sorted(g["max_pd"] for g in grades):
         raise LivefinError("master_scale must list grades with increasing max_pd")

@@ -1,8 +1,10 @@
-"""Fit, calibrate and evaluate the XGBoost PD model; register it; bring-your-own-features."""
+"""Fit, calibrate and evaluate the XGBoost PD model; bring-your-own-features.
+
+Nothing here touches the registry: ``credit.lifecycle.train`` fits with :func:`fit` and then
+registers, so the dependency runs one way (lifecycle -> training, registry -> artifacts)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -22,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.credit import metrics as M
+from livefin_etl.credit.artifacts import jsonable, model_hash, write_artifacts
 from livefin_etl.credit.dataset import (
     LABEL,
     TIME_COL,
@@ -127,14 +130,6 @@ def fit_booster(
     booster = booster[: best + 1]
     booster.set_param({"device": "cpu", "nthread": int(threads)})  # predictions below run on CPU
     return booster
-
-
-def model_bytes(booster: xgb.Booster) -> bytes:
-    return bytes(booster.save_raw(raw_format="json"))
-
-
-def model_hash(booster: xgb.Booster) -> str:
-    return hashlib.sha256(model_bytes(booster)).hexdigest()
 
 
 def margins(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int) -> np.ndarray:
@@ -395,10 +390,10 @@ def _auto_spec(
 # --- public entry points --------------------------------------------------------------------
 
 
-def train(
+def fit(
     con,
     settings: Settings,
-    as_of: date,
+    as_of_date: date,
     *,
     features_df: pd.DataFrame | None = None,
     label: str | None = None,
@@ -406,16 +401,11 @@ def train(
     device: str | None = None,
     config: dict[str, Any] | None = None,
     ensure_features: EnsureFeatures | None | Literal["auto"] = "auto",
-) -> dict[str, Any]:
-    """Train on matured loans as of ``as_of`` (or on ``features_df``), register, gate, report.
-
-    Returns the registry row as a dict plus ``model_hash``, ``metrics`` and ``device``.
-    """
-    from livefin_etl.credit import registry  # registry imports this module's helpers
-
+) -> Fitted:
+    """Fit on matured loans as of ``as_of_date`` (or on ``features_df``); nothing is written."""
     cfg = model_config(config)
     if features_df is None:
-        df = build_training_set(con, as_of, cfg, ensure_features)
+        df = build_training_set(con, as_of_date, cfg, ensure_features)
         label, time_col = LABEL, TIME_COL
         split = df["split"].to_numpy()
         spec = spec_from_frame(df, cfg, strict=True)
@@ -437,7 +427,7 @@ def train(
         "rows": len(df),
         "default_rate": float(df[label].mean()),
     }
-    return registry.register(con, settings, as_of, fitted)
+    return fitted
 
 
 def train_from_file(
@@ -456,7 +446,7 @@ def train_from_file(
     (out-of-fold predictions are evaluated). Artifacts and report go to ``out_dir``
     (default ``settings.models/byof/<file stem>``); nothing is registered.
     """
-    from livefin_etl.credit import registry, report
+    from livefin_etl.credit import report  # matplotlib: only when a report is written
 
     path = Path(features_path)
     if not path.exists():
@@ -476,7 +466,7 @@ def train_from_file(
         fitted = _fit_cv(df, label, spec, cfg, settings.threads, dev)
     out = Path(out_dir) if out_dir else Path(settings.models) / "byof" / path.stem
     out.mkdir(parents=True, exist_ok=True)
-    registry.write_artifacts(
+    write_artifacts(
         out, fitted, extra={"source_file": str(path), "label": label, "time_col": time_col}
     )
     report_path = out / "report.html"
@@ -487,7 +477,7 @@ def train_from_file(
         version=f"byof-{fitted.hash[:8]}",
     )
     m = fitted.metrics
-    return registry._jsonable(
+    return jsonable(
         {
             "mode": "time_split" if time_col else f"cv{cfg['split'].get('cv_folds', 5)}",
             "model_hash": fitted.hash,

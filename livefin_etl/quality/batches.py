@@ -7,7 +7,6 @@ row's own partition date, so a multi-date batch row equals the same row in a one
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 
 import duckdb
@@ -17,7 +16,7 @@ import pyarrow as pa
 from livefin_etl.config import LivefinError, load_config
 from livefin_etl.contracts import duplicate_window_days
 from livefin_etl.quality.suites import SuiteSpec
-from livefin_etl.warehouse import table_exists
+from livefin_etl.warehouse import quote_ident, quote_literal, registered, table_exists
 
 REASON_CODES = (
     "missing_required",
@@ -33,19 +32,8 @@ REASON_CODES = (
     "file_error",
 )
 INVALID_REASONS = ("type_error", "below_min", "above_max", "not_allowed", "row_check")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _ident(name: str) -> str:
-    # Identifiers come from contracts/suites (repo files), but never let one break out of SQL.
-    if not _IDENT.match(name):
-        raise LivefinError(f"invalid identifier in contract or suite: {name!r}")
-    return name
-
-
-def _qualified(table: str) -> str:
-    schema, name = table.split(".")
-    return f"{_ident(schema)}.{_ident(name)}"
+# Identifiers come from contracts/suites (repo files); quote_ident refuses any that could break
+# out of SQL.
 
 
 def _dtype_for(duck_type: str) -> str | None:
@@ -96,16 +84,16 @@ def _empty_ref() -> str:
 
 def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]) -> pd.DataFrame:
     """Rows of ``spec.table`` for ``dates`` plus the helper columns the suite expects."""
-    table = _qualified(spec.table)
-    if not table_exists(con, table):
-        raise LivefinError(f"{table} does not exist: nothing was loaded for '{spec.name}' yet")
-    pcol = _ident(spec.partition_column)
+    table = quote_ident(spec.table)
+    if not table_exists(con, spec.table):
+        raise LivefinError(f"{spec.table} does not exist: nothing was loaded for '{spec.name}' yet")
+    pcol = quote_ident(spec.partition_column)
     inner = ["r.*"]
     for name, sql in spec.row_checks:
-        inner.append(f"({sql}) as _check_{_ident(name)}")
+        inner.append(f"({sql}) as {quote_ident(f'_check_{name}')}")
     w = spec.window
     if w:
-        col = f"cast(r.{_ident(w['column'])} as TIMESTAMP)"
+        col = f"cast(r.{quote_ident(w['column'])} as TIMESTAMP)"
         if w["mode"] == "not_after":
             inner.append(f"{col} < r.{pcol} + INTERVAL 1 DAY as _in_window")
         else:
@@ -120,15 +108,15 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
     outer = ["b.*"]
     joins = []
     for i, ref in enumerate(spec.references):
-        rt = _qualified(ref.table)
-        col = _ident(ref.column)
+        rt = quote_ident(ref.table)
+        col = quote_ident(ref.column)
         # only the keys this batch references: grouping all of history (~100 M orders after a
         # year at 100 k merchants) for every chunk grew with each night
-        tgt = _ident(ref.target)
+        tgt = quote_ident(ref.target)
         src = (
             f"select t.{tgt} as k, min(t._dt) as first_dt from {rt} t "
             f"semi join (select distinct {col} as k from b) s on t.{tgt} = s.k group by 1"
-            if table_exists(con, rt)
+            if table_exists(con, ref.table)
             else _empty_ref()
         )
         ctes.append(f"ref{i} as ({src})")
@@ -138,7 +126,7 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
             f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {ref.helper}"
         )
     if spec.global_key:
-        keys = ", ".join(_ident(k) for k in spec.global_key)
+        keys = ", ".join(quote_ident(k) for k in spec.global_key)
         # first partition a key was loaded in; a rerun of that partition still sees itself first.
         # Looked up within the contract's duplicate_window_days, like extract's duplicate check:
         # a scan of all history grew with every night (hours on a year at 100k merchants).
@@ -147,13 +135,14 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
         ctes.append(
             f"pk as (select {keys}, min(t.{pcol}) as first_dt from {table} t "
             f"semi join (select distinct {keys} from b) s using ({keys}) "
-            f"where t.{pcol} between DATE '{lo.isoformat()}' and DATE '{hi.isoformat()}' "
+            f"where t.{pcol} between DATE {quote_literal(lo.isoformat())} "
+            f"and DATE {quote_literal(hi.isoformat())} "
             "group by all)"
         )
-        on = " and ".join(f"b.{_ident(k)} = pk.{_ident(k)}" for k in spec.global_key)
+        on = " and ".join(f"b.{quote_ident(k)} = pk.{quote_ident(k)}" for k in spec.global_key)
         joins.append(f"left join pk on {on}")
         outer.append(f"coalesce(pk.first_dt >= b.{pcol}, true) as _pk_first_seen")
-    order = ", ".join(f"b.{_ident(c)}" for c in spec.order_by)
+    order = ", ".join(f"b.{quote_ident(c)}" for c in spec.order_by)
     sql = (
         f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)} "
         f"order by {order}"
@@ -161,31 +150,20 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
     return fetch(con, sql, [list(dates)])
 
 
-def profile_batch(
-    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
-) -> pd.DataFrame:
-    """One row per requested date: delivery counts, quarantine rates, ratios vs history."""
-    for t in ("meta.load_manifest", "meta.quarantine"):
-        if not table_exists(con, t):
-            raise LivefinError(f"{t} does not exist: run extract before validating")
-    table = _qualified(spec.table)
-    if not table_exists(con, table):
-        raise LivefinError(f"{table} does not exist: nothing was loaded for '{spec.name}' yet")
-    cfg = load_config("quality").get("profile") or {}
-    hist_n = int(cfg.get("history_dates", 28))
-    min_hist = int(cfg.get("min_history_dates", 7))
+def _profile_exprs(spec: SuiteSpec) -> dict[str, str]:
+    """The source-specific SQL pieces of the profile query (late rows, value column, reasons)."""
     w = spec.window
     if w and w["mode"] != "not_after":
-        late = f"count(*) filter (where cast({_ident(w['column'])} as DATE) < _dt)"
+        late = f"count(*) filter (where cast({quote_ident(w['column'])} as DATE) < _dt)"
     else:
         late = "null::BIGINT"
     if spec.value_column:
-        vc = _ident(spec.value_column)
+        vc = quote_ident(spec.value_column)
         val_sum, val_n = f"sum({vc})", f"count({vc})"
     else:
         val_sum, val_n = "null::DOUBLE", "null::BIGINT"
     reason_cols = ", ".join(
-        f"count(distinct (file, line)) filter (where reason_code = '{r}') as q_{r}"
+        f"count(distinct (file, line)) filter (where reason_code = {quote_literal(r)}) as q_{r}"
         for r in REASON_CODES
     )
     rates = ",\n      ".join(
@@ -194,7 +172,19 @@ def profile_batch(
         if r != "file_error"
     )
     invalid = " + ".join(f"coalesce(q.q_{r}, 0)" for r in INVALID_REASONS)
-    sql = f"""
+    return {
+        "late": late,
+        "val_sum": val_sum,
+        "val_n": val_n,
+        "reason_cols": reason_cols,
+        "rates": rates,
+        "invalid": invalid,
+    }
+
+
+def _profile_sql(table: str, e: dict[str, str], hist_n: int, min_hist: int) -> str:
+    """One row per requested date (params: dates, source, source); ``e`` from _profile_exprs."""
+    return f"""
 with req as (select unnest(?::DATE[]) as dt),
 man as (
   select dt, count(*) as files_loaded, sum(rows_read) as rows_read,
@@ -203,11 +193,11 @@ man as (
   where source = ? and dt <= (select max(dt) from req) and status is distinct from 'rejected'
   group by dt),
 rawc as (
-  select _dt as dt, count(*) as raw_rows, {late} as late_rows,
-         {val_sum} as value_sum, {val_n} as value_n
+  select _dt as dt, count(*) as raw_rows, {e["late"]} as late_rows,
+         {e["val_sum"]} as value_sum, {e["val_n"]} as value_n
   from {table} where _dt <= (select max(dt) from req) group by _dt),
 q as (
-  select dt, count(distinct (file, line)) as q_rows, {reason_cols}
+  select dt, count(distinct (file, line)) as q_rows, {e["reason_cols"]}
   from meta.quarantine where source = ? and dt in (select dt from req) group by dt),
 base as (select dt from man union select dt from req),
 -- k = number of loaded dates strictly before dt, so the frame below is "the last N loaded
@@ -240,8 +230,8 @@ select
   h.rows_quarantined::BIGINT as rows_quarantined,
   coalesce(h.raw_rows, 0)::BIGINT as raw_rows,
   coalesce(q.q_rows, 0) / nullif(h.rows_read, 0)::DOUBLE as quarantine_rate,
-  {rates},
-  ({invalid}) / nullif(h.rows_read, 0)::DOUBLE as invalid_value_rate,
+  {e["rates"]},
+  ({e["invalid"]}) / nullif(h.rows_read, 0)::DOUBLE as invalid_value_rate,
   coalesce(q.q_file_error, 0)::BIGINT as file_error_count,
   h.late_rows / nullif(h.raw_rows, 0)::DOUBLE as late_row_rate,
   h.history_dates::BIGINT as history_dates,
@@ -262,17 +252,29 @@ select
 from req join hist h using (dt) left join q using (dt)
 order by h.dt
 """
-    _register_calendar(con, spec.name, dates, hist_n)
-    try:
+
+
+def profile_batch(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
+) -> pd.DataFrame:
+    """One row per requested date: delivery counts, quarantine rates, ratios vs history."""
+    for t in ("meta.load_manifest", "meta.quarantine"):
+        if not table_exists(con, t):
+            raise LivefinError(f"{t} does not exist: run extract before validating")
+    table = quote_ident(spec.table)
+    if not table_exists(con, spec.table):
+        raise LivefinError(f"{spec.table} does not exist: nothing was loaded for '{spec.name}' yet")
+    cfg = load_config("quality").get("profile") or {}
+    hist_n = int(cfg.get("history_dates", 28))
+    min_hist = int(cfg.get("min_history_dates", 7))
+    sql = _profile_sql(table, _profile_exprs(spec), hist_n, min_hist)
+    with registered(con, "__livefin_calendar", _calendar_frame(spec.name, dates, hist_n)):
         return fetch(con, sql, [list(dates), spec.name, spec.name])
-    finally:
-        con.unregister("__livefin_calendar")
 
 
 def season_factors(source: str, first: date, last: date) -> dict[date, float]:
     """Expected platform volume multiplier per day from ``profile.calendar`` in quality.yaml."""
     import math
-    from datetime import timedelta
 
     cal = (load_config("quality").get("profile") or {}).get("calendar") or {}
     if source not in (cal.get("apply_to") or []):
@@ -304,11 +306,8 @@ def season_factors(source: str, first: date, last: date) -> dict[date, float]:
     return out
 
 
-def _register_calendar(
-    con: duckdb.DuckDBPyConnection, source: str, dates: list[date], hist_n: int
-) -> None:
-    from datetime import timedelta
-
+def _calendar_frame(source: str, dates: list[date], hist_n: int) -> pd.DataFrame:
+    """Season factors (dt, factor) covering the profile's history window."""
     lo = min(dates) - timedelta(days=hist_n * 3 + 30)
     factors = season_factors(source, lo - timedelta(days=7), max(dates))
     frame = pd.DataFrame({"dt": list(factors), "factor": list(factors.values())})
@@ -317,4 +316,4 @@ def _register_calendar(
             {"dt": pd.Series([], dtype="object"), "factor": pd.Series([], dtype="float64")}
         )
     frame["dt"] = pd.to_datetime(frame["dt"]).dt.date
-    con.register("__livefin_calendar", frame)
+    return frame

@@ -6,7 +6,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ import duckdb
 import pandas as pd
 
 from livefin_etl.config import (
-    SQL_DIR,
     LivefinError,
     Settings,
     StageBlocked,
@@ -25,15 +24,18 @@ from livefin_etl.config import (
 from livefin_etl.quality import batches, gx_runner
 from livefin_etl.quality.gx_runner import SCHEMA_LEVEL, Outcome
 from livefin_etl.quality.suites import SuiteSpec, list_suites, load_suite
-from livefin_etl.warehouse import table_exists, transaction
-
-DDL = SQL_DIR / "quality" / "ddl.sql"
+from livefin_etl.warehouse import (
+    insert_frame,
+    replace_rows,
+    run_ddl,
+    table_exists,
+    transaction,
+)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the dq.* gate tables (idempotent)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS dq")
-    con.execute(DDL.read_text(encoding="utf-8"))
+    """Create the dq.* gate tables (idempotent): sql/ddl/dq.sql."""
+    run_ddl(con, "dq")
 
 
 def _check_source(source: str) -> SuiteSpec:
@@ -53,8 +55,8 @@ def _fmt(v: Any) -> str | None:
     return str(v)
 
 
-def _new_run_id(source: str, d: date) -> str:
-    return f"dq-{source}-{d:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+def _new_run_id(source: str, as_of_date: date) -> str:
+    return f"dq-{source}-{as_of_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
 
 
 def _derived_clean(outcomes: list[Outcome]) -> list[Outcome]:
@@ -90,7 +92,7 @@ def _validate_suite(
         d = dates[0]
         return {d: gx_runner.run(docs, name, specs, fingerprint, df, f"{run_ids[d]}:{name}")}
     span = f"range-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}-{uuid.uuid4().hex[:8]}:{name}"
-    day = pd.to_datetime(df[date_col]).dt.date.to_numpy() if len(df) else []
+    row_dates = pd.to_datetime(df[date_col]).dt.date.to_numpy() if len(df) else []
     # a wholly clean range keeps this one pass as its Data Docs record
     outcomes = gx_runner.run(
         docs,
@@ -100,15 +102,15 @@ def _validate_suite(
         df,
         span,
         complete=True,
-        keep_if=lambda o: _split(o, day) == (False, set()),
+        keep_if=lambda o: _split(o, row_dates) == (False, set()),
     )
-    every_date, dirty = _split(outcomes, day)
+    every_date, dirty = _split(outcomes, row_dates)
     result: dict[date, list[Outcome]] = {}
     clean = _derived_clean(outcomes)
     if not every_date and dirty and len(dirty) < len(dates):
         # the Data Docs record of the clean dates; dirty dates get their own per-date runs below,
         # so their rows are left out here
-        clean_rows = df[~pd.Series(day, dtype=object).isin(dirty).to_numpy()]
+        clean_rows = df[~pd.Series(row_dates, dtype=object).isin(dirty).to_numpy()]
         gx_runner.run(docs, name, specs, fingerprint, clean_rows.reset_index(drop=True), span)
     for d in dates:
         if every_date or d in dirty:
@@ -119,7 +121,7 @@ def _validate_suite(
     return result
 
 
-def _split(outcomes: list[Outcome], day: Any) -> tuple[bool, set[date]]:
+def _split(outcomes: list[Outcome], row_dates: Any) -> tuple[bool, set[date]]:
     """(whether every date needs its own run, the dates owning an unexpected row)."""
     dirty: set[date] = set()
     every_date = False
@@ -131,7 +133,7 @@ def _split(outcomes: list[Outcome], day: Any) -> tuple[bool, set[date]]:
                 if not o.unexpected_index:
                     every_date = True
                 else:
-                    dirty.update(day[i] for i in o.unexpected_index)
+                    dirty.update(row_dates[i] for i in o.unexpected_index)
         elif o.spec.type not in SCHEMA_LEVEL or not o.success:
             every_date = True
     return every_date, dirty
@@ -166,6 +168,153 @@ def _failure_text(label: str, o: Outcome) -> str:
     return f"{label}: {detail}"
 
 
+def _check_dates(dates: list[date]) -> None:
+    for as_of_date in dates:
+        if not isinstance(as_of_date, date) or isinstance(as_of_date, datetime):
+            raise LivefinError(f"validation date must be a datetime.date, got {as_of_date!r}")
+
+
+# (suite name, outcomes per date): the row suite first, then the partition-profile suite
+SuiteOutcomes = list[tuple[str, dict[date, list[Outcome]]]]
+
+
+def _run_suites(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    spec: SuiteSpec,
+    dates: list[date],
+    run_ids: dict[date, str],
+) -> tuple[pd.DataFrame, SuiteOutcomes, dict[date, dict[str, Any]]]:
+    """GX outcomes of the row suite and the profile suite; the row batch; profile rows by date."""
+    docs = settings.docs
+    rows_df = batches.row_batch(con, spec, dates)
+    per_rows = _validate_suite(
+        docs, spec.name, spec.rows, spec.fingerprint, rows_df, spec.partition_column, dates, run_ids
+    )
+    suites: SuiteOutcomes = [(spec.name, per_rows)]
+    profile_rows: dict[date, dict[str, Any]] = {}
+    if spec.has_profile and spec.profile:
+        prof = batches.profile_batch(con, spec, dates)
+        for rec in prof.to_dict("records"):
+            profile_rows[pd.Timestamp(rec["dt"]).date()] = rec
+        per = _validate_suite(
+            docs, spec.profile_name, spec.profile, spec.fingerprint, prof, "dt", dates, run_ids
+        )
+        observed = {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()}
+        suites.append((spec.profile_name, observed))
+    return rows_df, suites, profile_rows
+
+
+@dataclass
+class _Records:
+    """The dq.* rows and the caller's summaries of one validation, built date by date."""
+
+    runs: list[tuple] = field(default_factory=list)
+    results: list[tuple] = field(default_factory=list)
+    statuses: list[tuple] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _result_row(rid: str, source: str, as_of_date: date, suite_name: str, o: Outcome) -> tuple:
+    return (
+        rid,
+        source,
+        as_of_date,
+        o.spec.type,
+        o.spec.column,
+        o.spec.severity,
+        o.spec.dimension,
+        o.success,
+        o.observed_value,
+        o.unexpected_count,
+        o.unexpected_percent,
+        json.dumps(o.spec.kwargs, default=str),
+        suite_name,
+    )
+
+
+def _record_suite(
+    rec: _Records,
+    key: tuple[str, str, date],
+    suite_name: str,
+    outs: list[Outcome],
+    timing: tuple[datetime, float],
+    failures: tuple[list[str], list[str]],
+) -> None:
+    """Append one suite's run row and result rows for a date; collect its failure texts."""
+    rid, source, as_of_date = key
+    crit, warn = failures
+    c_fail = sum(1 for o in outs if not o.success and o.spec.severity == "critical")
+    w_fail = sum(1 for o in outs if not o.success and o.spec.severity == "warning")
+    ok = sum(1 for o in outs if o.success)
+    if outs:
+        rec.runs.append(
+            (rid, source, as_of_date, suite_name, ok == len(outs), c_fail, w_fail, len(outs), ok,
+             *timing)
+        )  # fmt: skip
+    for o in outs:
+        rec.results.append(_result_row(rid, source, as_of_date, suite_name, o))
+        if not o.success:
+            text = _failure_text(o.spec.label(suite_name), o)
+            (crit if o.spec.severity == "critical" else warn).append(text)
+
+
+def _record_date(
+    rec: _Records,
+    source: str,
+    as_of_date: date,
+    rid: str,
+    suites: SuiteOutcomes,
+    timing: tuple[datetime, float],
+    now: datetime,
+) -> tuple[list[str], list[str], int, int]:
+    """Rows of every suite for one date and its partition_status row; returns the failure
+    texts (critical, warning) and the expectations evaluated / successful."""
+    crit: list[str] = []
+    warn: list[str] = []
+    evaluated = successful = 0
+    for suite_name, per_date in suites:
+        outs = per_date[as_of_date]
+        evaluated += len(outs)
+        successful += sum(1 for o in outs if o.success)
+        _record_suite(rec, (rid, source, as_of_date), suite_name, outs, timing, (crit, warn))
+    status = "failed" if crit else "warning" if warn else "passed"
+    failed = [f"{t} [critical]" for t in crit] + [f"{t} [warning]" for t in warn]
+    rec.statuses.append(
+        (source, as_of_date, status, rid, json.dumps(failed, ensure_ascii=False), now)
+    )
+    return crit, warn, evaluated, successful
+
+
+def _summary(
+    source: str,
+    as_of_date: date,
+    rid: str,
+    checked: tuple[list[str], list[str], int, int],
+    n_rows: int,
+    seconds: float,
+    profile_row: dict[str, Any] | None,
+) -> dict[str, Any]:
+    crit, warn, evaluated, successful = checked
+    status = "failed" if crit else "warning" if warn else "passed"
+    return {
+        "source": source,
+        "dt": as_of_date,
+        "run_id": rid,
+        "status": status,
+        "success": status != "failed",
+        "failed_critical": crit,
+        "failed_warnings": warn,
+        "critical_failed": len(crit),
+        "warnings_failed": len(warn),
+        "evaluated": evaluated,
+        "successful": successful,
+        "rows": n_rows,
+        "seconds": round(seconds, 4),
+        "profile": {k: _fmt(v) for k, v in (profile_row or {}).items() if k != "dt"},
+    }
+
+
 def _validate(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -175,134 +324,27 @@ def _validate(
 ) -> list[dict[str, Any]]:
     if not dates:
         return []
-    for d in dates:
-        if not isinstance(d, date) or isinstance(d, datetime):
-            raise LivefinError(f"validation date must be a datetime.date, got {d!r}")
+    _check_dates(dates)
     spec = _check_source(source)
     dates = sorted(set(dates))
     run_ids = run_ids or {d: _new_run_id(source, d) for d in dates}
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     ensure_tables(con)
-    rows_df = batches.row_batch(con, spec, dates)
-    suites: list[tuple[str, dict[date, list[Outcome]]]] = [
-        (
-            spec.name,
-            _validate_suite(
-                settings.docs,
-                spec.name,
-                spec.rows,
-                spec.fingerprint,
-                rows_df,
-                spec.partition_column,
-                dates,
-                run_ids,
-            ),
-        )
-    ]
-    profile_rows: dict[date, dict[str, Any]] = {}
-    if spec.has_profile and spec.profile:
-        prof = batches.profile_batch(con, spec, dates)
-        for rec in prof.to_dict("records"):
-            profile_rows[pd.Timestamp(rec["dt"]).date()] = rec
-        per = _validate_suite(
-            settings.docs,
-            spec.profile_name,
-            spec.profile,
-            spec.fingerprint,
-            prof,
-            "dt",
-            dates,
-            run_ids,
-        )
-        suites.append(
-            (
-                spec.profile_name,
-                {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()},
-            )
-        )
+    rows_df, suites, profile_rows = _run_suites(con, settings, spec, dates, run_ids)
     seconds = (time.perf_counter() - t0) / len(dates)
     counts = rows_df.groupby(rows_df[spec.partition_column]).size() if len(rows_df) else None
-
-    runs, results, statuses, summaries = [], [], [], []
+    rec = _Records()
     now = datetime.now(UTC).replace(tzinfo=None)
     for d in dates:
         rid = run_ids[d]
-        crit: list[str] = []
-        warn: list[str] = []
-        evaluated = successful = 0
-        for suite_name, per_date in suites:
-            outs = per_date[d]
-            c_fail = sum(1 for o in outs if not o.success and o.spec.severity == "critical")
-            w_fail = sum(1 for o in outs if not o.success and o.spec.severity == "warning")
-            ok = sum(1 for o in outs if o.success)
-            evaluated += len(outs)
-            successful += ok
-            if outs:
-                runs.append(
-                    (
-                        rid,
-                        source,
-                        d,
-                        suite_name,
-                        ok == len(outs),
-                        c_fail,
-                        w_fail,
-                        len(outs),
-                        ok,
-                        started,
-                        seconds,
-                    )
-                )
-            for o in outs:
-                results.append(
-                    (
-                        rid,
-                        source,
-                        d,
-                        o.spec.type,
-                        o.spec.column,
-                        o.spec.severity,
-                        o.spec.dimension,
-                        o.success,
-                        o.observed_value,
-                        o.unexpected_count,
-                        o.unexpected_percent,
-                        json.dumps(o.spec.kwargs, default=str),
-                        suite_name,
-                    )
-                )
-                if not o.success:
-                    text = _failure_text(o.spec.label(suite_name), o)
-                    (crit if o.spec.severity == "critical" else warn).append(text)
-        status = "failed" if crit else "warning" if warn else "passed"
-        failed = [f"{t} [critical]" for t in crit] + [f"{t} [warning]" for t in warn]
-        statuses.append((source, d, status, rid, json.dumps(failed, ensure_ascii=False), now))
-        n_rows = 0
-        if counts is not None:
-            n_rows = int(counts.get(pd.Timestamp(d), 0))
-        summaries.append(
-            {
-                "source": source,
-                "dt": d,
-                "run_id": rid,
-                "status": status,
-                "success": status != "failed",
-                "failed_critical": crit,
-                "failed_warnings": warn,
-                "critical_failed": len(crit),
-                "warnings_failed": len(warn),
-                "evaluated": evaluated,
-                "successful": successful,
-                "rows": n_rows,
-                "seconds": round(seconds, 4),
-                "profile": {
-                    k: _fmt(v) for k, v in (profile_rows.get(d) or {}).items() if k != "dt"
-                },
-            }
+        checked = _record_date(rec, source, d, rid, suites, (started, seconds), now)
+        n_rows = int(counts.get(pd.Timestamp(d), 0)) if counts is not None else 0
+        rec.summaries.append(
+            _summary(source, d, rid, checked, n_rows, seconds, profile_rows.get(d))
         )
-    _write(con, source, dates, list(run_ids.values()), runs, results, statuses)
-    return summaries
+    _write(con, source, dates, list(run_ids.values()), rec)
+    return rec.summaries
 
 
 _RUN_COLS = [
@@ -336,23 +378,20 @@ _RES_COLS = [
 _STATUS_COLS = ["source", "dt", "status", "run_id", "failed_expectations", "updated_at"]
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, cols: list[str], rows: list) -> None:
-    if not rows:
-        return
+def _frame(cols: list[str], rows: list) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=cols)
-    for c in ("unexpected_count",):
-        if c in frame:
-            frame[c] = frame[c].astype("Int64")
-    con.register("_dq_rows", frame)
-    try:
-        con.execute(
-            f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _dq_rows"
-        )
-    finally:
-        con.unregister("_dq_rows")
+    if "unexpected_count" in frame:
+        frame["unexpected_count"] = frame["unexpected_count"].astype("Int64")
+    return frame
 
 
-def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    dates: list[date],
+    run_ids: list[str],
+    rec: _Records,
+) -> None:
     # Replace the gate state for these (source, dates) whole; history of runs is kept by run_id.
     with transaction(con):
         con.execute(
@@ -365,48 +404,57 @@ def _write(con, source, dates, run_ids, runs, results, statuses) -> None:
                 "(SELECT unnest(?::DATE[])) AND run_id IN (SELECT unnest(?::VARCHAR[]))",
                 [source, dates, run_ids],
             )
-        _insert(con, "dq.validation_runs", _RUN_COLS, runs)
-        _insert(con, "dq.expectation_results", _RES_COLS, results)
-        _insert(con, "dq.partition_status", _STATUS_COLS, statuses)
+        for table, cols, rows in (
+            ("dq.validation_runs", _RUN_COLS, rec.runs),
+            ("dq.expectation_results", _RES_COLS, rec.results),
+            ("dq.partition_status", _STATUS_COLS, rec.statuses),
+        ):
+            if rows:
+                insert_frame(con, table, _frame(cols, rows), cols)
         fault_point("gate.before_commit")
 
 
-def record_refused(con: duckdb.DuckDBPyConnection, source: str, day: date, message: str) -> None:
-    """Close the gate for (source, day) when extract refused its delivery.
+def record_refused(
+    con: duckdb.DuckDBPyConnection, source: str, as_of_date: date, message: str
+) -> None:
+    """Close the gate for (source, as_of_date) when extract refused its delivery.
 
     The previously loaded rows stay in raw (nothing half-written), but a refused re-delivery
     means the platform's data for that day is in doubt, so the date must not publish."""
     ensure_tables(con)
     failed = json.dumps([f"{source}.extract: {message} [critical]"], ensure_ascii=False)
-    with transaction(con):
-        con.execute("DELETE FROM dq.partition_status WHERE source = ? AND dt = ?", [source, day])
-        con.execute(
-            f"INSERT INTO dq.partition_status ({', '.join(_STATUS_COLS)}) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                source,
-                day,
-                "failed",
-                f"refused-{uuid.uuid4().hex[:12]}",
-                failed,
-                datetime.now(UTC).replace(tzinfo=None),
-            ],
-        )
+    row = (
+        source,
+        as_of_date,
+        "failed",
+        f"refused-{uuid.uuid4().hex[:12]}",
+        failed,
+        datetime.now(UTC).replace(tzinfo=None),
+    )
+    replace_rows(
+        con,
+        "dq.partition_status",
+        _frame(_STATUS_COLS, [row]),
+        where="source = ? AND dt = ?",
+        params=[source, as_of_date],
+        columns=_STATUS_COLS,
+    )
 
 
 def validate_partition(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     source: str,
-    date: date,
+    as_of_date: date,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Validate the loaded partition of ``source`` for ``date`` and record the gate state.
+    """Validate the loaded partition of ``source`` for ``as_of_date``; record the gate state.
 
     Returns ``status`` (passed | warning | failed), ``failed_critical`` / ``failed_warnings``
     as readable strings, counts, ``seconds`` and the partition ``profile``.
     """
-    ids = {date: run_id} if run_id else None
-    return _validate(con, settings, source, [date], ids)[0]
+    ids = {as_of_date: run_id} if run_id else None
+    return _validate(con, settings, source, [as_of_date], ids)[0]
 
 
 def validate_range(
@@ -449,9 +497,9 @@ def _rows_per_date(con: duckdb.DuckDBPyConnection, source: str, dates: list[date
 
 
 def require_passed(
-    con: duckdb.DuckDBPyConnection, date: date, sources: list[str] | None = None
+    con: duckdb.DuckDBPyConnection, as_of_date: date, sources: list[str] | None = None
 ) -> None:
-    """Raise StageBlocked unless every required source partition of ``date`` passed the gate.
+    """Raise StageBlocked unless every required source partition of ``as_of_date`` passed.
 
     ``warning`` counts as passed; ``failed`` or no validation at all blocks.
     """
@@ -465,20 +513,20 @@ def require_passed(
         for src, status, failed in con.execute(
             "SELECT source, status, failed_expectations FROM dq.partition_status "
             "WHERE dt = ? AND source IN (SELECT unnest(?::VARCHAR[]))",
-            [date, required],
+            [as_of_date, required],
         ).fetchall():
             found[src] = (status, failed)
     problems = []
     for src in required:
         if src not in found:
-            problems.append(f"{src}: partition {date} was never validated")
+            problems.append(f"{src}: partition {as_of_date} was never validated")
             continue
         status, failed = found[src]
         if status == "failed":
             items = [f for f in json.loads(failed or "[]") if f.endswith("[critical]")]
             problems.append(f"{src}: failed - " + "; ".join(items))
     if problems:
-        raise StageBlocked(f"quality gate for {date} is closed:\n  " + "\n  ".join(problems))
+        raise StageBlocked(f"quality gate for {as_of_date} is closed:\n  " + "\n  ".join(problems))
 
 
 def build_data_docs(settings: Settings) -> Path:

@@ -173,96 +173,67 @@ def _is_true(
     )
 
 
-def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[Spec], dict]:
-    """Expectations the contract implies, plus what the SQL batch must compute for them."""
+def _contract_spec(
+    type_: str, kwargs: dict[str, Any], dimension: str, notes: str | None = None
+) -> Spec:
+    return Spec(type_, kwargs, "critical", dimension, notes, origin="contract")
+
+
+def _column_specs(name: str, c: dict[str, Any]) -> list[Spec]:
+    """Checks one contract column states: required, type, allowed values, bounds."""
     out: list[Spec] = []
-    # `pii: drop` columns are never stored, so there is nothing in raw to check
-    cols = {
-        k: v
-        for k, v in (contract.get("columns") or {}).items()
-        if pii_mode(v.get("pii"), k) != "drop"
-    }
-    # One set check instead of expect_column_to_exist per column: GX keeps only one
-    # expect_column_to_exist per suite (it treats them as the same table-level expectation).
-    out.append(
-        Spec(
-            "expect_table_columns_to_match_set",
-            {"column_set": [_column_name(k, v) for k, v in cols.items()], "exact_match": False},
-            "critical",
-            "validity",
-            "every contract column is present in raw",
-            origin="contract",
+    if c.get("required"):
+        out.append(
+            _contract_spec("expect_column_values_to_not_be_null", {"column": name}, "completeness")
         )
-    )
-    for col, c in cols.items():
-        name = _column_name(col, c)
-        if c.get("required"):
-            out.append(
-                Spec(
-                    "expect_column_values_to_not_be_null",
-                    {"column": name},
-                    "critical",
-                    "completeness",
-                    origin="contract",
-                )
+    typ = str(c.get("type", "VARCHAR")).upper()
+    if typ in TYPE_LISTS:
+        out.append(
+            _contract_spec(
+                "expect_column_values_to_be_in_type_list",
+                {"column": name, "type_list": TYPE_LISTS[typ]},
+                "validity",
             )
-        typ = str(c.get("type", "VARCHAR")).upper()
-        if typ in TYPE_LISTS:
-            out.append(
-                Spec(
-                    "expect_column_values_to_be_in_type_list",
-                    {"column": name, "type_list": TYPE_LISTS[typ]},
-                    "critical",
-                    "validity",
-                    origin="contract",
-                )
+        )
+    if c.get("allowed"):
+        out.append(
+            _contract_spec(
+                "expect_column_values_to_be_in_set",
+                {"column": name, "value_set": list(c["allowed"])},
+                "validity",
             )
-        if c.get("allowed"):
-            out.append(
-                Spec(
-                    "expect_column_values_to_be_in_set",
-                    {"column": name, "value_set": list(c["allowed"])},
-                    "critical",
-                    "validity",
-                    origin="contract",
-                )
-            )
-        if c.get("min") is not None or c.get("max") is not None:
-            kw: dict[str, Any] = {"column": name}
-            if c.get("min") is not None:
-                kw["min_value"] = c["min"]
-            if c.get("max") is not None:
-                kw["max_value"] = c["max"]
-            out.append(
-                Spec(
-                    "expect_column_values_to_be_between",
-                    kw,
-                    "critical",
-                    "validity",
-                    origin="contract",
-                )
-            )
-    pk = [_column_name(k, cols.get(k, {})) for k in contract.get("primary_key") or []]
+        )
+    if c.get("min") is not None or c.get("max") is not None:
+        kw: dict[str, Any] = {"column": name}
+        if c.get("min") is not None:
+            kw["min_value"] = c["min"]
+        if c.get("max") is not None:
+            kw["max_value"] = c["max"]
+        out.append(_contract_spec("expect_column_values_to_be_between", kw, "validity"))
+    return out
+
+
+def _key_specs(pk: list[str]) -> list[Spec]:
+    """Uniqueness of the primary key within the batch."""
     if len(pk) == 1:
-        out.append(
-            Spec(
-                "expect_column_values_to_be_unique",
-                {"column": pk[0]},
-                "critical",
-                "uniqueness",
-                origin="contract",
+        return [
+            _contract_spec("expect_column_values_to_be_unique", {"column": pk[0]}, "uniqueness")
+        ]
+    if pk:
+        return [
+            _contract_spec(
+                "expect_compound_columns_to_be_unique", {"column_list": pk}, "uniqueness"
             )
-        )
-    elif pk:
-        out.append(
-            Spec(
-                "expect_compound_columns_to_be_unique",
-                {"column_list": pk},
-                "critical",
-                "uniqueness",
-                origin="contract",
-            )
-        )
+        ]
+    return []
+
+
+def _helper_specs(
+    contract: dict[str, Any], pk: list[str], skip_row_checks: set[str]
+) -> tuple[list[Spec], dict[str, Any]]:
+    """Checks on helper columns the SQL batch computes (global key, event window, row checks),
+    and what the batch must compute for them."""
+    out: list[Spec] = []
     extra: dict[str, Any] = {"global_key": None, "window": None, "row_checks": []}
     if pk and contract.get("primary_key_scope") == "global":
         extra["global_key"] = pk
@@ -287,6 +258,32 @@ def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[S
         extra["row_checks"].append((rc["name"], rc["sql"]))
         out.append(_is_true(f"_check_{rc['name']}", "accuracy", rc.get("reason")))
     return out, extra
+
+
+def _derive(contract: dict[str, Any], skip_row_checks: set[str]) -> tuple[list[Spec], dict]:
+    """Expectations the contract implies, plus what the SQL batch must compute for them."""
+    # `pii: drop` columns are never stored, so there is nothing in raw to check
+    cols = {
+        k: v
+        for k, v in (contract.get("columns") or {}).items()
+        if pii_mode(v.get("pii"), k) != "drop"
+    }
+    # One set check instead of expect_column_to_exist per column: GX keeps only one
+    # expect_column_to_exist per suite (it treats them as the same table-level expectation).
+    out = [
+        _contract_spec(
+            "expect_table_columns_to_match_set",
+            {"column_set": [_column_name(k, v) for k, v in cols.items()], "exact_match": False},
+            "validity",
+            "every contract column is present in raw",
+        )
+    ]
+    for col, c in cols.items():
+        out.extend(_column_specs(_column_name(col, c), c))
+    pk = [_column_name(k, cols.get(k, {})) for k in contract.get("primary_key") or []]
+    out.extend(_key_specs(pk))
+    helpers, extra = _helper_specs(contract, pk, skip_row_checks)
+    return out + helpers, extra
 
 
 def _read_json(name: str) -> dict[str, Any]:

@@ -8,10 +8,10 @@ in ``out/_truth/`` that the pipeline never reads. See ``docs/simulator.md``.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import shutil
 import time
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from ..config import LivefinError
+from .constants import NEVER
 from .params import CATEGORIES, DEFAULT_START, SCALES, SOURCES, ScalePreset, WorldParams
-from .world import NEVER, World
+from .world import World
 from .writer import COMPRESSIONS, Writer, loan_ids, orders_encoding
 
 __all__ = [
@@ -58,7 +59,7 @@ def _prepare_out(out: Path, force: bool) -> None:
 def generate(
     scale: str,
     seed: int,
-    start: dt.date | None = None,
+    start: date | None = None,
     days: int | None = None,
     out: Path = Path("state/landing"),
     force: bool = False,
@@ -73,6 +74,43 @@ def generate(
     ``compress="gzip"`` writes the CSV and JSON-lines exports as ``.gz`` (extract reads both).
     Output is a pure function of (scale, seed, start, days, merchants, params).
     """
+    preset, days, n, start = _check_args(scale, start, days, merchants, compress)
+    p = params or WorldParams()
+    out = Path(out)
+    _prepare_out(out, force)
+
+    t0 = time.perf_counter()
+    world = World(p, seed, start, days, n, preset.orders_per_merchant_day)
+    writer = Writer(world, out, compress)
+    marks = _run_days(world, writer, scale, progress, t0)
+    truth = _write_truth(world, writer, out, scale, preset, seed, start, days, n, p)
+    counts = dict(writer.counts)
+    return {
+        "scale": scale,
+        "seed": seed,
+        "start": start.isoformat(),
+        "end": (start + timedelta(days=days - 1)).isoformat(),
+        "days": days,
+        "merchants": n,
+        "counts": counts,
+        **counts,
+        **truth,
+        "bytes": writer.bytes,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_warm_up": round(marks.get("burn_in", 0.0), 2),
+        "seconds_days": round(marks["days"], 2),
+        "out": str(out),
+    }
+
+
+def _check_args(
+    scale: str,
+    start: date | None,
+    days: int | None,
+    merchants: int | None,
+    compress: str | None,
+) -> tuple[ScalePreset, int, int, date]:
+    """Validate generate()'s arguments; return (preset, days, merchant count, start date)."""
     if scale not in SCALES:
         raise LivefinError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     preset = SCALES[scale]
@@ -83,46 +121,29 @@ def generate(
     if n < 1:
         raise LivefinError(f"merchants must be >= 1 (got {n})")
     start = start or DEFAULT_START
-    if isinstance(start, dt.datetime):
+    if isinstance(start, datetime):
         start = start.date()
     if compress not in COMPRESSIONS:
         raise LivefinError(f"unknown compression {compress!r}; choose gzip or leave it out")
-    p = params or WorldParams()
-    out = Path(out)
-    _prepare_out(out, force)
+    return preset, days, n, start
 
-    t0 = time.perf_counter()
-    world = World(p, seed, start, days, n, preset.orders_per_merchant_day)
-    writer = Writer(world, out, compress)
-    steps = range(-world.burn, days)
+
+def _run_days(
+    world: World, writer: Writer, scale: str, progress: bool, t0: float
+) -> dict[str, float]:
+    """Step the world through burn-in and every written day; return the timing marks."""
+    steps = range(-world.burn, world.days)
     marks: dict[str, float] = {}
 
     def run_day(t: int) -> None:
         if t == 0:
             marks["burn_in"] = time.perf_counter() - t0
-        day = world.step(t)
-        if day is not None:
-            writer.write_day(day)
+        tables = world.step(t)
+        if tables is not None:
+            writer.write_day(tables)
 
     if progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        cols = (
-            TextColumn("[bold]sample {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )
-        with Progress(*cols) as bar:
+        with _progress_bar() as bar:
             task = bar.add_task(f"{scale} (warm-up {world.burn} d)", total=len(steps), info="")
             for t in steps:
                 run_day(t)
@@ -131,31 +152,33 @@ def generate(
         for t in steps:
             run_day(t)
     marks["days"] = time.perf_counter() - t0 - marks.get("burn_in", 0.0)
-
-    truth = _write_truth(world, writer, out, scale, preset, seed, start, days, n, p)
-    seconds = time.perf_counter() - t0
-    counts = dict(writer.counts)
-    return {
-        "scale": scale,
-        "seed": seed,
-        "start": start.isoformat(),
-        "end": (start + dt.timedelta(days=days - 1)).isoformat(),
-        "days": days,
-        "merchants": n,
-        "counts": counts,
-        **counts,
-        **truth,
-        "bytes": writer.bytes,
-        "seconds": round(seconds, 2),
-        "seconds_warm_up": round(marks.get("burn_in", 0.0), 2),
-        "seconds_days": round(marks["days"], 2),
-        "out": str(out),
-    }
+    return marks
 
 
-def _dates(start: dt.date, t: np.ndarray, valid: np.ndarray | None = None) -> pl.Series:
+def _progress_bar() -> Any:
+    # imported lazily: rich is only needed for the interactive CLI
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]sample {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+
+
+def _dates(start: date, t: np.ndarray, valid: np.ndarray | None = None) -> pl.Series:
     """Day offsets -> Date series (null where not valid)."""
-    base = (start - dt.date(1970, 1, 1)).days
+    base = (start - date(1970, 1, 1)).days
     days = pl.Series((base + np.clip(t, -(10**6), 10**6)).astype(np.int32)).cast(pl.Date)
     if valid is not None:
         days = pl.select(
@@ -171,20 +194,47 @@ def _write_truth(
     scale: str,
     preset: ScalePreset,
     seed: int,
-    start: dt.date,
+    start: date,
     days: int,
     n: int,
     p: WorldParams,
 ) -> dict[str, Any]:
+    """Write ``out/_truth/`` (merchants, loans, params); return the closed-loan default counts."""
     tdir = out / "_truth"
     tdir.mkdir(parents=True, exist_ok=True)
+    merchants = _merchant_truth(world, writer, start, days - 1)
+    pq.write_table(merchants.to_arrow(), tdir / "merchants.parquet", compression="zstd")
+    loans = _loan_truth(world, writer, start, days - 1, p)
+    pq.write_table(loans.to_arrow(), tdir / "loans.parquet", compression="zstd")
+    params = {
+        "scale": scale,
+        "seed": seed,
+        "start": start.isoformat(),
+        "days": days,
+        "merchants": n,
+        "preset": dataclasses.asdict(preset),
+        "world": dataclasses.asdict(p),
+    }
+    (tdir / "params.json").write_text(
+        json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    n_closed = int(loans["window_closed"].sum())
+    n_def = int((loans["defaulted_180d"] & loans["window_closed"]).sum())
+    return {
+        "loans_closed": n_closed,
+        "defaults_closed": n_def,
+        "default_rate_closed": round(n_def / n_closed, 4) if n_closed else None,
+    }
+
+
+def _merchant_truth(world: World, writer: Writer, start: date, last: int) -> pl.DataFrame:
+    """Hidden merchant traits and event dates (dates outside the written days are null)."""
     w = world
-    last = days - 1
 
-    def in_window(d: np.ndarray) -> np.ndarray:
-        return (d >= 0) & (d <= last)
+    def in_window(sim_index: np.ndarray) -> np.ndarray:
+        return (sim_index >= 0) & (sim_index <= last)
 
-    merchants = pl.DataFrame(
+    return pl.DataFrame(
         {
             "merchant_id": writer.mids,
             "category": pl.Series(CATEGORIES).gather(w.cat),
@@ -204,22 +254,24 @@ def _write_truth(
             "distress_date": _dates(start, w.distress_day, in_window(w.distress_day)),
         }
     )
-    pq.write_table(merchants.to_arrow(), tdir / "merchants.parquet", compression="zstd")
 
+
+def _loan_truth(
+    world: World, writer: Writer, start: date, last: int, p: WorldParams
+) -> pl.DataFrame:
+    """Every loan with its true and realised PD, 180-day default flag and final status."""
     b = world.loans
     orig = b.view("orig")
     dday = b.view("default_day")
     closed_day = b.view("closed_day")
-    defaulted = (dday < NEVER) & (dday - orig <= p.default_horizon_days)
-    closed = orig + p.default_horizon_days <= last
-    loans = pl.DataFrame(
+    return pl.DataFrame(
         {
             "loan_id": loan_ids(np.arange(b.n)),
             "merchant_id": writer.mids.gather(b.view("merchant")),
             "origination_date": _dates(start, orig),
             "true_pd": np.round(b.view("true_pd"), 6),
-            "defaulted_180d": defaulted,
-            "window_closed": closed,
+            "defaulted_180d": (dday < NEVER) & (dday - orig <= p.default_horizon_days),
+            "window_closed": orig + p.default_horizon_days <= last,
             "legacy_limit": b.view("limit"),
             "principal": b.view("principal"),
             "term_days": b.view("term"),
@@ -236,24 +288,3 @@ def _write_truth(
             "closed_date": _dates(start, closed_day, closed_day < NEVER),
         }
     )
-    pq.write_table(loans.to_arrow(), tdir / "loans.parquet", compression="zstd")
-
-    n_closed = int(closed.sum())
-    n_def = int((defaulted & closed).sum())
-    params = {
-        "scale": scale,
-        "seed": seed,
-        "start": start.isoformat(),
-        "days": days,
-        "merchants": n,
-        "preset": dataclasses.asdict(preset),
-        "world": dataclasses.asdict(p),
-    }
-    (tdir / "params.json").write_text(
-        json.dumps(params, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    return {
-        "loans_closed": n_closed,
-        "defaults_closed": n_def,
-        "default_rate_closed": round(n_def / n_closed, 4) if n_closed else None,
-    }

@@ -7,8 +7,8 @@ always be traced back to the values that produced it.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
+from datetime import date
 
 CATEGORIES = ("apparel", "food", "household", "beauty", "electronics")
 CATEGORIES_ZH = ("服装", "食品", "家居", "美妆", "数码")
@@ -17,7 +17,7 @@ STATUSES_ZH = ("已完成", "已取消", "已退款", "部分退款")
 EVENT_TYPES = ("shipped", "delivered", "lost", "returned", "complaint")
 SOURCES = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
 
-DEFAULT_START = dt.date(2025, 1, 1)
+DEFAULT_START = date(2025, 1, 1)
 
 
 @dataclass(frozen=True)

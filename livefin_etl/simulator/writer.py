@@ -8,10 +8,10 @@ same seed gives byte-identical files.
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import io
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import names
+from .constants import DAY, U64
 from .names import _num, _pick
 from .params import CATEGORIES, CATEGORIES_ZH, EVENT_TYPES, SOURCES, STATUSES_ZH
-from .world import DAY, U64, DayTables, World
+from .world import DayTables, World
 
 CHUNK_ROWS = 200_000  # rows per CSV chunk: bounds the memory of peak days
 ORDER_HEADERS = (
@@ -75,9 +76,9 @@ REPAY_SCHEMA = pa.schema(
 )
 
 
-def orders_encoding(day: dt.date) -> str:
+def orders_encoding(as_of_date: date) -> str:
     """Platform exports alternate: GBK on odd day-of-year, UTF-8 with BOM otherwise."""
-    return "gbk" if day.timetuple().tm_yday % 2 == 1 else "utf-8-sig"
+    return "gbk" if as_of_date.timetuple().tm_yday % 2 == 1 else "utf-8-sig"
 
 
 def _ids(prefix: str, nums: np.ndarray, width: int) -> pl.Expr:
@@ -138,9 +139,9 @@ class Writer:
         # Parquet is compressed inside the file already.
         self.gz = compress == "gzip"
         self.mids = pl.select(_ids("M", np.arange(world.N), 6)).to_series()
-        self.epoch0 = (world.start - dt.date(1970, 1, 1)).days * DAY
+        self.epoch0 = (world.start - date(1970, 1, 1)).days * DAY
         self.date8 = tuple(
-            (world.start + dt.timedelta(days=t)).strftime("%Y%m%d") for t in range(world.days)
+            (world.start + timedelta(days=t)).strftime("%Y%m%d") for t in range(world.days)
         )
         self.counts = dict.fromkeys(SOURCES, 0)
         self.bytes = 0
@@ -150,12 +151,16 @@ class Writer:
     def _mid(self, idx: np.ndarray) -> pl.Expr:
         return pl.lit(self.mids).gather(pl.lit(pl.Series(idx.astype(np.int64))))
 
-    def _put(self, source: str, day: dt.date, ext: str, data: bytes) -> None:
-        d = self.out / source / f"dt={day.isoformat()}"
-        d.mkdir(parents=True, exist_ok=True)
+    def _partition(self, source: str, as_of_date: date) -> Path:
+        folder = self.out / source / f"dt={as_of_date.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _put(self, source: str, as_of_date: date, ext: str, data: bytes) -> None:
+        folder = self._partition(source, as_of_date)
         if self.gz and ext != "parquet":
             ext, data = f"{ext}.gz", _gzip(data)
-        (d / f"part-0.{ext}").write_bytes(data)
+        (folder / f"part-0.{ext}").write_bytes(data)
         self.bytes += len(data)
 
     @staticmethod
@@ -166,22 +171,22 @@ class Writer:
             float_precision=precision
         )
 
-    def write_day(self, d: DayTables) -> None:
-        day = self.w.start + dt.timedelta(days=d.t)
-        self._merchants(day, d.merchants)
-        self._orders(day, d)
-        self._traffic(day, d)
-        self._fulfillment(day, d)
-        self._loans(day, d)
-        self._repayments(day, d)
+    def write_day(self, tables: DayTables) -> None:
+        as_of_date = self.w.start + timedelta(days=tables.t)
+        self._merchants(as_of_date, tables.merchants)
+        self._orders(as_of_date, tables)
+        self._traffic(as_of_date, tables)
+        self._fulfillment(as_of_date, tables)
+        self._loans(as_of_date, tables)
+        self._repayments(as_of_date, tables)
 
     # -------------------------------------------------------------- sources
-    def _merchants(self, day: dt.date, idx: np.ndarray) -> None:
+    def _merchants(self, as_of_date: date, idx: np.ndarray) -> None:
         w = self.w
         exprs = None
         if idx.size:
             h = w.name_hash[idx]
-            onboard = w.onboard[idx] + (w.start - dt.date(1970, 1, 1)).days
+            onboard = w.onboard[idx] + (w.start - date(1970, 1, 1)).days
             exprs = [
                 self._mid(idx),
                 names.shop_names(w.prov[idx], h >> U64(5), w.cat[idx], names.mix64(h)),
@@ -189,14 +194,16 @@ class Writer:
                 _pick(names.PROVINCE_NAMES, w.prov[idx]),
                 pl.lit(pl.Series(onboard.astype(np.int32))).cast(pl.Date).dt.strftime("%Y-%m-%d"),
             ]
-        self._put("merchants", day, "csv", self._csv(MERCHANT_HEADERS, exprs, 2).encode("utf-8"))
+        self._put(
+            "merchants", as_of_date, "csv", self._csv(MERCHANT_HEADERS, exprs, 2).encode("utf-8")
+        )
         self.counts["merchants"] += idx.size
 
-    def _orders(self, day: dt.date, d: DayTables) -> None:
-        w, o, s = self.w, d.orders, d.sessions
+    def _orders(self, as_of_date: date, tables: DayTables) -> None:
+        w, o, s = self.w, tables.orders, tables.sessions
         n = o["merchant"].size
-        date8 = day.strftime("%Y%m%d")
-        enc = orders_encoding(day)
+        date8 = as_of_date.strftime("%Y%m%d")
+        enc = orders_encoding(as_of_date)
 
         def chunk(lo: int, hi: int) -> list[pl.Expr]:
             sess = o["session"][lo:hi]
@@ -210,7 +217,7 @@ class Writer:
                 names.phones(buyer),
                 names.person_names(buyer),
                 names.addresses(buyer),
-                _ts(self.epoch0 + d.t * DAY + o["ts"][lo:hi]),
+                _ts(self.epoch0 + tables.t * DAY + o["ts"][lo:hi]),
                 _f64(o["item"][lo:hi]),
                 _f64(o["paid"][lo:hi]),
                 _pick(STATUSES_ZH, o["status"][lo:hi]),
@@ -223,7 +230,7 @@ class Writer:
         # BOM (if any) only once, at the start of the file
         self._put_chunks(
             "orders",
-            day,
+            as_of_date,
             ORDER_HEADERS,
             n,
             chunk,
@@ -235,7 +242,7 @@ class Writer:
     def _put_chunks(
         self,
         source: str,
-        day: dt.date,
+        as_of_date: date,
         headers: tuple[str, ...],
         n: int,
         chunk: Callable[[int, int], list[pl.Expr]],
@@ -243,11 +250,10 @@ class Writer:
         encode: Callable[[str, bool], bytes],
     ) -> None:
         """Write a CSV in row chunks so that a Double 11 day never needs its whole text in memory."""
-        d = self.out / source / f"dt={day.isoformat()}"
-        d.mkdir(parents=True, exist_ok=True)
+        folder = self._partition(source, as_of_date)
         # gzip: one member per chunk; concatenated members are one valid gzip stream (RFC 1952)
         pack = _gzip if self.gz else bytes
-        with open(d / ("part-0.csv.gz" if self.gz else "part-0.csv"), "wb") as f:
+        with open(folder / ("part-0.csv.gz" if self.gz else "part-0.csv"), "wb") as f:
             if n == 0:
                 self.bytes += f.write(pack(encode(",".join(headers) + "\n", True)))
             for lo in range(0, n, CHUNK_ROWS):
@@ -257,12 +263,12 @@ class Writer:
                 del df
                 self.bytes += f.write(pack(encode(text, lo == 0)))
 
-    def _traffic(self, day: dt.date, d: DayTables) -> None:
-        s = d.sessions
+    def _traffic(self, as_of_date: date, tables: DayTables) -> None:
+        s = tables.sessions
         ns = s["merchant"].size
-        base = self.epoch0 + d.t * DAY
+        base = self.epoch0 + tables.t * DAY
         df = pl.select(
-            session_id=_ids(f"LS{day.strftime('%Y%m%d')}", np.arange(ns), 7),
+            session_id=_ids(f"LS{as_of_date.strftime('%Y%m%d')}", np.arange(ns), 7),
             merchant_id=self._mid(s["merchant"]),
             streamer_id=_ids("ST", s["merchant"] * 5 + s["slot"] + 1, 7),
             start_ts=_ts(base + s["start"]),
@@ -275,11 +281,11 @@ class Writer:
         )
         buf = io.BytesIO()
         df.write_ndjson(buf)
-        self._put("traffic", day, "jsonl", buf.getvalue())
+        self._put("traffic", as_of_date, "jsonl", buf.getvalue())
         self.counts["traffic"] += ns
 
-    def _fulfillment(self, day: dt.date, d: DayTables) -> None:
-        e = d.events
+    def _fulfillment(self, as_of_date: date, tables: DayTables) -> None:
+        e = tables.events
         k = e["seq"].size
 
         def chunk(lo: int, hi: int) -> list[pl.Expr]:
@@ -304,7 +310,7 @@ class Writer:
 
         self._put_chunks(
             "fulfillment",
-            day,
+            as_of_date,
             FULFILLMENT_HEADERS,
             k,
             chunk,
@@ -314,22 +320,22 @@ class Writer:
         self.counts["fulfillment"] += k
 
     @staticmethod
-    def _arrow(schema: pa.Schema, day: dt.date, cols: dict[str, pl.Expr]) -> pa.Table:
-        date = pl.lit(day, dtype=pl.Date)
+    def _arrow(schema: pa.Schema, as_of_date: date, cols: dict[str, pl.Expr]) -> pa.Table:
+        as_of = pl.lit(as_of_date, dtype=pl.Date)
         df = pl.select(
-            **{f.name: (date if f.type == pa.date32() else cols[f.name]) for f in schema}
+            **{f.name: (as_of if f.type == pa.date32() else cols[f.name]) for f in schema}
         )
         return df.to_arrow().cast(schema)
 
-    def _loans(self, day: dt.date, d: DayTables) -> None:
-        x = d.loans
+    def _loans(self, as_of_date: date, tables: DayTables) -> None:
+        x = tables.loans
         k = x["loan"].size
         if not k:
-            self._put("loans", day, "parquet", self._empty_loans)
+            self._put("loans", as_of_date, "parquet", self._empty_loans)
             return
         table = self._arrow(
             LOAN_SCHEMA,
-            day,
+            as_of_date,
             {
                 "loan_id": _ids("LN", x["loan"] + 1, 7),
                 "merchant_id": self._mid(x["merchant"]),
@@ -340,18 +346,18 @@ class Writer:
                 "legacy_limit": _f64(x["limit"]),
             },
         )
-        self._put("loans", day, "parquet", _parquet_bytes(table))
+        self._put("loans", as_of_date, "parquet", _parquet_bytes(table))
         self.counts["loans"] += k
 
-    def _repayments(self, day: dt.date, d: DayTables) -> None:
-        x = d.repayments
+    def _repayments(self, as_of_date: date, tables: DayTables) -> None:
+        x = tables.repayments
         k = x["loan"].size
         if not k:
-            self._put("repayments", day, "parquet", self._empty_reps)
+            self._put("repayments", as_of_date, "parquet", self._empty_reps)
             return
         table = self._arrow(
             REPAY_SCHEMA,
-            day,
+            as_of_date,
             {
                 "loan_id": _ids("LN", x["loan"] + 1, 7),
                 "merchant_id": self._mid(x["merchant"]),
@@ -360,5 +366,5 @@ class Writer:
                 "dpd": _i64(x["dpd"]),
             },
         )
-        self._put("repayments", day, "parquet", _parquet_bytes(table))
+        self._put("repayments", as_of_date, "parquet", _parquet_bytes(table))
         self.counts["repayments"] += k

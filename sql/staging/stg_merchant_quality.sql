@@ -1,5 +1,5 @@
 -- Merchant quality coefficient Q from the quality stage (dq.merchant_quality).
--- When that table does not exist yet, features.py creates this view empty instead.
+-- When that table does not exist yet, stg_merchant_quality_empty.sql stands in for it.
 create or replace temp view stg_merchant_quality as
 with source as (
     select * from dq.merchant_quality

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from credit_world import build_world, make_settings
 
 from livefin_etl.config import Settings
+from livefin_etl.testing.credit_world import build_world, make_settings
 
 
 @pytest.fixture
@@ -32,9 +32,8 @@ def world(con) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One small champion per test module: (settings, con, train result, world)."""
-    from credit_world import AS_OF, small_config, write_truth
-
     from livefin_etl.credit import train
+    from livefin_etl.testing.credit_world import AS_OF, small_config, write_truth
 
     s = make_settings(tmp_path_factory.mktemp("trained"))
     c = duckdb.connect(str(s.warehouse))

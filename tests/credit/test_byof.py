@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from credit_world import small_config
 
 from livefin_etl.config import LivefinError
 from livefin_etl.credit import train_from_file
+from livefin_etl.testing.credit_world import small_config
 
 
 def _frame(n: int = 900, seed: int = 3) -> pd.DataFrame:

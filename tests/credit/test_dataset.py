@@ -8,10 +8,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from credit_world import AS_OF, build_world, make_features, small_config
 
 from livefin_etl.config import LivefinError
 from livefin_etl.credit import build_training_set, time_split
+from livefin_etl.testing.credit_world import AS_OF, build_world, make_features, small_config
 
 
 def _frame(con) -> pd.DataFrame:
@@ -33,14 +33,21 @@ def test_only_matured_loans_with_true_labels(con, world):
 
 
 def test_features_are_those_of_the_origination_date(con, world):
+    """Every row carries the features the world generated for its loan's origination date."""
     df = _frame(con)
-    row = df.iloc[5]
-    got = con.execute(
-        "select refund_rate_30d from features.merchant_features "
-        "where merchant_id = ? and as_of_date = ?",
-        [row.merchant_id, row.origination_date],
-    ).fetchone()[0]
-    assert row.refund_rate_30d == pytest.approx(got)
+    truth = world["loan_features"].set_index("loan_id").loc[df.loan_id]
+    assert len(df) == len(world["loan_features"]) - 2  # all but the two unmatured loans
+    assert (df.merchant_id.to_numpy() == truth.merchant_id.to_numpy()).all()
+    assert (
+        pd.to_datetime(df.origination_date).to_numpy()
+        == pd.to_datetime(truth.origination_date).to_numpy()
+    ).all()
+    for col in [*world["names"], "category"]:
+        got, want = df[col].to_numpy(), truth[col].to_numpy()
+        if col == "category":
+            assert (got == want).all(), col
+        else:
+            np.testing.assert_allclose(got.astype(float), want.astype(float), err_msg=col)
 
 
 def test_leakage_later_features_and_repayments_change_nothing(con, world):

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from credit_world import AS_OF
 
 from livefin_etl.config import LivefinError
 from livefin_etl.credit import explain, load_champion, score
 from livefin_etl.credit.metrics import pd_to_grade, pd_to_score
+from livefin_etl.testing.credit_world import AS_OF
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 import xgboost as xgb
-from credit_world import AS_OF, build_world, make_settings, small_config
 
 from livefin_etl.config import LivefinError, load_config
 from livefin_etl.credit import resolve_device, train
-from livefin_etl.credit.registry import load_model
+from livefin_etl.credit.artifacts import load_model
 from livefin_etl.credit.report import SECTIONS
 from livefin_etl.credit.training import xgb_params
+from livefin_etl.testing.credit_world import AS_OF, build_world, make_settings, small_config
 
 
 def test_same_data_and_seed_give_same_model_hash(tmp_path):
@@ -162,10 +163,53 @@ def test_bad_config_is_refused(con, world, settings):
         train(con, settings, AS_OF, config=cfg, ensure_features=None)
 
 
-def test_device_resolution():
+def test_device_resolution_cpu_and_unknown():
     assert resolve_device(None) == "cpu"
+    assert resolve_device("") == "cpu"
     assert resolve_device("cpu") == "cpu"
-    with pytest.raises(LivefinError, match="unknown device"):
+    with pytest.raises(LivefinError, match="unknown device 'tpu'"):
         resolve_device("tpu")
-    has_gpu = Path("/dev/nvidia0").exists() and xgb.build_info().get("USE_CUDA")
-    assert resolve_device("cuda") == ("cuda" if has_gpu else "cpu")
+
+
+def test_cuda_without_a_visible_gpu_falls_back_to_cpu_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible, whatever the machine has
+    with caplog.at_level(logging.WARNING, logger="livefin_etl.credit.training"):
+        assert resolve_device("cuda") == "cpu"
+    assert any(
+        "device=cuda" in r.getMessage() and "using CPU" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_cuda_fallbacks_and_success_follow_the_probe(monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger="livefin_etl.credit.training")
+    # an xgboost build without CUDA
+    monkeypatch.setattr(xgb, "build_info", lambda: {"USE_CUDA": False})
+    assert resolve_device("cuda") == "cpu"
+    assert "has no CUDA" in caplog.text
+    monkeypatch.setattr(xgb, "build_info", lambda: {"USE_CUDA": True})
+
+    # a CUDA build whose probe fit raises
+    def broken(*args, **kwargs):
+        raise xgb.core.XGBoostError("no CUDA-capable device is detected\nmore")
+
+    monkeypatch.setattr(xgb, "train", broken)
+    caplog.clear()
+    assert resolve_device("cuda:0") == "cpu"
+    assert "device=cuda:0 unusable (no CUDA-capable device is detected)" in caplog.text
+
+    # a probe that reports the device it really used
+    class Probe:
+        def __init__(self, used: str) -> None:
+            self.used = used
+
+        def save_config(self) -> str:
+            return json.dumps({"learner": {"generic_param": {"device": self.used}}})
+
+    monkeypatch.setattr(xgb, "train", lambda *a, **k: Probe("cpu"))
+    caplog.clear()
+    assert resolve_device("cuda") == "cpu"
+    assert "xgboost chose cpu" in caplog.text
+    monkeypatch.setattr(xgb, "train", lambda *a, **k: Probe("cuda:0"))
+    caplog.clear()
+    assert resolve_device("cuda") == "cuda"  # usable: kept, no warning
+    assert caplog.text == ""

@@ -165,6 +165,10 @@ def world(tmp_path_factory, airflow_db) -> dict:
     with livefin_env(base, landing), pipeline.session() as (s, con):
         if days[0] > tail:
             pipeline.ingest_range(con, s, pipeline.daterange(tail, days[0] - timedelta(days=1)))
+    with livefin_env(base, landing):
+        # Training is its own stage: the champion every later run scores with.
+        trained = pipeline.train(days[0])
+    assert trained["status"] == "champion", trained
     return {"root": root, "landing": landing, "base": base, "days": days[:3], "last": days[3]}
 
 
@@ -309,7 +313,9 @@ def test_critical_failure_blocks_the_date_and_keeps_published(
         state, tis, _ = run_dag(dagbag, "livefin_nightly", conf)
     out = "".join(capfd.readouterr()) + caplog.text
     assert state == "failed", tis
-    assert tis["features"] == "failed"
+    # The first stage after the date (merchant quality) meets the closed gate; nothing after runs.
+    assert tis["merchant_quality"] == "failed"
+    assert tis["features"] == "upstream_failed"
     assert tis["publish"] in ("upstream_failed", "None")
     failed = json.loads(
         scalar(
@@ -323,7 +329,7 @@ def test_critical_failure_blocks_the_date_and_keeps_published(
     assert critical
     assert f"quality gate for {day} is closed" in out
     assert all(f in out for f in critical), critical
-    assert f"livefin stage features failed for business date {day}" in out
+    assert f"livefin stage merchant_quality failed for business date {day}" in out
     # Nothing changed for lenders.
     assert published.read_bytes() == snapshot_before
     assert (
@@ -334,12 +340,6 @@ def test_critical_failure_blocks_the_date_and_keeps_published(
 
 
 def test_sharded_scoring_and_limits_match_single_shard(backfilled, dagbag) -> None:
-    import inspect
-
-    from livefin_etl import pipeline
-
-    if "shard" not in inspect.signature(pipeline.run_stage).parameters:
-        pytest.skip("pipeline.run_stage has no shard= yet (lead's change pending)")
     day = backfilled["days"][-1]
     home = copy_state(backfilled["home"], backfilled["root"] / "sharded_state")
     with livefin_env(home, backfilled["landing"]):
@@ -351,13 +351,69 @@ def test_sharded_scoring_and_limits_match_single_shard(backfilled, dagbag) -> No
     assert limits_rows(home, [day]) == limits_rows(backfilled["home"], [day])
 
 
+def test_weekly_dag_with_a_refused_model_keeps_the_champion(
+    backfilled, dagbag, tmp_path, monkeypatch
+) -> None:
+    """A model below the AUC floor is registered as a challenger by the weekly DAG; the gate task
+    is skipped (no champion asset event) and the previous champion keeps scoring."""
+    import yaml
+
+    from livefin_etl import config
+
+    day = backfilled["days"][-1]
+    home = copy_state(backfilled["home"], backfilled["root"] / "refused_state")
+    before = scalar(
+        home, "select model_version from credit.model_registry where status = 'champion'"
+    )
+    assert before is not None
+    strict = tmp_path / "config"
+    shutil.copytree(config.CONFIG_DIR, strict)
+    model = yaml.safe_load((strict / "model.yaml").read_text())
+    model["champion_gate"]["auc_min"] = 0.999
+    (strict / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    monkeypatch.setattr(config, "CONFIG_DIR", strict)
+    config.load_config.cache_clear()
+    with livefin_env(home, backfilled["landing"]):
+        state, tis, run_id = run_dag(
+            dagbag, "livefin_train_weekly", {"business_date": day.isoformat()}
+        )
+    assert state == "success", tis
+    assert tis["train"] == "success" and tis["gate"] == "skipped", tis
+    assert "livefin://models/champion" not in asset_events(run_id)
+    refused = scalar(
+        home,
+        "select status || ': ' || reason from credit.model_registry where as_of_date = ? "
+        "and model_version <> ?",
+        [day, before],
+    )
+    assert refused.startswith("challenger: ") and "below floor 0.999" in refused, refused
+    assert (
+        scalar(home, "select model_version from credit.model_registry where status = 'champion'")
+        == before
+    )
+    # The next night scores with the champion that stayed in force.
+    monkeypatch.undo()
+    config.load_config.cache_clear()
+    with livefin_env(home, backfilled["landing"]):
+        from livefin_etl import pipeline
+
+        pipeline.run_stage(pipeline.score, day)
+    assert (
+        scalar(
+            home,
+            "select distinct model_version from credit.merchant_scores where as_of_date = ?",
+            [day],
+        )
+        == before
+    )
+
+
 def test_weekly_training_and_stress_dags(backfilled, dagbag) -> None:
     day = backfilled["days"][-1]
     home = copy_state(backfilled["home"], backfilled["root"] / "train_state")
     with livefin_env(home, backfilled["landing"]):
         state, tis, _ = run_dag(dagbag, "livefin_train_weekly", {"business_date": day.isoformat()})
         assert state == "success", tis
-        assert tis["evaluate"] == "success"
         assert tis["gate"] in ("success", "skipped")
         assert (
             scalar(home, "select count(*) from credit.model_registry where as_of_date = ?", [day])

@@ -78,7 +78,8 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     for tid in ("score", "limits"):
         assert nightly.task_dict.get(tid).max_active_tis_per_dagrun == 1
     edges = [
-        ("business_date", "features"),
+        ("business_date", "merchant_quality"),
+        ("merchant_quality", "features"),
         ("features", "value"),
         ("value", "score"),
         ("plan_shards", "score"),
@@ -90,7 +91,9 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
         assert down in nightly.task_dict[up].downstream_task_ids, (up, down)
     train = dagbag.dags["livefin_train_weekly"]
     assert [o.uri for o in train.task_dict.get("gate").outlets] == ["livefin://models/champion"]
-    assert "evaluate" in train.task_dict["train"].downstream_task_ids
+    # Evaluation is inside the champion gate (credit), before promotion: no separate task.
+    assert set(train.task_dict) == {"business_date", "train", "gate"}
+    assert "gate" in train.task_dict["train"].downstream_task_ids
 
 
 def test_dag_files_import_nothing_heavy(airflow_env: dict[str, str]) -> None:

@@ -140,6 +140,7 @@ def test_chunks_are_cut_on_gunzipped_bytes(home, con, monkeypatch):
     import gzip
 
     from livefin_etl import extract
+    from livefin_etl.extract import load
 
     days = [date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)]
     lines = [order_line(f"O{d.day}-{i}", ts=f"{d} 10:00:00") for d in days for i in range(200)]
@@ -152,9 +153,9 @@ def test_chunks_are_cut_on_gunzipped_bytes(home, con, monkeypatch):
     packed = (home.landing / "orders" / f"dt={days[0]}" / "part-0.csv.gz").stat().st_size
     assert packed * 3 < plain  # so a bound between the two tells them apart
     chunks = []
-    real = extract._load_chunk
+    real = load._load_chunk
     monkeypatch.setattr(
-        extract,
+        load,
         "_load_chunk",
         lambda c, k, pending, key: chunks.append(len(pending)) or real(c, k, pending, key),
     )

@@ -143,10 +143,13 @@ def spawn(
     )
 
 
-# What one Airflow nightly task runs (dags/livefin_nightly.py calls pipeline.run_stage).
+# What one Airflow task runs: the weekly training's pipeline.train, or a nightly stage through
+# pipeline.run_stage (dags/livefin_nightly.py).
 TASK = (
     "import sys, datetime as d; from livefin_etl import pipeline; "
-    "pipeline.run_stage(sys.argv[1], d.date.fromisoformat(sys.argv[2]))"
+    "as_of_date = d.date.fromisoformat(sys.argv[2]); "
+    "pipeline.train(as_of_date) if sys.argv[1] == 'train' "
+    "else pipeline.run_stage(pipeline.STAGES[sys.argv[1]], as_of_date)"
 )
 
 
@@ -336,11 +339,11 @@ def pre_l(tmp_path_factory, tiny_landing) -> State:
     with env(home, LIVEFIN_LANDING=str(tiny_landing)):
         s = get_settings()
         report = pipeline.run_range(
-            last - timedelta(days=1), last - timedelta(days=1), s, ingest_from=first
+            last - timedelta(days=1), last - timedelta(days=1), s, ingest_from=first, retrain=True
         )
         assert not report.blocked, report.blocked
         with pipeline.session(s) as (_s, con):
-            # No champion: the next nightly trains in its score stage (a fresh registry).
+            # No champion: the next run trains a fresh one first (training is its own stage).
             con.execute(
                 "update credit.model_registry set status = 'retired', "
                 "reason = 'fault tests: retired so the next nightly trains' "
@@ -357,7 +360,7 @@ def after_l(tmp_path_factory, pre_l) -> dict[str, Any]:
 
     home = copy_home(pre_l.home, tmp_path_factory.mktemp("faults_ref") / "after_l")
     with env(home, LIVEFIN_LANDING=str(pre_l.landing)):
-        report = pipeline.run_range(pre_l.last, pre_l.last, get_settings())
+        report = pipeline.run_range(pre_l.last, pre_l.last, get_settings(), retrain=True)
     assert not report.blocked, report.blocked
     state = State(home, pre_l.landing, pre_l.last)
     return {"state": state, "digest": warehouse_digest(state.warehouse), "report": report}

@@ -9,8 +9,8 @@ task runs (``pipeline.run_stage(stage, L)``, dags/livefin_nightly.py), which spa
 Expectations start-up per step. After every kill: the killed stage's table holds nothing of L,
 the warehouse opens, and the published snapshot and exports are byte-identical to before and
 still readable read-only. Last, ``livefin run --start L`` runs uninterrupted (in-process) and
-every table equals the reference run's. The state has no champion, so the score stage trains
-(``registry.before_commit``).
+every table equals the reference run's. The state has no champion, so the chain kills the
+training task first (``registry.before_commit``), then the nightly stages.
 """
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ CHAIN = [
         ["raw.merchants", "meta.load_manifest", "meta.quarantine"],
         [],
     ),
-    ("run", "gate.before_commit", ["dq.partition_status"], ["ingest"]),
+    ("run", "gate.before_commit", ["dq.partition_status"], ["ingest", "merchant_quality"]),
     ("features", "features.before_commit", ["features.merchant_features"], ["features", "value"]),
-    ("score", "registry.before_commit", ["credit.model_registry", "credit.model_events"], []),
+    (
+        "train",
+        "registry.before_commit",
+        ["credit.model_registry", "credit.model_events"],
+        ["train"],
+    ),
     ("score", "scoring.before_commit", ["credit.merchant_scores"], ["score"]),
     ("limits", "limits.before_commit", ["limits.financing_limits"], ["limits"]),
     ("publish", "publish.snapshot_building", [], []),
@@ -82,12 +87,14 @@ def test_kill9_in_every_stage_then_rerun_equals_uninterrupted_run(fl, pre_l, aft
                 if stage == "ingest":
                     with pipeline.session(get_settings()) as (s, con):
                         pipeline.ingest_range(con, s, [L])
+                elif stage == "train":
+                    pipeline.train(L, get_settings())
                 else:
-                    pipeline.run_stage(stage, L, get_settings())
+                    pipeline.run_stage(pipeline.STAGES[stage], L, get_settings())
 
     # The last rerun runs to completion, in-process (same function the CLI calls).
     with fl.env(home, LIVEFIN_LANDING=str(pre_l.landing)):
-        report = pipeline.run_range(L, L, get_settings())
+        report = pipeline.run_range(L, L, get_settings(), retrain=True)
     assert not report.blocked, report.blocked
 
     problems = fl.diff_digests(

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from rawdata import D, scenario  # noqa: F401 (re-exported for the tests)
 
+from livefin_etl.testing.rawdata import D, scenario  # noqa: F401 (re-exported for the tests)
 from livefin_etl.warehouse import connect
 
 

@@ -7,10 +7,10 @@ from datetime import date, timedelta
 
 import duckdb
 import pytest
-from rawdata import D, Raw, scenario
 
 from livefin_etl import features
 from livefin_etl.config import LivefinError
+from livefin_etl.testing.rawdata import D, Raw, scenario
 
 
 def rows(con: duckdb.DuckDBPyConnection, table: str = "features.merchant_features") -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from datetime import date, datetime, time, timedelta
 
 import duckdb
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from livefin_etl import limits, warehouse
 from livefin_etl.config import LivefinError, get_settings
 
-D = dt.date(2026, 11, 20)
+D = date(2026, 11, 20)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_build_writes_one_row_per_merchant_with_contract_columns(wh):
 def test_rerun_replaces_the_date_and_keeps_history(wh, bench):
     settings, con, _ = wh
     limits.build_limits(con, settings, D, run_id="r1")
-    d2 = D + dt.timedelta(days=1)
+    d2 = D + timedelta(days=1)
     bench.make_upstream(con, d2, 300, seed=2)
     limits.build_limits(con, settings, d2, run_id="r2")
     limits.build_limits(con, settings, D, run_id="r3")
@@ -96,23 +96,30 @@ def test_exposure_default_streamer_and_failed_partition_come_from_raw_tables(wh)
     loan, m_loan = loans["loan_id"].iloc[0], loans["merchant_id"].iloc[0]
     # Latest repayment row before D says 90 dpd; a row dated D itself must be ignored.
     con.execute("update raw.repayments set dpd = 90, outstanding = 12345 where loan_id = ?", [loan])
-    con.execute("insert into raw.repayments values (?, ?, ?, 0, 0.0, 0)", [loan, m_loan, D])
+    con.execute(
+        """insert into raw.repayments (loan_id, merchant_id, repay_date, amount_repaid,
+               outstanding, dpd)
+           values (?, ?, ?, 0, 0.0, 0)""",
+        [loan, m_loan, D],
+    )
     # A loan funded before D with no repayment row yet owes principal + fee.
     con.execute(
-        "insert into raw.loans values ('Lnew', 'm0000299', ?, 1000, 80, 0.1, 90, 0)",
-        [D - dt.timedelta(days=1)],
+        """insert into raw.loans (loan_id, merchant_id, origination_date, principal, fee_amount,
+               withhold_rate, term_days, legacy_limit)
+           values ('Lnew', 'm0000299', ?, 1000, 80, 0.1, 90, 0)""",
+        [D - timedelta(days=1)],
     )
     # m0000010 sold in a failed orders partition within the window.
-    bad_day = D - dt.timedelta(days=10)
+    bad_day = D - timedelta(days=10)
     con.execute(
         """insert into raw.orders (order_id, merchant_id, order_ts, paid_amount, refund_amount,
                status, streamer_id, _dt)
            values ('x1', 'm0000010', ?, 1e9, 0, 'completed', 'bigstar', ?)""",
-        [dt.datetime.combine(bad_day, dt.time(12)), bad_day],
+        [datetime.combine(bad_day, time(12)), bad_day],
     )
     con.execute(
         "insert into dq.partition_status values ('orders', ?, 'failed', 'v1', 'x', ?)",
-        [bad_day, dt.datetime.combine(bad_day, dt.time(23))],
+        [bad_day, datetime.combine(bad_day, time(23))],
     )
     limits.build_limits(con, settings, D, run_id="r1")
     got = {
@@ -138,7 +145,7 @@ def test_missing_upstream_is_a_clear_error(tmp_path, monkeypatch, bench):
         limits.build_limits(con, settings, D, run_id="r1")
     bench.make_upstream(con, D, 20)
     with pytest.raises(LivefinError, match="no features for 2026-11-21"):
-        limits.build_limits(con, settings, D + dt.timedelta(days=1), run_id="r1")
+        limits.build_limits(con, settings, D + timedelta(days=1), run_id="r1")
     con.execute("delete from credit.merchant_scores")
     with pytest.raises(LivefinError, match="no credit scores"):
         limits.build_limits(con, settings, D, run_id="r1")

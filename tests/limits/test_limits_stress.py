@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from datetime import date
 
 import pytest
 
 from livefin_etl import limits, warehouse
 from livefin_etl.config import LivefinError, get_settings
 
-D = dt.date(2026, 11, 20)
+D = date(2026, 11, 20)
 
 
 @pytest.fixture

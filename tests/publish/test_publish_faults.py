@@ -71,7 +71,7 @@ def test_sigkill_during_publish_leaves_previous_publication(tmp_path, monkeypatc
     env = dict(
         os.environ,
         LIVEFIN_TEST_PAUSE_AT=point,
-        LIVEFIN_TEST_PAUSE_FILE=str(marker),
+        LIVEFIN_TEST_PAUSE_MARKER=str(marker),
         PYTHONPATH=str(REPO),
     )
     proc = subprocess.Popen(

@@ -6,9 +6,9 @@ way the pipeline would (headers, encodings) and checks one claim of docs/simulat
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +47,9 @@ class Tiny:
     def __init__(self, out: Path, summary: dict) -> None:
         self.out = out
         self.summary = summary
-        self.start = dt.date.fromisoformat(summary["start"])
+        self.start = date.fromisoformat(summary["start"])
         self.days = summary["days"]
-        self.dates = [self.start + dt.timedelta(days=i) for i in range(self.days)]
+        self.dates = [self.start + timedelta(days=i) for i in range(self.days)]
         self.truth_m = pl.read_parquet(out / "_truth" / "merchants.parquet")
         self.truth_l = pl.read_parquet(out / "_truth" / "loans.parquet")
 
@@ -287,7 +287,7 @@ def test_merchants_partitions(tiny: Tiny) -> None:
     m = m.with_columns(pl.col("onboard_date").str.to_date())
     first = m.filter(pl.col("dt") == tiny.start)
     assert (first["onboard_date"] <= tiny.start).all()
-    assert first["onboard_date"].min() < tiny.start - dt.timedelta(days=2 * 365)
+    assert first["onboard_date"].min() < tiny.start - timedelta(days=2 * 365)
     assert (
         m.filter(pl.col("dt") > tiny.start)
         .select((pl.col("onboard_date") == pl.col("dt")).all())
@@ -414,7 +414,7 @@ def test_brushing_inflates_gmv_before_loans(tiny: Tiny) -> None:
     )
     loans = tiny.loans.filter(
         pl.col("merchant_id").is_in(brushers.implode())
-        & (pl.col("origination_date") >= tiny.start + dt.timedelta(days=42))
+        & (pl.col("origination_date") >= tiny.start + timedelta(days=42))
     )
     j = loans.join(daily, on="merchant_id").with_columns(
         lag=(pl.col("origination_date") - pl.col("dt")).dt.total_days()
@@ -432,7 +432,7 @@ def test_brushing_inflates_gmv_before_loans(tiny: Tiny) -> None:
 def test_gmv_drops_after_streamer_exit(tiny: Tiny) -> None:
     ex = tiny.truth_m.filter(
         pl.col("streamer_exit_date").is_between(
-            tiny.start + dt.timedelta(days=35), tiny.dates[-1] - dt.timedelta(days=35)
+            tiny.start + timedelta(days=35), tiny.dates[-1] - timedelta(days=35)
         )
     )
     assert ex.height >= 5
@@ -463,21 +463,19 @@ def test_weekly_and_peak_seasonality(tiny: Tiny) -> None:
     weekend = g.filter(pl.col("wd") >= 6)["gmv"].mean()
     weekday = g.filter(pl.col("wd").is_between(1, 4))["gmv"].mean()
     assert weekend > 1.08 * weekday
-    peak = g.filter(pl.col("dt").is_between(dt.date(2025, 6, 15), dt.date(2025, 6, 21)))[
-        "gmv"
-    ].mean()
-    may = g.filter(pl.col("dt").is_between(dt.date(2025, 5, 1), dt.date(2025, 5, 31)))["gmv"].mean()
+    peak = g.filter(pl.col("dt").is_between(date(2025, 6, 15), date(2025, 6, 21)))["gmv"].mean()
+    may = g.filter(pl.col("dt").is_between(date(2025, 5, 1), date(2025, 5, 31)))["gmv"].mean()
     assert peak > 2 * may
 
 
 def test_double_11_peak(tmp_path: Path) -> None:
-    generate("tiny", 3, dt.date(2025, 10, 10), 36, tmp_path, progress=False, merchants=60)
+    generate("tiny", 3, date(2025, 10, 10), 36, tmp_path, progress=False, merchants=60)
     gmv = {}
     for d in sorted((tmp_path / "orders").iterdir()):
         _, text = _decode_orders((d / "part-0.csv").read_bytes())
-        gmv[dt.date.fromisoformat(d.name[3:])] = pl.read_csv(io.StringIO(text))["实付金额"].sum()
-    week = np.mean([gmv[dt.date(2025, 11, 8) + dt.timedelta(days=i)] for i in range(7)])
-    before = np.mean([gmv[dt.date(2025, 10, 10) + dt.timedelta(days=i)] for i in range(7)])
+        gmv[date.fromisoformat(d.name[3:])] = pl.read_csv(io.StringIO(text))["实付金额"].sum()
+    week = np.mean([gmv[date(2025, 11, 8) + timedelta(days=i)] for i in range(7)])
+    before = np.mean([gmv[date(2025, 10, 10) + timedelta(days=i)] for i in range(7)])
     assert week > 2.5 * before
 
 
@@ -545,7 +543,7 @@ def _observable_features(tiny: Tiny, loans: pl.DataFrame) -> np.ndarray:
     def window(df: pl.DataFrame, ts: str) -> pl.DataFrame:
         return df.join(key, on="merchant_id").filter(
             (pl.col(ts).dt.date() < pl.col("origination_date"))
-            & (pl.col(ts).dt.date() >= pl.col("origination_date") - dt.timedelta(days=60))
+            & (pl.col(ts).dt.date() >= pl.col("origination_date") - timedelta(days=60))
         )
 
     o = window(tiny.orders, "order_ts").with_columns(hour=pl.col("order_ts").dt.hour())
@@ -631,7 +629,7 @@ def test_oracle_and_observable_model_beat_legacy(tiny: Tiny) -> None:
 
 # ------------------------------------------------------------------ determinism
 def test_same_seed_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kw = dict(start=dt.date(2025, 3, 1), days=12, progress=False, merchants=40)
+    kw = dict(start=date(2025, 3, 1), days=12, progress=False, merchants=40)
     a = generate("tiny", 11, out=tmp_path / "a", **kw)
     b = generate("tiny", 11, out=tmp_path / "b", **kw)
     c = generate("tiny", 12, out=tmp_path / "c", **kw)

@@ -135,8 +135,7 @@ def test_bad_assumptions_are_refused() -> None:
 
 
 def test_build_and_explain(tmp_path: Path) -> None:
-    from rawdata import D, scenario  # the feature tests' scenario (tests/features)
-
+    from livefin_etl.testing.rawdata import D, scenario  # the feature tests' scenario
     from livefin_etl.warehouse import connect
 
     con: duckdb.DuckDBPyConnection = connect(path=tmp_path / "w.duckdb")

@@ -1,26 +1,37 @@
-"""Synthetic credit world with a known causal signal (helpers shared by the credit tests)."""
+"""Synthetic credit world with a known causal signal (shared by the credit tests and bench)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import yaml
 
-from livefin_etl.config import Settings, load_config
+from livefin_etl.config import REPO_ROOT, Settings, load_config
 
 AS_OF = date(2025, 1, 15)
 CATEGORIES = ["womens_clothing", "beauty", "food", "electronics"]
 
 
-def small_config(**xgb_overrides) -> dict:
-    """The real config/model.yaml with a small, fast model for tests."""
-    import copy
+def production_gate() -> dict:
+    """``champion_gate`` as shipped in the repository's config/model.yaml.
 
+    The suite may point LIVEFIN_CONFIG_DIR at a copy with the gate opened for the tiny world;
+    the credit tests prove the real thresholds, so they take them from the shipped file."""
+    text = (REPO_ROOT / "config" / "model.yaml").read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text)["champion_gate"])
+
+
+def small_config(**xgb_overrides) -> dict:
+    """The configured model (config/model.yaml) with a small, fast model for tests and the
+    shipped champion gate."""
     cfg = copy.deepcopy(load_config("model"))
     cfg["xgboost"].update({"n_estimators": 40, "early_stopping_rounds": 10, **xgb_overrides})
+    cfg["champion_gate"] = production_gate()
     return cfg
 
 
@@ -76,19 +87,8 @@ def make_features(
     return f
 
 
-def build_world(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    n_merchants: int = 400,
-    n_loans: int = 1600,
-    seed: int = 7,
-    score_date: date = AS_OF,
-) -> dict:
-    """raw.loans, raw.repayments, features.merchant_features (origination dates + D)."""
-    rng = np.random.default_rng(seed)
-    cfg = load_config("model")
-    names = list(cfg["features"])
-    merchants = [f"M{i:05d}" for i in range(n_merchants)]
+def _loan_book(rng: np.random.Generator, merchants: list[str], n_loans: int) -> pd.DataFrame:
+    """Loans spread over 18 months, plus two recent ones whose window has not closed."""
     start = date(2023, 1, 1)
     span = (date(2024, 7, 1) - start).days
     loans = pd.DataFrame(
@@ -108,26 +108,11 @@ def build_world(
             "origination_date": [AS_OF - timedelta(days=30), AS_OF - timedelta(days=100)],
         }
     )
-    loans = pd.concat([loans, recent], ignore_index=True)
-    keys = (
-        loans[["merchant_id", "origination_date"]]
-        .drop_duplicates()
-        .rename(columns={"origination_date": "as_of_date"})
-    )
-    feats = make_features(rng, keys, names)
-    fl = loans.merge(
-        feats, left_on=["merchant_id", "origination_date"], right_on=["merchant_id", "as_of_date"]
-    )
-    p = 1 / (1 + np.exp(-true_logit(fl)))
-    fl["is_bad"] = rng.random(len(fl)) < p
-    fl["true_pd"] = p
-    loans = fl[["loan_id", "merchant_id", "origination_date"]].copy()
-    loans["principal"] = 10000.0
-    loans["fee_amount"] = 800.0
-    loans["withhold_rate"] = 0.1
-    loans["term_days"] = 120
-    loans["legacy_limit"] = 1.5 * fl["gmv_gross_30d"].to_numpy()
+    return pd.concat([loans, recent], ignore_index=True)
 
+
+def _repayments(rng: np.random.Generator, fl: pd.DataFrame) -> pd.DataFrame:
+    """Six repayment rows per loan; a bad loan reaches 60+ dpd between day 90 and 175."""
     reps = []
     for lid, mid, od, bad in fl[
         ["loan_id", "merchant_id", "origination_date", "is_bad"]
@@ -147,21 +132,22 @@ def build_world(
                     int(dpd if bad else rng.integers(0, 15)),
                 )
             )
-    rep = pd.DataFrame(
+    return pd.DataFrame(
         reps,
         columns=["loan_id", "merchant_id", "repay_date", "amount_repaid", "outstanding", "dpd"],
     )
-    # scoring-date features for every merchant (the nightly spine)
-    d_keys = pd.DataFrame({"merchant_id": merchants, "as_of_date": score_date})
-    d_feats = make_features(rng, d_keys, names)
-    all_feats = pd.concat([feats, d_feats], ignore_index=True)
+
+
+def _write_tables(
+    con: duckdb.DuckDBPyConnection, loans: pd.DataFrame, rep: pd.DataFrame, feats: pd.DataFrame
+) -> None:
     con.execute(
         "create schema if not exists raw; create schema if not exists features; "
         "create schema if not exists credit"
     )
     con.register("_l", loans)
     con.register("_r", rep)
-    con.register("_f", all_feats)
+    con.register("_f", feats)
     con.execute(
         "create or replace table raw.loans as select loan_id, merchant_id, "
         "origination_date::DATE origination_date, principal, fee_amount, withhold_rate, "
@@ -177,11 +163,54 @@ def build_world(
     )
     for t in ("_l", "_r", "_f"):
         con.unregister(t)
+
+
+def build_world(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    n_merchants: int = 400,
+    n_loans: int = 1600,
+    seed: int = 7,
+    score_date: date = AS_OF,
+) -> dict:
+    """raw.loans, raw.repayments, features.merchant_features (origination dates + score date).
+
+    Returns the truth: ``truth`` (loan_id, true_pd), ``labels`` (loan_id -> 0/1),
+    ``loan_features`` (every loan with the features generated for its origination date),
+    ``merchants`` and ``names`` (configured features)."""
+    rng = np.random.default_rng(seed)
+    names = list(load_config("model")["features"])
+    merchants = [f"M{i:05d}" for i in range(n_merchants)]
+    loans = _loan_book(rng, merchants, n_loans)
+    keys = (
+        loans[["merchant_id", "origination_date"]]
+        .drop_duplicates()
+        .rename(columns={"origination_date": "as_of_date"})
+    )
+    feats = make_features(rng, keys, names)
+    fl = loans.merge(
+        feats, left_on=["merchant_id", "origination_date"], right_on=["merchant_id", "as_of_date"]
+    )
+    p = 1 / (1 + np.exp(-true_logit(fl)))
+    fl["is_bad"] = rng.random(len(fl)) < p
+    fl["true_pd"] = p
+    loans = fl[["loan_id", "merchant_id", "origination_date"]].copy()
+    loans["principal"] = 10000.0
+    loans["fee_amount"] = 800.0
+    loans["withhold_rate"] = 0.1
+    loans["term_days"] = 120
+    loans["legacy_limit"] = 1.5 * fl["gmv_gross_30d"].to_numpy()
+    rep = _repayments(rng, fl)
+    # scoring-date features for every merchant (the nightly spine)
+    d_keys = pd.DataFrame({"merchant_id": merchants, "as_of_date": score_date})
+    d_feats = make_features(rng, d_keys, names)
+    _write_tables(con, loans, rep, pd.concat([feats, d_feats], ignore_index=True))
     return {
         "truth": fl[["loan_id", "true_pd"]],
         "merchants": merchants,
         "names": names,
         "labels": dict(zip(fl["loan_id"], fl["is_bad"].astype(int), strict=True)),
+        "loan_features": fl.drop(columns=["as_of_date", "is_bad", "true_pd"]),
     }
 
 

@@ -1,0 +1,27 @@
+"""Train then register: the one place that calls both the fitting code and the registry."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from livefin_etl.config import Settings
+from livefin_etl.credit import registry, training
+
+
+def train(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of_date: date, **options: Any
+) -> dict[str, Any]:
+    """Fit on matured loans as of ``as_of_date`` and register: write artifacts and report,
+    apply the champion gate, insert the registry row.
+
+    ``options`` are ``training.fit``'s keywords: ``features_df``, ``label``, ``time_col``,
+    ``device``, ``config``, ``ensure_features``. Returns the registry row (``model_version``,
+    ``status`` champion|challenger, ``reason``, ``auc_oot``, ``ks_oot``, ``brier_oot``,
+    ``psi_score``, counts, paths) plus ``model_hash``, ``metrics``, ``device``,
+    ``gate_failed`` and ``already_registered``.
+    """
+    fitted = training.fit(con, settings, as_of_date, **options)
+    return registry.register(con, settings, as_of_date, fitted)

@@ -1,0 +1,416 @@
+"""Partitions -> raw: the manifest check, quarantine rows, the chunked load of ``raw.<source>``,
+``meta.quarantine`` and ``meta.load_manifest`` in one transaction, and rejection records.
+
+One (source, date) partition is replaced in one DuckDB transaction, so a kill at any point
+leaves either the old partition or the new one, never a mix. Rows read always equal rows
+loaded plus rows quarantined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from livefin_etl.config import LivefinError, Settings, fault_point, pii_key
+from livefin_etl.contracts import Contract, load_contract, load_mappings
+from livefin_etl.extract.read import (
+    FORMAT_EXT,
+    FileBatch,
+    FileRejected,
+    landing_files,
+    partition_dir,
+    read_file,
+)
+from livefin_etl.extract.rules import (
+    Check,
+    first_failure,
+    hash_pii,
+    mark_malformed,
+    reason_exprs,
+    split_duplicates,
+    split_unknown_references,
+    typed,
+)
+from livefin_etl.extract.tables import ensure_tables
+from livefin_etl.warehouse import insert_frame, quote_ident, transaction
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = {
+    "source": pl.Utf8,
+    "dt": pl.Date,
+    "file": pl.Utf8,
+    "line": pl.Int64,
+    "reason_code": pl.Utf8,
+    "reason": pl.Utf8,
+    "column_name": pl.Utf8,
+    "merchant_id": pl.Utf8,
+    "raw_values": pl.Utf8,
+    "quarantined_at": pl.Datetime("us"),
+}
+MANIFEST_INSERT = "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+Pending = list[tuple[date, list[FileBatch]]]
+# (as_of_date, batch, rows read) per file of a chunk
+PerFile = list[tuple[date, FileBatch, int]]
+
+
+class ExtractErrors(LivefinError):
+    """Some partitions of a range were refused; the others were loaded (results attached)."""
+
+    def __init__(self, errors: list[str], results: list[dict[str, Any]]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+        self.results = results
+
+
+class _Refused(Exception):
+    """A partition that cannot be loaded this run; it is left unchanged."""
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def extract_partition(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    as_of_date: date,
+    *,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Load ``landing/<source>/dt=<as_of_date>/*`` into ``raw.<source>`` (replacing that partition)."""
+    try:
+        return extract_partitions(con, settings, source, [as_of_date], force=force)[0]
+    except ExtractErrors as exc:
+        raise LivefinError(exc.errors[0]) from None
+
+
+def extract_partitions(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    as_of_dates: list[date],
+    *,
+    force: bool = False,
+    chunk_days: int = 31,
+    chunk_bytes: int = 150_000_000,
+) -> list[dict[str, Any]]:
+    """Load several partitions of one source, each replaced exactly as by
+    :func:`extract_partition`, committing ``chunk_days`` partitions per transaction so history
+    backfills do not pay per-partition overhead; a chunk is also cut at ``chunk_bytes`` of (gunzipped)
+    landing data so memory stays bounded on platform-scale days. Refused partitions are left untouched
+    and reported together in :class:`ExtractErrors` after the others are committed."""
+    contract = load_contract(source)
+    ensure_tables(con, contract)
+    key = pii_key(settings)
+    results: dict[date, dict[str, Any]] = {}
+    errors: list[str] = []
+    pending: Pending = []
+    pending_bytes = 0
+    for as_of_date in sorted(set(as_of_dates)):
+        try:
+            prepared = _prepare(con, settings, contract, as_of_date, force)
+        except _Refused as exc:
+            errors.append(f"{source} {as_of_date}: {exc}")
+            continue
+        if isinstance(prepared, dict):  # unchanged since the last load
+            results[as_of_date] = prepared
+            continue
+        pending.append((as_of_date, prepared))
+        pending_bytes += sum(b.data_bytes for b in prepared)
+        if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
+            results.update(_load_chunk(con, contract, pending, key))
+            pending, pending_bytes = [], 0
+    if pending:
+        results.update(_load_chunk(con, contract, pending, key))
+    ordered = [results[d] for d in sorted(results)]
+    if errors:
+        raise ExtractErrors(errors, ordered)
+    return ordered
+
+
+# --------------------------------------------------------------------------- one partition
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    contract: Contract,
+    as_of_date: date,
+    force: bool,
+) -> dict[str, Any] | list[FileBatch]:
+    """The partition's files read under the contract, or its ``skipped`` result when every file
+    is unchanged since the last load; :class:`_Refused` if it cannot be loaded."""
+    source = contract.name
+    folder = partition_dir(settings, source, as_of_date)
+    if not folder.is_dir():
+        raise _Refused(f"landing folder does not exist: {folder}")
+    paths = landing_files(folder, contract)
+    if not paths:
+        raise _Refused(f"no {'/'.join(FORMAT_EXT[contract.format])}[.gz] files in {folder}")
+    # each file is read and checksummed once: the manifest check and the parse share it
+    raws = {p.name: p.read_bytes() for p in paths}
+    checksums = {name: hashlib.sha256(raw).hexdigest() for name, raw in raws.items()}
+    if not force and _manifest_unchanged(con, source, as_of_date, checksums):
+        log.info("extract %s %s: unchanged, skipped", source, as_of_date)
+        return {
+            "source": source,
+            "dt": as_of_date.isoformat(),
+            "skipped": True,
+            "files": len(paths),
+        }
+    batches: list[FileBatch] = []
+    for p in paths:
+        try:
+            batches.append(read_file(p.name, raws.pop(p.name), checksums[p.name], contract))
+        except FileRejected as exc:
+            _record_rejection(con, contract, as_of_date, p, checksums[p.name], str(exc))
+            raise _Refused(f"{exc}; partition left unchanged") from None
+    return batches
+
+
+def _manifest_unchanged(
+    con: duckdb.DuckDBPyConnection, source: str, as_of_date: date, files: dict[str, str]
+) -> bool:
+    rows = con.execute(
+        "select file, sha256 from meta.load_manifest where source=? and dt=? and status='loaded'",
+        [source, as_of_date],
+    ).fetchall()
+    return bool(rows) and dict(rows) == files
+
+
+def _record_rejection(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    as_of_date: date,
+    path: Path,
+    sha: str,
+    msg: str,
+) -> None:
+    """A rejected file is recorded (manifest + file-level quarantine row); raw is untouched."""
+    now = datetime.now().replace(microsecond=0)
+    source, name = contract.name, path.name
+    manifest = [source, as_of_date, name, sha, path.stat().st_size, 0, 0, 0, None, None]
+    manifest += [contract.version, "rejected", msg, now]
+    with transaction(con):
+        con.execute(
+            "delete from meta.load_manifest where source=? and dt=? and file=? and status='rejected'",
+            [source, as_of_date, name],
+        )
+        con.execute(MANIFEST_INSERT, manifest)
+        con.execute(
+            "delete from meta.quarantine where source=? and dt=? and file=? and line=0",
+            [source, as_of_date, name],
+        )
+        con.execute(
+            "insert into meta.quarantine values (?,?,?,?,?,?,?,?,?,?)",
+            [source, as_of_date, name, 0, "file_error", msg, None, None, None, now],
+        )
+
+
+# --------------------------------------------------------------------------- one chunk
+
+
+def _load_chunk(
+    con: duckdb.DuckDBPyConnection, contract: Contract, pending: Pending, key: bytes
+) -> dict[date, dict[str, Any]]:
+    """Check, hash and load the chunk's partitions in one transaction; their results."""
+    t0 = time.perf_counter()
+    loaded_at = datetime.now().replace(microsecond=0)
+    chunk_days = [d for d, _ in pending]
+    good, bad, per_file = _checked_rows(con, contract, pending)
+    good = hash_pii(good, contract, key, keep_source=False)
+    bad = hash_pii(bad, contract, key, keep_source=True) if bad.height else bad
+    out = _raw_rows(good, contract, per_file, loaded_at)
+    quarantine = quarantine_rows(bad, contract, contract.name, loaded_at)
+    manifest, stats = _manifest_rows(contract, per_file, bad, loaded_at)
+    _commit(con, contract, chunk_days, out, quarantine, manifest)
+    seconds = round((time.perf_counter() - t0) / len(chunk_days), 3)
+    results = {d: _result(contract.name, d, stats.get(d, [0, 0, 0]), seconds) for d in chunk_days}
+    assert out.height + quarantine.height == sum(s[1] for s in stats.values())
+    return results
+
+
+def _checked_batch(
+    contract: Contract, batch: FileBatch, as_of_date: date, checks: list[Check]
+) -> pl.DataFrame:
+    """A file's rows typed, each with its first failing check (``__reason_code``) or none."""
+    frame = batch.frame
+    malformed = "_malformed" in frame.columns
+    mapping_fmt = next(
+        (m.timestamp_format for m in load_mappings(contract.name) if m.name == batch.mapping),
+        DEFAULT_TIMESTAMP_FORMAT,
+    )
+    frame = first_failure(typed(frame, contract, mapping_fmt), checks)
+    if malformed:
+        frame = mark_malformed(frame)
+    return frame.with_columns(pl.lit(batch.name).alias("_file"), pl.lit(as_of_date).alias("_dt"))
+
+
+def _checked_rows(
+    con: duckdb.DuckDBPyConnection, contract: Contract, pending: Pending
+) -> tuple[pl.DataFrame, pl.DataFrame, PerFile]:
+    """The chunk split into rows to load and rows to quarantine (row rules, then duplicate keys,
+    then unknown references), with each file's rows read."""
+    good_parts, bad_parts, per_file = [], [], []
+    for as_of_date, batches in pending:
+        checks = reason_exprs(contract, as_of_date)
+        for b in batches:
+            frame = _checked_batch(contract, b, as_of_date, checks)
+            per_file.append((as_of_date, b, frame.height))
+            good_parts.append(frame.filter(pl.col("__reason_code").is_null()))
+            bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))
+    good = pl.concat(good_parts, how="diagonal_relaxed")
+    bad = pl.concat(bad_parts, how="diagonal_relaxed")
+    good, dup = split_duplicates(con, contract, good, [d for d, _ in pending])
+    good, unknown = split_unknown_references(con, contract, good)
+    nonempty = [x for x in (bad, dup, unknown) if x.height]
+    bad = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else bad
+    return good, bad, per_file
+
+
+def _raw_rows(
+    good: pl.DataFrame, contract: Contract, per_file: PerFile, loaded_at: datetime
+) -> pl.DataFrame:
+    """Rows as stored in ``raw.<source>``: contract columns, then lineage."""
+    mapping_by_file = {(d, b.name): b.mapping for d, b, _ in per_file}
+    if len(set(mapping_by_file.values())) > 1:
+        mapping = (
+            pl.struct("_dt", "_file")
+            .map_elements(lambda r: mapping_by_file[(r["_dt"], r["_file"])], return_dtype=pl.Utf8)
+            .alias("_mapping")
+        )
+    else:
+        mapping = pl.lit(next(iter(mapping_by_file.values()))).alias("_mapping")
+    return good.select(
+        [pl.col(c.name).alias(c.stored_name) for c in contract.stored_columns]
+        + [
+            pl.col("_dt"),
+            pl.col("_file"),
+            pl.col("_line"),
+            pl.lit(contract.version).alias("_contract_version"),
+            mapping,
+            pl.lit(loaded_at).cast(pl.Datetime("us")).alias("_loaded_at"),
+        ]
+    )
+
+
+def quarantine_rows(
+    bad: pl.DataFrame, contract: Contract, source: str, at: datetime
+) -> pl.DataFrame:
+    """Rows for ``meta.quarantine``: the reason and the offending row as JSON (PII hashed)."""
+    if not bad.height:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    src_cols = [f"__src_{c}" for c in contract.columns if f"__src_{c}" in bad.columns]
+    raw_json = bad.select(
+        pl.struct(
+            [pl.col(s).alias(s.removeprefix("__src_")) for s in src_cols]
+            + ([pl.col("_malformed")] if "_malformed" in bad.columns else [])
+        ).struct.json_encode()
+    ).to_series()
+    merchant = (
+        bad["__src_merchant_id"]
+        if "__src_merchant_id" in bad.columns
+        else pl.Series([None] * bad.height)
+    )
+    return pl.DataFrame(
+        {
+            "source": [source] * bad.height,
+            "dt": bad["_dt"],
+            "file": bad["_file"],
+            "line": bad["_line"].cast(pl.Int64),
+            "reason_code": bad["__reason_code"],
+            "reason": bad["__reason"],
+            "column_name": bad["__column"],
+            "merchant_id": merchant.cast(pl.Utf8),
+            "raw_values": raw_json,
+            "quarantined_at": [at] * bad.height,
+        },
+        schema_overrides={"dt": pl.Date, "quarantined_at": pl.Datetime("us")},
+    )
+
+
+def _manifest_rows(
+    contract: Contract, per_file: PerFile, bad: pl.DataFrame, loaded_at: datetime
+) -> tuple[list[tuple], dict[date, list[int]]]:
+    """One ``meta.load_manifest`` row per file, and [files, read, quarantined] per partition."""
+    bad_counts = (
+        {(d, f): n for d, f, n in bad.group_by("_dt", "_file").len().iter_rows()}
+        if bad.height
+        else {}
+    )
+    manifest = []
+    stats: dict[date, list[int]] = {}
+    for as_of_date, b, n in per_file:
+        nq = int(bad_counts.get((as_of_date, b.name), 0))
+        s = stats.setdefault(as_of_date, [0, 0, 0])
+        s[0], s[1], s[2] = s[0] + 1, s[1] + n, s[2] + nq
+        counts = (b.sha256, b.size, n, n - nq, nq, b.encoding, b.mapping)
+        manifest.append(
+            (
+                contract.name,
+                as_of_date,
+                b.name,
+                *counts,
+                contract.version,
+                "loaded",
+                None,
+                loaded_at,
+            )
+        )
+    return manifest, stats
+
+
+def _commit(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    chunk_days: list[date],
+    out: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    manifest: list[tuple],
+) -> None:
+    """Replace the chunk's partitions in raw, quarantine and manifest: all or nothing."""
+    days_in = ", ".join("?" for _ in chunk_days)
+    source = contract.name
+    fault_point("extract.before_commit")
+    with transaction(con):
+        con.execute(
+            f"delete from {quote_ident(contract.table)} where _dt in ({days_in})", chunk_days
+        )
+        insert_frame(con, contract.table, out.to_arrow(), out.columns)
+        con.execute(
+            f"delete from meta.quarantine where source = ? and dt in ({days_in})",
+            [source, *chunk_days],
+        )
+        insert_frame(con, "meta.quarantine", quarantine.to_arrow(), quarantine.columns)
+        con.execute(
+            f"delete from meta.load_manifest where source = ? and dt in ({days_in})",
+            [source, *chunk_days],
+        )
+        con.executemany(MANIFEST_INSERT, manifest)
+
+
+def _result(source: str, as_of_date: date, stats: list[int], seconds: float) -> dict[str, Any]:
+    files, read, quarantined = stats
+    result = {
+        "source": source,
+        "dt": as_of_date.isoformat(),
+        "skipped": False,
+        "files": files,
+        "rows_read": read,
+        "rows_loaded": read - quarantined,
+        "rows_quarantined": quarantined,
+        "seconds": seconds,
+    }
+    log.info("extract %s", json.dumps(result))
+    return result

@@ -1,0 +1,300 @@
+"""The contract applied to rows: value maps, typing per column, the row rules that pick a
+quarantine reason, duplicate-key and unknown-reference splits, and keyed PII hashing."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from livefin_etl.contracts import Column, Contract, Mapping
+from livefin_etl.warehouse import quote_ident, registered, table_exists
+
+POLARS_TYPES = {
+    "VARCHAR": pl.Utf8,
+    "DOUBLE": pl.Float64,
+    "BIGINT": pl.Int64,
+    "DATE": pl.Date,
+    "TIMESTAMP": pl.Datetime("us"),
+    "BOOLEAN": pl.Boolean,
+}
+
+# (reason_code, column, failing-row predicate, message); the first that holds wins.
+Check = tuple[str, str | None, pl.Expr, str]
+
+
+def apply_value_maps(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+    """Upstream codes -> canonical values (e.g. ``已完成`` -> ``completed``), per the mapping."""
+    exprs = []
+    for col, values in mapping.values.items():
+        if col in frame.columns:
+            exprs.append(pl.col(col).cast(pl.Utf8).replace(values).alias(col))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+# --------------------------------------------------------------------------- typing
+
+
+def _parse(col: Column, fmt: str) -> pl.Expr:
+    src = pl.col(col.name)
+    target = POLARS_TYPES[col.type]
+    as_str = src.cast(pl.Utf8).str.strip_chars()
+    if col.type == "VARCHAR":
+        return as_str
+    if col.type == "TIMESTAMP":
+        return pl.coalesce(
+            as_str.str.strptime(pl.Datetime("us"), fmt, strict=False),
+            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False),
+            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
+        )
+    if col.type == "DATE":
+        return as_str.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if col.type == "BIGINT":
+        return as_str.cast(pl.Float64, strict=False).pipe(
+            lambda e: pl.when(e == e.round(0)).then(e).otherwise(None).cast(pl.Int64)
+        )
+    return as_str.cast(target, strict=False)
+
+
+def typed(frame: pl.DataFrame, contract: Contract, mapping_fmt: str) -> pl.DataFrame:
+    """Parse every canonical column; keep the source text beside it to detect type errors."""
+    exprs = []
+    for c in contract.columns.values():
+        exprs.append(pl.col(c.name).cast(pl.Utf8).str.strip_chars().alias(f"__src_{c.name}"))
+        if frame.schema[c.name] == POLARS_TYPES[c.type] and c.type != "VARCHAR":
+            exprs.append(pl.col(c.name))  # already typed (Parquet)
+        elif frame.schema[c.name] == pl.Date and c.type == "TIMESTAMP":
+            exprs.append(pl.col(c.name).cast(pl.Datetime("us")))
+        else:
+            exprs.append(_parse(c, mapping_fmt).alias(c.name))
+    return frame.with_columns(exprs)
+
+
+# --------------------------------------------------------------------------- row rules
+
+
+def _column_checks(c: Column) -> list[Check]:
+    src = pl.col(f"__src_{c.name}")
+    blank = src.is_null() | (src == "")
+    value = pl.col(c.name)
+    checks: list[Check] = []
+    if c.required:
+        checks.append(("missing_required", c.name, blank, f"{c.name} is required"))
+    checks.append(
+        ("type_error", c.name, ~blank & value.is_null(), f"{c.name} is not a valid {c.type}")
+    )
+    if c.min is not None:
+        checks.append(("below_min", c.name, value < c.min, f"{c.name} below minimum {c.min}"))
+    if c.max is not None:
+        checks.append(("above_max", c.name, value > c.max, f"{c.name} above maximum {c.max}"))
+    if c.allowed:
+        allowed = list(c.allowed)
+        not_allowed = value.is_not_null() & ~value.is_in(allowed)
+        checks.append(("not_allowed", c.name, not_allowed, f"{c.name} not in {allowed}"))
+    return checks
+
+
+def _partition_check(contract: Contract, as_of_date: date) -> Check:
+    """Rows must belong to the partition's day (with the contract's allowed lag), or for
+    ``not_after`` sources simply not lie after it."""
+    pc = contract.columns[contract.partition_column]
+    start = datetime.combine(as_of_date, datetime.min.time())
+    end = start + timedelta(days=1)
+    col = pl.col(pc.name)
+    if contract.partition_mode == "not_after":
+        bad = col > (as_of_date if pc.type == "DATE" else end)
+        msg = f"{pc.name} after partition date {as_of_date}"
+    else:
+        lo = start - timedelta(hours=contract.late_hours)
+        if pc.type == "DATE":
+            bad = (col < lo.date()) | (col > as_of_date)
+        else:
+            bad = (col < lo) | (col >= end)
+        msg = f"{pc.name} outside partition day {as_of_date} (allowed lag {contract.late_hours} h)"
+    return ("outside_partition", pc.name, bad, msg)
+
+
+def reason_exprs(contract: Contract, as_of_date: date) -> list[Check]:
+    """Every check of the contract for one partition, in precedence order."""
+    checks: list[Check] = []
+    for c in contract.columns.values():
+        checks += _column_checks(c)
+    for rc in contract.row_checks:
+        checks.append(("row_check", None, ~pl.sql_expr(rc["sql"]).fill_null(True), rc["reason"]))
+    checks.append(_partition_check(contract, as_of_date))
+    return checks
+
+
+def first_failure(frame: pl.DataFrame, checks: list[Check]) -> pl.DataFrame:
+    """Attach the first failing check per row (precedence = list order)."""
+    code = pl.lit(None, dtype=pl.Utf8)
+    column = pl.lit(None, dtype=pl.Utf8)
+    reason = pl.lit(None, dtype=pl.Utf8)
+    for rc, colname, pred, msg in reversed(checks):
+        hit = pred.fill_null(False)
+        code = pl.when(hit).then(pl.lit(rc)).otherwise(code)
+        column = pl.when(hit).then(pl.lit(colname)).otherwise(column)
+        reason = pl.when(hit).then(pl.lit(msg)).otherwise(reason)
+    return frame.with_columns(
+        code.alias("__reason_code"), column.alias("__column"), reason.alias("__reason")
+    )
+
+
+def mark_malformed(frame: pl.DataFrame) -> pl.DataFrame:
+    """A JSON line that did not parse is a type error, whatever the column checks said."""
+    is_bad = pl.col("_malformed").is_not_null()
+    return frame.with_columns(
+        pl.when(is_bad)
+        .then(pl.lit("type_error"))
+        .otherwise(pl.col("__reason_code"))
+        .alias("__reason_code"),
+        pl.when(is_bad)
+        .then(pl.lit("malformed JSON line"))
+        .otherwise(pl.col("__reason"))
+        .alias("__reason"),
+    )
+
+
+# --------------------------------------------------------------------------- keys and references
+
+
+def _keys_loaded_elsewhere(
+    con: duckdb.DuckDBPyConnection, contract: Contract, keys: pl.DataFrame, chunk_days: list[date]
+) -> pl.DataFrame:
+    """The batch's keys already in ``raw`` within the duplicate window, outside this load's days."""
+    pk = list(contract.primary_key)
+    window = contract.duplicate_window_days
+    lo, hi = min(chunk_days) - timedelta(days=window), max(chunk_days) + timedelta(days=window)
+    on = " and ".join(f"r.{quote_ident(k)} = p.{quote_ident(k)}" for k in pk)
+    days_in = ", ".join("?" for _ in chunk_days)
+    with registered(con, "__pk", keys.to_arrow()):
+        return con.sql(
+            f"select distinct {', '.join('p.' + quote_ident(k) for k in pk)} from __pk p "
+            f"semi join {quote_ident(contract.table)} r on {on} and r._dt between ? and ? "
+            f"and r._dt not in ({days_in})",
+            params=[lo, hi, *chunk_days],
+        ).pl()
+
+
+def split_duplicates(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first occurrence of a key (by day, file, line); a key already loaded in a
+    partition outside this load is a duplicate too (a re-delivery of the same order). The
+    look-back is bounded by the contract's ``duplicate_window_days`` so the check stays cheap
+    on a year of history."""
+    pk = list(contract.primary_key)
+    if not good.height:
+        return good, good.clear()
+    first = good.with_columns(pl.struct(pk).is_first_distinct().alias("__first"))
+    existing = _keys_loaded_elsewhere(con, contract, first.select(pk), chunk_days)
+    if existing.height:
+        existing = existing.with_columns(pl.lit(True).alias("__seen")).cast(
+            {k: first.schema[k] for k in pk}
+        )
+        first = first.join(existing, on=pk, how="left", nulls_equal=True, maintain_order="left")
+    else:
+        first = first.with_columns(pl.lit(None, dtype=pl.Boolean).alias("__seen"))
+    is_dup = ~pl.col("__first") | pl.col("__seen").fill_null(False)
+    dup = first.filter(is_dup).with_columns(
+        pl.lit("duplicate_key").alias("__reason_code"),
+        pl.lit(",".join(pk)).alias("__column"),
+        pl.when(pl.col("__seen").fill_null(False))
+        .then(pl.lit("primary key already loaded in another partition"))
+        .otherwise(pl.lit("duplicate primary key within the partition"))
+        .alias("__reason"),
+    )
+    keep = first.filter(~is_dup)
+    return keep.drop("__first", "__seen"), dup.drop("__first", "__seen")
+
+
+def _first_delivery(
+    con: duckdb.DuckDBPyConnection, good: pl.DataFrame, col: str, table: str, tcol: str
+) -> pl.DataFrame:
+    """For this batch's values of ``col``: the first partition date ``raw.<table>.<tcol>`` has it."""
+    known = pl.DataFrame(schema={"__ref": pl.Utf8, "__ref_dt": pl.Date})
+    target = f"raw.{table}"
+    if not table_exists(con, target):
+        return known
+    # look up only this batch's keys: all of raw.orders is ~100 M rows after a year
+    keys = good.select(pl.col(col).drop_nulls().unique().alias("__ref")).to_arrow()
+    with registered(con, "__ref_keys", keys):
+        return con.sql(
+            f"select t.{quote_ident(tcol)} as __ref, min(t._dt) as __ref_dt "
+            f"from {quote_ident(target)} t "
+            f"semi join __ref_keys k on t.{quote_ident(tcol)} = k.__ref group by 1"
+        ).pl()
+
+
+def split_unknown_references(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A reference is known if the target row was delivered in a partition on or before the
+    referencing row's partition date."""
+    bad_parts = []
+    for col, target in contract.references.items():
+        table, tcol = target.split(".")
+        known = _first_delivery(con, good, col, table, tcol)
+        joined = good.join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")
+        hit = pl.col(col).is_not_null() & (
+            pl.col("__ref_dt").is_null() | (pl.col("__ref_dt") > pl.col("_dt"))
+        )
+        bad_parts.append(
+            joined.filter(hit)
+            .drop("__ref_dt")
+            .with_columns(
+                pl.lit("unknown_reference").alias("__reason_code"),
+                pl.lit(col).alias("__column"),
+                pl.format(
+                    "{} not found in raw.{} (as of {})", pl.lit(col), pl.lit(table), pl.col("_dt")
+                ).alias("__reason"),
+            )
+        )
+        good = joined.filter(~hit).drop("__ref_dt")
+    bad = [b for b in bad_parts if b.height]
+    return good, (pl.concat(bad, how="diagonal_relaxed") if bad else good.clear())
+
+
+# --------------------------------------------------------------------------- PII
+
+
+def hash_values(values: pl.Series, key: bytes) -> pl.Series:
+    """Keyed BLAKE2b (a PRF, like HMAC) as 32 hex chars: the same buyer gets the same id.
+
+    Values are hashed from polars' own UTF-8 bytes and hex-encoded by polars, so Python only
+    runs the digest; repeated values (names, addresses) are hashed once.
+    """
+    k = key[:64]
+    blake = hashlib.blake2b
+
+    def digest(s: pl.Series) -> pl.Series:
+        out = [
+            None if v is None else blake(v, key=k, digest_size=16).digest()
+            for v in s.cast(pl.Binary).to_list()
+        ]
+        return pl.Series(out, dtype=pl.Binary).bin.encode("hex")
+
+    uniq = values.drop_nulls().unique()
+    if len(uniq) > 0.7 * len(values):
+        return digest(values)
+    return values.replace_strict(uniq, digest(uniq), default=None, return_dtype=pl.Utf8)
+
+
+def hash_pii(
+    frame: pl.DataFrame, contract: Contract, key: bytes, keep_source: bool
+) -> pl.DataFrame:
+    """Drop the ``pii: drop`` columns and hash the ``pii: hash`` ones. Loaded rows drop their
+    source text, so it is hashed only for quarantined rows (``keep_source``), which store it in
+    ``raw_values``."""
+    gone = [c for name in contract.dropped for c in (name, f"__src_{name}") if c in frame.columns]
+    frame = frame.drop(gone)
+    for c in contract.pii:
+        cols = [c, f"__src_{c}"] if keep_source else [c]
+        for col in cols:
+            if col in frame.columns:
+                frame = frame.with_columns(hash_values(frame[col].cast(pl.Utf8), key).alias(col))
+    if not keep_source:
+        frame = frame.drop([f"__src_{c}" for c in contract.pii if f"__src_{c}" in frame.columns])
+    return frame

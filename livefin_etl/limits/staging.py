@@ -1,0 +1,77 @@
+"""Sharded limits: each merchant-hash shard stages its policy inputs; guardrails need the whole
+book, so the policy runs once over all shards in :func:`finalize_from_staging`."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from livefin_etl.config import LivefinError, Settings
+from livefin_etl.limits.build import build_limits
+from livefin_etl.limits.inputs import load_inputs
+from livefin_etl.limits.policy import load_policy
+from livefin_etl.limits.store import STAGING_TABLE, ensure_tables
+from livefin_etl.warehouse import in_shard, insert_frame, quote_ident, transaction
+
+STAGING = quote_ident(STAGING_TABLE)
+STAGED_COLUMNS = ("staged_as_of", "staged_run_id", "staged_shard", "staged_shards")
+
+
+def stage_inputs(
+    con: duckdb.DuckDBPyConnection, as_of_date: date, run_id: str, shard: tuple[int, int]
+) -> int:
+    """Gather one merchant-hash shard's policy inputs into ``limits.limit_inputs_staging``;
+    returns the rows staged. A shard rerun replaces that shard; another run's rows go."""
+    inputs = load_inputs(con, as_of_date, load_policy())
+    part = inputs[in_shard(inputs["merchant_id"].tolist(), shard)].copy()
+    for i, (name, value) in enumerate(
+        zip(STAGED_COLUMNS, (as_of_date, run_id, *shard), strict=True)
+    ):
+        part.insert(i, name, value)
+    ensure_tables(con)
+    with transaction(con):
+        con.execute(
+            f"delete from {STAGING} where staged_as_of = ? and staged_shard = ?",
+            [as_of_date, shard[0]],
+        )
+        con.execute(
+            f"delete from {STAGING} where staged_as_of = ? and staged_run_id <> ?",
+            [as_of_date, run_id],
+        )
+        insert_frame(con, STAGING_TABLE, part)
+    return len(part)
+
+
+def _check_all_shards_staged(con: duckdb.DuckDBPyConnection, as_of_date: date, run_id: str) -> None:
+    rows = con.execute(
+        f"select distinct staged_shard, staged_shards from {STAGING} "
+        "where staged_as_of = ? and staged_run_id = ?",
+        [as_of_date, run_id],
+    ).fetchall()
+    if not rows:
+        raise LivefinError(
+            f"no staged limit inputs for {as_of_date} in run {run_id}: "
+            "run the sharded limits stage first"
+        )
+    shards = max(r[1] for r in rows)
+    missing = sorted(set(range(shards)) - {r[0] for r in rows})
+    if missing:
+        raise LivefinError(f"limits for {as_of_date}: shards {missing} of {shards} were not staged")
+
+
+def finalize_from_staging(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of_date: date, run_id: str
+) -> dict[str, Any]:
+    """Apply the policy and guardrails to every staged shard at once, then clear the staging."""
+    ensure_tables(con)
+    _check_all_shards_staged(con, as_of_date, run_id)
+    inputs = con.execute(
+        f"select * exclude ({', '.join(STAGED_COLUMNS)}) from {STAGING} "
+        "where staged_as_of = ? and staged_run_id = ? order by merchant_id",
+        [as_of_date, run_id],
+    ).df()
+    result = build_limits(con, settings, as_of_date, run_id, inputs=inputs)
+    con.execute(f"delete from {STAGING} where staged_as_of = ?", [as_of_date])
+    return result

@@ -1,0 +1,1 @@
+"""Synthetic worlds shared by the tests and the benchmarks (small, seeded, with known truth)."""

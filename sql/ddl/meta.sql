@@ -1,0 +1,25 @@
+-- Load bookkeeping of extract (livefin_etl.extract); see docs/contracts.md.
+create schema if not exists meta;
+
+create table if not exists meta.load_manifest (
+    source varchar, dt date, file varchar, sha256 varchar, bytes bigint,
+    rows_read bigint, rows_loaded bigint, rows_quarantined bigint,
+    encoding varchar, mapping varchar, contract_version varchar,
+    status varchar, message varchar, loaded_at timestamp
+);
+comment on table meta.load_manifest is 'One row per landing file load attempt: checksum, rows read/loaded/quarantined';
+comment on column meta.load_manifest.rows_read is 'Data rows read from the file';
+comment on column meta.load_manifest.rows_loaded is 'Rows loaded into raw.<source>';
+comment on column meta.load_manifest.rows_quarantined is 'Rows sent to meta.quarantine (rows_read = loaded + quarantined)';
+comment on column meta.load_manifest.status is 'loaded | rejected (whole file refused, partition untouched)';
+comment on column meta.load_manifest.sha256 is 'Checksum of the file; an unchanged file is not reloaded';
+
+create table if not exists meta.quarantine (
+    source varchar, dt date, file varchar, line bigint, reason_code varchar,
+    reason varchar, column_name varchar, merchant_id varchar, raw_values varchar,
+    quarantined_at timestamp
+);
+comment on table meta.quarantine is 'Rows (or whole files, line 0) that broke the source contract, with the reason; PII masked';
+comment on column meta.quarantine.reason_code is 'missing_required, type_error, below_min, above_max, not_allowed, duplicate_key, unknown_reference, outside_partition, row_check, file_error';
+comment on column meta.quarantine.raw_values is 'The offending row as JSON, with PII columns replaced by their keyed hash';
+comment on column meta.quarantine.line is 'Line in the landing file (0 = the whole file)';

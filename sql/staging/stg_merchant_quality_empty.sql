@@ -1,0 +1,8 @@
+-- Stand-in for stg_merchant_quality before the quality stage has ever run (no
+-- dq.merchant_quality yet): the same columns, no rows, so every merchant gets the default Q.
+create or replace temp view stg_merchant_quality as
+select
+    cast(null as varchar) as merchant_id,
+    cast(null as date) as as_of_date,
+    cast(null as double) as quality_q
+where false

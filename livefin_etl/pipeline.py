@@ -159,8 +159,7 @@ def _ingest_source(con, settings, source: str, dates: list[date], progress) -> l
         results.extend(ex.extract_partitions(con, settings, source, dates))
     except ex.ExtractErrors as exc:
         results.extend(exc.results)
-        for msg in exc.errors:
-            refused[date.fromisoformat(msg.split(": ", 1)[0].split(" ", 1)[1])] = msg
+        refused.update(exc.refused)
     if progress:
         progress(f"validate {source} ({len(dates)} dates)")
     ok = [x for x in dates if x not in refused]

@@ -67,9 +67,10 @@ PerFile = list[tuple[date, FileBatch, int]]
 class ExtractErrors(LivefinError):
     """Some partitions of a range were refused; the others were loaded (results attached)."""
 
-    def __init__(self, errors: list[str], results: list[dict[str, Any]]):
-        super().__init__("; ".join(errors))
-        self.errors = errors
+    def __init__(self, refused: dict[date, str], results: list[dict[str, Any]]):
+        super().__init__("; ".join(refused.values()))
+        self.refused = refused  # business date -> why its partition was refused
+        self.errors = list(refused.values())
         self.results = results
 
 
@@ -114,14 +115,14 @@ def extract_partitions(
     ensure_tables(con, contract)
     key = pii_key(settings)
     results: dict[date, dict[str, Any]] = {}
-    errors: list[str] = []
+    errors: dict[date, str] = {}
     pending: Pending = []
     pending_bytes = 0
     for as_of_date in sorted(set(as_of_dates)):
         try:
             prepared = _prepare(con, settings, contract, as_of_date, force)
         except _Refused as exc:
-            errors.append(f"{source} {as_of_date}: {exc}")
+            errors[as_of_date] = f"{source} {as_of_date}: {exc}"
             continue
         if isinstance(prepared, dict):  # unchanged since the last load
             results[as_of_date] = prepared

@@ -247,7 +247,7 @@ def _to_canonical(
         # the mapping error quotes the header row, which is data when a file has no header
         problem = str(exc).split("; file headers:")[0]
         problem += ")" if problem.count("(") > problem.count(")") else ""
-        raise FileRejected(f"{name}: {problem}; header row has {len(headers)} columns") from None
+        raise FileRejected(f"{name}: {problem}; {len(headers)} columns found") from None
     unknown = [h for h in headers if h not in mapping.headers]
     if unknown:
         raise FileRejected(

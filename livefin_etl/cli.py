@@ -14,9 +14,11 @@ from typing import Annotated, Any
 import duckdb
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from livefin_etl.config import LivefinError, get_settings
+from livefin_etl.privacy import MAX_LOG_CHARS, scrub
 
 app = typer.Typer(
     help="livefin: nightly financing limits for live-commerce merchants from their platform data.",
@@ -41,10 +43,10 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub(record.getMessage(), MAX_LOG_CHARS),
         }
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = scrub(self.formatException(record.exc_info), MAX_LOG_CHARS)
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
@@ -83,7 +85,7 @@ def _call(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except CLI_ERRORS as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(scrub(exc))}")
         raise typer.Exit(code=1) from None
 
 

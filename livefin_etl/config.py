@@ -110,9 +110,28 @@ def load_config(name: str) -> dict[str, Any]:
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.exists():
         raise LivefinError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml(path)
     if "version" not in data:
         raise LivefinError(f"config file {path} has no 'version'")
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config YAML file as a mapping (empty file: ``{}``); a syntax error is one line that
+    names the file, line and column, not a parser traceback."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise LivefinError(f"{where}: YAML syntax error ({problem})") from None
+    except UnicodeDecodeError:
+        raise LivefinError(f"{path}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LivefinError(f"{path}: expected a mapping of settings, got a {type(data).__name__}")
     return data
 
 

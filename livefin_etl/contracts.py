@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import yaml
-
-from livefin_etl.config import CONFIG_DIR, LivefinError
+from livefin_etl.config import CONFIG_DIR, LivefinError, read_yaml
 from livefin_etl.warehouse import quote_ident
 
 # Merchants first: every other source references them.
@@ -168,7 +166,7 @@ def load_contract(source: str) -> Contract:
     if not path.exists():
         known = ", ".join(list_sources())
         raise LivefinError(f"unknown source '{source}' (known: {known})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path)
     name = plain_name(data["name"], f"{path}: name")
     cols = {c.name: c for c in (_column(n, spec, str(path)) for n, spec in data["columns"].items())}
     part = data["partition"]
@@ -199,7 +197,7 @@ def load_mappings(source: str) -> tuple[Mapping, ...]:
     contract = load_contract(source)
     out = []
     for path in sorted((CONFIG_DIR / "mappings" / source).glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
         unknown = set(data["headers"].values()) - set(contract.columns)
         if unknown:
             raise LivefinError(f"{path}: maps to unknown canonical columns {sorted(unknown)}")

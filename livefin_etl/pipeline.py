@@ -100,9 +100,15 @@ def simulate(
 
 def extract(source: str, as_of_date: date, settings: Settings | None = None, force: bool = False):
     from livefin_etl import extract as ex
+    from livefin_etl import quality
 
     with session(settings) as (s, con):
-        return ex.extract_partition(con, s, source, as_of_date, force=force)
+        try:
+            return ex.extract_partition(con, s, source, as_of_date, force=force)
+        except ex.PartitionRefused as exc:
+            # a refused (re-)delivery puts the date in doubt, whichever command read it
+            quality.record_refused(con, source, as_of_date, str(exc))
+            raise
 
 
 def validate(source: str, as_of_date: date, settings: Settings | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ creates what it writes to.
 
 from livefin_etl.extract.load import (
     ExtractErrors,
+    PartitionRefused,
     extract_partition,
     extract_partitions,
     quarantine_rows,
@@ -35,6 +36,7 @@ __all__ = [
     "ExtractErrors",
     "FileBatch",
     "FileRejected",
+    "PartitionRefused",
     "ensure_meta_tables",
     "ensure_raw_table",
     "ensure_tables",

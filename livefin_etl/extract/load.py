@@ -40,6 +40,7 @@ from livefin_etl.extract.rules import (
     typed,
 )
 from livefin_etl.extract.tables import ensure_tables
+from livefin_etl.privacy import scrub
 from livefin_etl.warehouse import insert_frame, quote_ident, transaction
 
 log = logging.getLogger(__name__)
@@ -62,20 +63,35 @@ DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 Pending = list[tuple[date, list[FileBatch]]]
 # (as_of_date, batch, rows read) per file of a chunk
 PerFile = list[tuple[date, FileBatch, int]]
+# a chunk's results per loaded date, and why each refused date was refused
+ChunkOutcome = tuple[dict[date, dict[str, Any]], dict[date, str]]
 
 
 class ExtractErrors(LivefinError):
     """Some partitions of a range were refused; the others were loaded (results attached)."""
 
     def __init__(self, refused: dict[date, str], results: list[dict[str, Any]]):
-        super().__init__("; ".join(refused.values()))
+        refused = {d: scrub(msg) for d, msg in refused.items()}
+        super().__init__(scrub("; ".join(refused.values())))
         self.refused = refused  # business date -> why its partition was refused
         self.errors = list(refused.values())
         self.results = results
 
 
+class PartitionRefused(LivefinError):
+    """One partition's delivery was refused (unreadable, missing, or no valid row over a
+    partition that had some); the partition is left unchanged."""
+
+
 class _Refused(Exception):
     """A partition that cannot be loaded this run; it is left unchanged."""
+
+    def __init__(self, message: str):
+        super().__init__(scrub(message))
+
+
+# quarantine rows of a re-delivery refused because none of its rows is valid
+REJECTED_REDELIVERY = "rejected_redelivery"
 
 
 # --------------------------------------------------------------------------- entry points
@@ -93,7 +109,7 @@ def extract_partition(
     try:
         return extract_partitions(con, settings, source, [as_of_date], force=force)[0]
     except ExtractErrors as exc:
-        raise LivefinError(exc.errors[0]) from None
+        raise PartitionRefused(exc.errors[0]) from None
 
 
 def extract_partitions(
@@ -130,14 +146,20 @@ def extract_partitions(
         pending.append((as_of_date, prepared))
         pending_bytes += sum(b.data_bytes for b in prepared)
         if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
-            results.update(_load_chunk(con, contract, pending, key))
+            _merge(_load_chunk(con, contract, pending, key), results, errors)
             pending, pending_bytes = [], 0
     if pending:
-        results.update(_load_chunk(con, contract, pending, key))
+        _merge(_load_chunk(con, contract, pending, key), results, errors)
     ordered = [results[d] for d in sorted(results)]
     if errors:
         raise ExtractErrors(errors, ordered)
     return ordered
+
+
+def _merge(chunk: ChunkOutcome, results: dict, errors: dict[date, str]) -> None:
+    loaded, refused = chunk
+    results.update(loaded)
+    errors.update(refused)
 
 
 # --------------------------------------------------------------------------- one partition
@@ -199,6 +221,7 @@ def _record_rejection(
     msg: str,
 ) -> None:
     """A rejected file is recorded (manifest + file-level quarantine row); raw is untouched."""
+    msg = scrub(msg)
     now = datetime.now().replace(microsecond=0)
     source, name = contract.name, path.name
     manifest = [source, as_of_date, name, sha, path.stat().st_size, 0, 0, 0, None, None]
@@ -210,8 +233,9 @@ def _record_rejection(
         )
         con.execute(MANIFEST_INSERT, manifest)
         con.execute(
-            "delete from meta.quarantine where source=? and dt=? and file=? and line=0",
-            [source, as_of_date, name],
+            "delete from meta.quarantine where source=? and dt=? and file=? "
+            "and (line=0 or reason_code=?)",
+            [source, as_of_date, name, REJECTED_REDELIVERY],
         )
         con.execute(
             "insert into meta.quarantine values (?,?,?,?,?,?,?,?,?,?)",
@@ -224,12 +248,24 @@ def _record_rejection(
 
 def _load_chunk(
     con: duckdb.DuckDBPyConnection, contract: Contract, pending: Pending, key: bytes
-) -> dict[date, dict[str, Any]]:
-    """Check, hash and load the chunk's partitions in one transaction; their results."""
+) -> ChunkOutcome:
+    """Check, hash and load the chunk's partitions in one transaction; their results, and the
+    re-deliveries refused because not one of their rows is valid."""
     t0 = time.perf_counter()
     loaded_at = datetime.now().replace(microsecond=0)
-    chunk_days = [d for d, _ in pending]
     good, bad, per_file = _checked_rows(con, contract, pending)
+    refused = _invalid_redeliveries(con, contract, good, bad, per_file)
+    if refused:
+        is_refused = pl.col("_dt").is_in(list(refused))
+        _record_invalid_redeliveries(
+            con, contract, refused, per_file, bad.filter(is_refused), key, loaded_at
+        )
+        bad = bad.filter(~is_refused)
+        per_file = [f for f in per_file if f[0] not in refused]
+        pending = [p for p in pending if p[0] not in refused]
+        if not pending:
+            return {}, refused
+    chunk_days = [d for d, _ in pending]
     good = hash_pii(good, contract, key, keep_source=False)
     bad = hash_pii(bad, contract, key, keep_source=True) if bad.height else bad
     out = _raw_rows(good, contract, per_file, loaded_at)
@@ -239,7 +275,83 @@ def _load_chunk(
     seconds = round((time.perf_counter() - t0) / len(chunk_days), 3)
     results = {d: _result(contract.name, d, stats.get(d, [0, 0, 0]), seconds) for d in chunk_days}
     assert out.height + quarantine.height == sum(s[1] for s in stats.values())
-    return results
+    return results, refused
+
+
+def _invalid_redeliveries(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    good: pl.DataFrame,
+    bad: pl.DataFrame,
+    per_file: PerFile,
+) -> dict[date, str]:
+    """Dates of the chunk whose delivery has no valid row while raw already holds rows for
+    them: loading would wipe a good partition, so the delivery is refused instead."""
+    loaded = set(good["_dt"].to_list()) if good.height else set()
+    empty = sorted({d for d, _, _ in per_file} - loaded)
+    if not empty:
+        return {}
+    held = dict(
+        con.execute(
+            f"select _dt, count(*) from {quote_ident(contract.table)} "
+            f"where _dt in ({', '.join('?' for _ in empty)}) group by 1",
+            empty,
+        ).fetchall()
+    )
+    out = {}
+    for as_of_date in empty:
+        if not held.get(as_of_date):
+            continue  # a first delivery (or an empty partition): loading it loses nothing
+        read = sum(n for d, _, n in per_file if d == as_of_date)
+        codes = bad.filter(pl.col("_dt") == as_of_date)["__reason_code"].value_counts(sort=True)
+        why = ", ".join(f"{c} {n}" for c, n in codes.head(3).iter_rows()) or "no rows"
+        out[as_of_date] = (
+            f"re-delivery has no valid row ({read} read, all quarantined: {why}) while the "
+            f"partition holds {held[as_of_date]} loaded rows; rejected, partition left unchanged"
+        )
+    return out
+
+
+def _record_invalid_redeliveries(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    refused: dict[date, str],
+    per_file: PerFile,
+    bad: pl.DataFrame,
+    key: bytes,
+    at: datetime,
+) -> None:
+    """Manifest ``rejected`` rows with their counts and every row quarantined (so rows read =
+    loaded + quarantined still holds per file), replacing earlier refusals of the same files;
+    raw and the loaded files' records are untouched."""
+    hashed = hash_pii(bad, contract, key, keep_source=True) if bad.height else bad
+    quarantine = quarantine_rows(hashed, contract, contract.name, at)
+    quarantine = quarantine.with_columns(
+        pl.format("{}: {} (re-delivery rejected)", pl.col("reason_code"), pl.col("reason")).alias(
+            "reason"
+        ),
+        pl.lit(REJECTED_REDELIVERY).alias("reason_code"),
+    )
+    files = [(d, b, n) for d, b, n in per_file if d in refused]
+    with transaction(con):
+        for as_of_date, b, n in files:
+            con.execute(
+                "delete from meta.load_manifest where source=? and dt=? and file=? "
+                "and status='rejected'",
+                [contract.name, as_of_date, b.name],
+            )
+            con.execute(
+                "delete from meta.quarantine where source=? and dt=? and file=? "
+                "and (line=0 or reason_code=?)",
+                [contract.name, as_of_date, b.name, REJECTED_REDELIVERY],
+            )
+            nq = quarantine.filter((pl.col("dt") == as_of_date) & (pl.col("file") == b.name)).height
+            con.execute(
+                MANIFEST_INSERT,
+                [contract.name, as_of_date, b.name, b.sha256, b.size, n, 0, nq, b.encoding]
+                + [b.mapping, contract.version, "rejected", refused[as_of_date], at],
+            )
+        insert_frame(con, "meta.quarantine", quarantine.to_arrow(), quarantine.columns)
 
 
 def _checked_batch(

@@ -3,6 +3,7 @@ JSON-lines / Parquet readers and the header mapping to canonical columns."""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -17,12 +18,19 @@ import polars as pl
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.contracts import Contract, Mapping, detect_mapping
 from livefin_etl.extract.rules import apply_value_maps
+from livefin_etl.privacy import scrub
 
 FORMAT_EXT = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
 
 
 class FileRejected(LivefinError):
-    """A whole file could not be read under the contract; nothing of the partition is written."""
+    """A whole file could not be read under the contract; nothing of the partition is written.
+
+    Its text is stored (manifest, quarantine, gate) and printed, so it names the problem and
+    where it is, never the rows; it is scrubbed and bounded here as a second line of defence."""
+
+    def __init__(self, message: str):
+        super().__init__(scrub(message))
 
 
 @dataclass
@@ -61,7 +69,9 @@ def _decode(data: bytes, name: str) -> tuple[str, str]:
         try:
             return data[3:].decode("utf-8"), "utf-8-sig"
         except UnicodeDecodeError as exc:
-            raise FileRejected(f"{name}: has a UTF-8 BOM but is not valid UTF-8 ({exc})") from None
+            raise FileRejected(
+                f"{name}: has a UTF-8 BOM but is not valid UTF-8 ({_byte_position(data, exc)})"
+            ) from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -69,7 +79,9 @@ def _decode(data: bytes, name: str) -> tuple[str, str]:
     try:
         return data.decode("gbk"), "gbk"
     except UnicodeDecodeError as exc:
-        raise FileRejected(f"{name}: cannot decode as UTF-8 or GBK ({exc})") from None
+        raise FileRejected(
+            f"{name}: cannot decode as UTF-8 or GBK ({_byte_position(data, exc)})"
+        ) from None
 
 
 def _gunzip(name: str, raw: bytes) -> bytes:
@@ -78,7 +90,7 @@ def _gunzip(name: str, raw: bytes) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise FileRejected(f"{name}: not a readable gzip file ({exc})") from None
+        raise FileRejected(f"{name}: not a readable gzip file ({type(exc).__name__})") from None
 
 
 def _read_csv(data: bytes, name: str) -> tuple[pl.DataFrame, str]:
@@ -91,16 +103,69 @@ def _read_csv(data: bytes, name: str) -> tuple[pl.DataFrame, str]:
             infer_schema=False,
             has_header=True,
         )
-    except Exception as exc:  # polars raises several error types for malformed CSV
-        raise FileRejected(f"{name}: not a readable CSV ({exc})") from None
-    return frame.with_row_index("_line", offset=2), encoding
+    except Exception:  # polars raises several error types for malformed CSV
+        # polars' text quotes the rest of the file: locate the problem ourselves instead
+        raise FileRejected(f"{name}: not a readable CSV ({_csv_problem(text)})") from None
+    return _with_physical_lines(frame), encoding
+
+
+def _byte_position(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where decoding failed, as line and byte, without the bytes themselves."""
+    offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+    line = data.count(b"\n", 0, offset) + 1
+    return f"invalid byte sequence at line {line}, byte offset {offset}"
+
+
+def _csv_problem(text: str) -> str:
+    """Problem class and position of the first record that breaks CSV rules (RFC 4180 quoting,
+    more fields than the header), found with the standard library's strict reader."""
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, strict=True)
+    start, width = 1, None
+    try:
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif len(row) > width:
+                return f"line {start}, column {width + 1}: {len(row)} fields, header has {width}"
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        first = lines[start - 1] if start <= len(lines) else ""
+        # the column of the record's first quote: where an unbalanced quote usually opens
+        before = first[: first.find('"')] if '"' in first else first
+        column = len(next(csv.reader([before]), [])) or 1
+        if "end of data" in str(exc) or "EOF" in str(exc):
+            return f"line {start}, column {column}: quoted field never closed"
+        if "expected after" in str(exc):
+            return f"line {start}, column {column}: unbalanced quote (text after a closing quote)"
+        return f"line {start}, column {column}: malformed quoting"
+    return "malformed CSV"
+
+
+def _with_physical_lines(frame: pl.DataFrame) -> pl.DataFrame:
+    """``_line``: the physical line each record starts on. A quoted field may hold newlines,
+    so the record index alone drifts by one per embedded newline."""
+    header_extra = sum(c.count("\n") for c in frame.columns)
+    text_cols = [c for c, t in frame.schema.items() if t == pl.Utf8]
+    if not text_cols or frame.height == 0:
+        return frame.with_row_index("_line", offset=2 + header_extra)
+    embedded = pl.sum_horizontal(
+        pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in text_cols
+    )
+    line = (
+        pl.int_range(pl.len(), dtype=pl.Int64)
+        + 2
+        + header_extra
+        + embedded.cum_sum().shift(1, fill_value=0).cast(pl.Int64)
+    )
+    return frame.select(line.alias("_line"), pl.all())
 
 
 def _read_parquet(data: bytes, name: str) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as exc:
-        raise FileRejected(f"{name}: not a readable Parquet file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the class is enough; the text may quote values
+        raise FileRejected(f"{name}: not a readable Parquet file ({type(exc).__name__})") from None
     return frame.with_row_index("_line", offset=1)
 
 
@@ -138,8 +203,12 @@ def _read_jsonl_lines(text: str, name: str) -> pl.DataFrame:
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
-        except ValueError as exc:
-            bad.append((i, f"{exc}: {line[:200]}"))
+        except json.JSONDecodeError as exc:
+            # position only: the line itself may hold personal data
+            bad.append((i, f"malformed JSON at line {i}, column {exc.colno}: {exc.msg}"))
+            continue
+        except ValueError:
+            bad.append((i, f"line {i} is not a JSON object"))
             continue
         rows.append({k: (None if v is None else str(v)) for k, v in obj.items()} | {"_line": i})
     if not rows and not bad:
@@ -175,7 +244,10 @@ def _to_canonical(
     try:
         mapping = detect_mapping(contract.name, headers)
     except LivefinError as exc:
-        raise FileRejected(f"{name}: {exc}") from None
+        # the mapping error quotes the header row, which is data when a file has no header
+        problem = str(exc).split("; file headers:")[0]
+        problem += ")" if problem.count("(") > problem.count(")") else ""
+        raise FileRejected(f"{name}: {problem}; {len(headers)} columns found") from None
     unknown = [h for h in headers if h not in mapping.headers]
     if unknown:
         raise FileRejected(

@@ -21,6 +21,7 @@ from livefin_etl.config import (
     fault_point,
     load_config,
 )
+from livefin_etl.privacy import scrub
 from livefin_etl.quality import batches, gx_runner
 from livefin_etl.quality.gx_runner import SCHEMA_LEVEL, Outcome
 from livefin_etl.quality.suites import SuiteSpec, list_suites, load_suite
@@ -165,7 +166,8 @@ def _failure_text(label: str, o: Outcome) -> str:
         }
         if bounds:
             detail += " expected " + ", ".join(f"{k}={v}" for k, v in bounds.items())
-    return f"{label}: {detail}"
+    # an observed value is row content (an unexpected value): scrubbed and bounded
+    return scrub(f"{label}: {detail}")
 
 
 def _check_dates(dates: list[date]) -> None:
@@ -422,7 +424,8 @@ def record_refused(
     The previously loaded rows stay in raw (nothing half-written), but a refused re-delivery
     means the platform's data for that day is in doubt, so the date must not publish."""
     ensure_tables(con)
-    failed = json.dumps([f"{source}.extract: {message} [critical]"], ensure_ascii=False)
+    # stored, printed and published: one scrubbed, bounded line, whatever extract passed in
+    failed = json.dumps([f"{source}.extract: {scrub(message)} [critical]"], ensure_ascii=False)
     row = (
         source,
         as_of_date,

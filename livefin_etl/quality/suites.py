@@ -14,9 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from livefin_etl.config import CONFIG_DIR, EXPECTATIONS_DIR, LivefinError, load_config
+from livefin_etl.config import CONFIG_DIR, EXPECTATIONS_DIR, LivefinError, load_config, read_yaml
 from livefin_etl.contracts import pii_mode
 
 SEVERITIES = ("critical", "warning")
@@ -46,7 +44,7 @@ def _load_contract(source: str) -> dict[str, Any]:
     path = CONFIG_DIR / "sources" / f"{source}.yaml"
     if not path.exists():
         raise LivefinError(f"no source contract {path}")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return read_yaml(path)
 
 
 def list_suites() -> list[str]:
@@ -293,7 +291,9 @@ def _read_json(name: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise LivefinError(f"suite {path} is not valid JSON: {exc}") from exc
+        raise LivefinError(
+            f"suite {path}, line {exc.lineno}, column {exc.colno}: JSON syntax error ({exc.msg})"
+        ) from None
     if data.get("name") != name:
         raise LivefinError(f"suite {path} must have name '{name}'")
     return data

@@ -20,6 +20,6 @@ create table if not exists meta.quarantine (
     quarantined_at timestamp
 );
 comment on table meta.quarantine is 'Rows (or whole files, line 0) that broke the source contract, with the reason; PII masked';
-comment on column meta.quarantine.reason_code is 'missing_required, type_error, below_min, above_max, not_allowed, duplicate_key, unknown_reference, outside_partition, row_check, file_error';
+comment on column meta.quarantine.reason_code is 'missing_required, type_error, below_min, above_max, not_allowed, duplicate_key, unknown_reference, outside_partition, row_check, file_error, rejected_redelivery';
 comment on column meta.quarantine.raw_values is 'The offending row as JSON, with PII columns replaced by their keyed hash';
 comment on column meta.quarantine.line is 'Line in the landing file (0 = the whole file)';

@@ -48,9 +48,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import CACHE, REPO, cached_sample, machine_line, write_section  # noqa: E402
+from livefin_etl.privacy import MAX_ERROR_CHARS as MESSAGE_BOUND  # noqa: E402
 
 SEED_WORLD = 7
-MESSAGE_BOUND = 500
 
 
 class Capture(logging.Handler):
@@ -229,10 +229,13 @@ class Sweep:
             self.counts["refused"] += 1
             if raw_n != before:
                 self.fail(repro, f"refused delivery changed the partition: {before} -> {raw_n}")
-            if not any(m[1] == "rejected" for m in man):
+            rejected = [m for m in man if m[1] == "rejected"]
+            if not rejected:
                 self.fail(repro, "refusal not in the manifest")
-            if not any(q[1] == 0 for q in quarantined):
-                self.fail(repro, "refusal has no file_error quarantine row")
+            # Unreadable: a file_error row; readable but no valid row: every row quarantined.
+            whole = any(q[1] == 0 for q in quarantined)
+            if not whole and any(m[2] != m[4] for m in rejected):
+                self.fail(repro, f"rejected re-delivery lost rows: {rejected}")
             return
         self.counts["loaded"] += 1
         if {m[0].rsplit(".", 1)[0].split(".")[0] for m in loaded} != names:

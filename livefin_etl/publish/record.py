@@ -333,8 +333,8 @@ def _legacy_history(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _migrate(settings: Settings) -> Record | None:
-    """A state published before the record existed: record what is visible now. Its earlier
-    publications have no archived export sets, so rollback does not go back past this point."""
+    """A state published before the record existed: record what is visible now. Publications
+    before the current one have no archived export sets: rollback stops at the current one."""
     path = settings.published / CURRENT_FILE
     if not path.exists():
         return None
@@ -347,8 +347,21 @@ def _migrate(settings: Settings) -> Record | None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 copy_tree_atomic(served, target)
             exports[iso] = f"legacy-{iso}"
-    current = json.loads(path.read_text(encoding="utf-8")) | {"seq": 0}
-    history = _legacy_history(settings) or [current]
+    # The current publication becomes version "legacy", served with what is visible now.
+    current = json.loads(path.read_text(encoding="utf-8")) | {"seq": 0, "version": "legacy"}
+    history = _legacy_history(settings)
+    ours = [e for e in history if e.get("action") == "publish"]
+    ours = [e for e in ours if e.get("snapshot") == current["snapshot"]][-1:]
+    if not ours:  # history.jsonl lost or torn: record the current one as its publication
+        ours = [current | {"action": "publish"}]
+        history.append(ours[0])
+    ours[0]["version"] = "legacy"
+    about = {k: current.get(k) for k in ("version", "snapshot", "as_of_date", "run_id")}
+    version_dir(settings, "legacy").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        version_dir(settings, "legacy") / "publication.json",
+        json.dumps(about | {"exports": exports}, sort_keys=True),
+    )
     rec = {"format": RECORD_FORMAT, "seq": 0, "current": current, "history": history}
     rec["exports"] = exports
     commit(settings, rec)

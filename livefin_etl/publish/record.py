@@ -369,12 +369,14 @@ def _migrate(settings: Settings) -> Record | None:
 
 
 def repair(settings: Settings) -> Record | None:
-    """Roll the visible paths forward to the committed record and clear a killed run's debris.
-    Called by every publish and rollback under the writer lock, before anything else."""
+    """Roll the visible paths forward to the committed record, clear a killed run's debris and
+    prune. Called by every publish and rollback under the writer lock, before anything else."""
     for folder in (settings.published, snapshots_dir(settings), limits_dir(settings)):
         folder.mkdir(parents=True, exist_ok=True)
     rec = read_record(settings) or _migrate(settings)
     if rec is not None and not applied(settings, rec):
         apply(settings, rec)
     clean_leftovers(settings, rec)
+    if rec is not None:  # a run killed before its prune; also drops uncommitted snapshots
+        prune(settings, rec)
     return rec

@@ -167,6 +167,7 @@ def publish(
     """
     if not _RUN_ID.match(run_id or ""):
         raise LivefinError(f"run_id {run_id!r} is not usable in a file name (use [A-Za-z0-9._-])")
+    rec = repair(settings)  # a killed run's commit is finished first, whatever happens next
     if check_gates:
         from livefin_etl.quality import require_passed
 
@@ -176,7 +177,7 @@ def publish(
         from livefin_etl.limits import create_views
 
         create_views(con)
-    plan = _plan(settings, repair(settings), as_of_date, run_id)
+    plan = _plan(settings, rec, as_of_date, run_id)
     try:
         rows, manifest = _build(con, settings, plan, meta)
         fault_point("publish.before_replace")

@@ -17,10 +17,11 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -71,6 +73,15 @@ def current(settings: Settings) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _repair(settings: Settings) -> Record | None:
+    try:
+        return repair(settings)
+    except OSError as exc:  # e.g. a read-only or full disk: a message, no traceback
+        raise LivefinError(
+            f"bringing {settings.published} in line with its {RECORD_FILE} failed: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,31 @@ def _discard(settings: Settings, plan: _Plan) -> None:
     shutil.rmtree(plan.archive, ignore_errors=True)
 
 
+def _commit(
+    settings: Settings, rec: Record, prepare: Callable[[], T], undo: Callable[[], None], what: str
+) -> T:
+    """``prepare()`` then the commit of ``rec``; on failure ``undo()`` removes what was written,
+    unless the record is already in place (only the fsync after its rename failed)."""
+    try:
+        out = prepare()
+        record.commit(settings, rec)
+    except BaseException as exc:
+        try:
+            committed = record.read_record(settings)["seq"] == rec["seq"]
+        except (LivefinError, OSError, TypeError):
+            committed = False
+        if not committed:
+            undo()
+        if not isinstance(exc, (OSError, duckdb.Error)):
+            raise
+        if not committed:  # e.g. disk full: a message, no traceback
+            raise LivefinError(
+                f"{what} failed (the previous publication is unchanged): {exc}"
+            ) from exc
+        log.warning("%s: committed, but syncing %s failed: %s", what, RECORD_FILE, exc)
+    return out
+
+
 def _finish(settings: Settings, rec: Record, what: str) -> list[str]:
     """After the commit: bring the visible paths in line, then prune. A failure here leaves a
     committed record that the next publish or rollback completes."""
@@ -167,7 +203,7 @@ def publish(
     """
     if not _RUN_ID.match(run_id or ""):
         raise LivefinError(f"run_id {run_id!r} is not usable in a file name (use [A-Za-z0-9._-])")
-    rec = repair(settings)  # a killed run's commit is finished first, whatever happens next
+    rec = _repair(settings)  # a killed run's commit is finished first, whatever happens next
     if check_gates:
         from livefin_etl.quality import require_passed
 
@@ -178,17 +214,15 @@ def publish(
 
         create_views(con)
     plan = _plan(settings, rec, as_of_date, run_id)
-    try:
-        rows, manifest = _build(con, settings, plan, meta)
+
+    def prepare() -> tuple[dict[str, int], dict[str, Any]]:
+        built = _build(con, settings, plan, meta)
         fault_point("publish.before_replace")
-        record.commit(settings, plan.rec)
-    except BaseException as exc:
-        _discard(settings, plan)
-        if isinstance(exc, (OSError, duckdb.Error)):  # e.g. disk full: a message, no traceback
-            raise LivefinError(
-                f"publishing {as_of_date} failed (the previous publication is unchanged): {exc}"
-            ) from exc
-        raise
+        return built
+
+    rows, manifest = _commit(
+        settings, plan.rec, prepare, lambda: _discard(settings, plan), f"publishing {as_of_date}"
+    )
     removed = _finish(settings, plan.rec, f"publishing {as_of_date}")
     log.info("published %s (%s rows of limits)", plan.snapshot.name, meta["rows"])
     return {
@@ -233,7 +267,7 @@ def rollback(settings: Settings) -> Path:
     """Make the publication before the current one current again: its snapshot and the export
     sets that were served with it (a date it did not serve is withdrawn). Repeating it steps
     further back. The caller holds the writer lock."""
-    rec = repair(settings)
+    rec = _repair(settings)
     if rec is None:
         raise LivefinError(
             f"nothing has been published in {settings.published}; nothing to roll back"
@@ -244,15 +278,12 @@ def rollback(settings: Settings) -> Path:
     entry = new_entry("rollback", target["snapshot"], target["as_of_date"], target["run_id"], **ids)
     new = {"format": record.RECORD_FORMAT, "seq": seq, "current": entry, "exports": exports}
     new["history"] = [*rec["history"], entry]
-    try:
+
+    def prepare() -> None:
         record.stage(settings, new)
         fault_point("rollback.before_commit")
-        record.commit(settings, new)
-    except BaseException as exc:
-        record.clean_leftovers(settings, rec)
-        if isinstance(exc, OSError):
-            raise LivefinError(f"rollback failed (the publication is unchanged): {exc}") from exc
-        raise
+
+    _commit(settings, new, prepare, lambda: record.clean_leftovers(settings, rec), "the rollback")
     _finish(settings, new, "the rollback")
     log.info("rolled back the publication to %s", target["snapshot"])
     return record.snapshots_dir(settings) / target["snapshot"]

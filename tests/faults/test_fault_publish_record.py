@@ -108,6 +108,14 @@ def _step(fl, home, landing, argv, point, marker) -> tuple[dict, dict]:
     else:
         assert rec["seq"] == before_rec["seq"] + 1, f"{point}: the commit is not recorded"
     assert_readable(fl, home)
+    # Each visible file is the old or the new publication's, never anything else.
+    runs = {before_rec["current"]["run_id"], rec["current"]["run_id"]}
+    assert fl.read_publication(home / "published" / "livefin.duckdb")[1] in runs, point
+    for folder in (home / "exports" / "limits").glob("as_of_date=*"):
+        iso = folder.name.split("=", 1)[1]
+        versions = {r["exports"].get(iso) for r in (before_rec, rec)} - {None}
+        sets = [home / "publications" / v / "exports" / "manifest.json" for v in versions]
+        assert (folder / "manifest.json").read_bytes() in [p.read_bytes() for p in sets], point
     _repair(fl, home, landing)
     assert assert_in_line(fl, home) == rec, f"{point}: repair changed the record"
     return before_rec, rec

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -48,6 +49,28 @@ def published_run(settings) -> str:
         return ro.execute("select run_id from meta.publication").fetchone()[0]
     finally:
         ro.close()
+
+
+def served(settings) -> dict[str, dict[str, str]]:
+    return {p.name: tree_digest(p) for p in (settings.exports / "limits").glob("as_of_date=*")}
+
+
+def assert_in_line(settings) -> dict:
+    """Snapshot, CURRENT.json, history and every export folder describe RECORD.json."""
+    pub = settings.published
+    rec = json.loads((pub / "RECORD.json").read_text())
+    assert json.loads((pub / "CURRENT.json").read_text()) == rec["current"]
+    lines = (pub / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == rec["history"]
+    assert published_run(settings) == rec["current"]["run_id"]
+    assert sha(pub / "livefin.duckdb") == sha(pub / "snapshots" / rec["current"]["snapshot"])
+    assert sorted(served(settings)) == sorted(f"as_of_date={k}" for k in rec["exports"])
+    for iso, version in rec["exports"].items():
+        archived = settings.home / "publications" / version / "exports"
+        assert tree_digest(settings.exports / "limits" / f"as_of_date={iso}") == tree_digest(
+            archived
+        )
+    return rec
 
 
 @pytest.fixture
@@ -155,6 +178,11 @@ def test_rerun_replaces_export_and_rollback_steps_back(wh, bench):
     back = publish.rollback(settings)
     assert back.name == f"livefin-{D}-r1.duckdb"
     assert published_run(settings) == "r1"
+    assert_in_line(settings)
+    manifest = json.loads(
+        (settings.exports / "limits" / f"as_of_date={D}" / "manifest.json").read_text()
+    )
+    assert manifest["run_id"] == "r1"  # lenders get the export of the restored publication
     assert publish.current(settings)["snapshot"] == back.name
     with pytest.raises(LivefinError, match="no earlier snapshot"):
         publish.rollback(settings)
@@ -180,3 +208,94 @@ def test_bad_input_is_refused(wh):
     with pytest.raises(LivefinError, match="nothing has been published"):
         publish.rollback(settings)
     assert not (settings.published / "livefin.duckdb").exists()
+
+
+def test_rollback_serves_the_export_sets_of_the_publication_it_returns_to(wh, bench, monkeypatch):
+    _settings, con = wh
+    monkeypatch.setenv("LIVEFIN_KEEP_SNAPSHOTS", "3")
+    settings = get_settings()
+    d2 = D + dt.timedelta(days=1)
+    publish.publish(con, settings, D, "r1")
+    first = served(settings)
+    prepare(con, settings, bench, d2, "r2", seed=3)
+    publish.publish(con, settings, d2, "r2")
+    second = served(settings)
+    limits.build_limits(con, settings, D, run_id="r3")
+    publish.publish(con, settings, D, "r3")  # a rerun of the earlier date
+    assert served(settings)[f"as_of_date={D}"] != first[f"as_of_date={D}"]
+
+    publish.rollback(settings)  # to r2: D is served as it was then (r1's set), d2 as r2's
+    assert served(settings) == second
+    assert assert_in_line(settings)["current"]["run_id"] == "r2"
+    publish.rollback(settings)  # to r1: d2 was never served with it, lenders no longer see it
+    assert served(settings) == first
+    assert assert_in_line(settings)["current"]["run_id"] == "r1"
+
+    publish.publish(con, settings, d2, "r4")  # publishing after a rollback builds on it
+    rec = assert_in_line(settings)
+    assert served(settings)[f"as_of_date={D}"] == first[f"as_of_date={D}"]
+    assert [e["action"] for e in rec["history"]] == ["publish"] * 3 + ["rollback"] * 2 + ["publish"]
+
+
+def test_the_same_run_published_twice_never_overwrites_a_committed_snapshot(wh):
+    settings, con = wh
+    publish.publish(con, settings, D, "r1")
+    first = sha(settings.published / "snapshots" / f"livefin-{D}-r1.duckdb")
+    res = publish.publish(con, settings, D, "r1")  # e.g. a retried Airflow task
+    assert Path(res["snapshot_path"]).name == f"livefin-{D}-r1+2.duckdb"
+    assert sha(settings.published / "snapshots" / f"livefin-{D}-r1.duckdb") == first
+    assert assert_in_line(settings)["current"]["run_id"] == "r1"
+    assert publish.rollback(settings).name == f"livefin-{D}-r1.duckdb"
+    assert sha(settings.published / "livefin.duckdb") == first
+
+
+def test_prune_keeps_the_recorded_publication_and_the_export_sets_it_serves(wh, bench, monkeypatch):
+    from livefin_etl.publish import record
+
+    _settings, con = wh
+    monkeypatch.setenv("LIVEFIN_KEEP_SNAPSHOTS", "3")
+    settings = get_settings()
+    for run in ("k0", "k1", "k2"):
+        publish.publish(con, settings, D, run)
+    publish.rollback(settings)
+    publish.rollback(settings)
+    assert publish.current(settings)["run_id"] == "k0"
+    monkeypatch.setenv("LIVEFIN_KEEP_SNAPSHOTS", "1")
+    small = get_settings()
+    rec = json.loads((settings.published / "RECORD.json").read_text())
+    assert record.prune(small, rec) == [f"livefin-{D}-k1.duckdb"]
+    # k0 is current though older than the one kept publication (k2): its files stay.
+    assert sorted(p.name for p in (settings.published / "snapshots").iterdir()) == [
+        f"livefin-{D}-k0.duckdb",
+        f"livefin-{D}-k2.duckdb",
+    ]
+    assert sorted(p.name for p in (settings.home / "publications").iterdir()) == [
+        "v000001",
+        "v000003",
+    ]
+    assert_in_line(small)
+
+
+def test_a_state_published_before_the_record_existed_is_taken_over(wh):
+    settings, con = wh
+    publish.publish(con, settings, D, "r1")
+    before = served(settings)
+    pub = settings.published
+    # What the previous code left: no record, no archive, entries without version or seq.
+    (pub / "RECORD.json").unlink()
+    shutil.rmtree(settings.home / "publications")
+    strip = ("seq", "version")
+    entry = json.loads((pub / "CURRENT.json").read_text())
+    (pub / "CURRENT.json").write_text(json.dumps({k: entry[k] for k in entry if k not in strip}))
+    (pub / "history.jsonl").write_text(
+        json.dumps({k: entry[k] for k in entry if k not in strip}) + "\n"
+    )
+    assert publish.current(settings)["run_id"] == "r1"
+
+    publish.publish(con, settings, D, "r2")
+    assert assert_in_line(settings)["current"]["run_id"] == "r2"
+    publish.rollback(settings)
+    assert assert_in_line(settings)["current"]["run_id"] == "r1"
+    assert served(settings) == before
+    with pytest.raises(LivefinError, match="no earlier snapshot"):
+        publish.rollback(settings)

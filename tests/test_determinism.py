@@ -141,3 +141,49 @@ def test_training_on_the_same_data_gives_the_same_fingerprint(twins) -> None:
     assert first["data_fingerprint"] == second["data_fingerprint"]
     assert first["model_hash"] == second["model_hash"]
     assert first["model_version"] == second["model_version"]
+
+
+def test_amounts_the_exact_sums_cannot_hold_are_quarantined_at_extract(tmp_path) -> None:
+    """inf, NaN and absurd amounts stop at the contract (above_max), so the DECIMAL(38, 9) sums
+    downstream never meet a value they cannot hold (one such row would fail every night whose
+    windows reach it)."""
+    from livefin_etl.config import get_settings
+    from livefin_etl.extract import extract_partition
+    from livefin_etl.warehouse import connect
+
+    day = date(2025, 3, 1)
+    header = "订单号,商家ID,买家手机号,买家姓名,收货地址,下单时间,商品金额,实付金额,订单状态,退款金额,直播间ID,主播ID,类目"
+
+    def order(oid: str, paid: str) -> str:
+        return (
+            f"{oid},M1,13812345678,张三,某地址,{day} 10:00:00,100.00,{paid},已完成,0.00,S1,ST1,服装"
+        )
+
+    with livefin_env(tmp_path, LIVEFIN_PII_KEY="determinism-test-key", LIVEFIN_THREADS="1"):
+        s = get_settings()
+        merchants = s.landing / "merchants" / f"dt={day}" / "part-0.csv"
+        merchants.parent.mkdir(parents=True)
+        merchants.write_text(
+            "merchant_id,merchant_name,category,region,onboard_date\n"
+            "M1,一号服饰店,apparel,浙江,2024-01-01\n",
+            encoding="utf-8",
+        )
+        orders = s.landing / "orders" / f"dt={day}" / "part-0.csv"
+        orders.parent.mkdir(parents=True)
+        lines = [header, order("O1", "90.00"), order("O2", "inf"), order("O3", "nan")]
+        lines.append(order("O4", "1e40"))
+        orders.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        con = connect(s)
+        try:
+            extract_partition(con, s, "merchants", day)
+            r = extract_partition(con, s, "orders", day)
+            loaded = con.execute("select order_id from raw.orders").fetchall()
+            refused = con.execute(
+                "select line, reason_code, column_name from meta.quarantine "
+                "where source = 'orders' order by line"
+            ).fetchall()
+        finally:
+            con.close()
+    assert (r["rows_read"], r["rows_loaded"]) == (4, 1)
+    assert loaded == [("O1",)]
+    assert refused == [(line, "above_max", "paid_amount") for line in (3, 4, 5)]

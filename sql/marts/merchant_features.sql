@@ -332,3 +332,4 @@ select
     {{ feature_version }} as feature_version,
     cast(current_timestamp as timestamp) as built_at
 from scored
+order by merchant_id, as_of_date  -- rows are stored in this order: the same on every run

@@ -4,7 +4,7 @@ One tiny history is ingested once; two copies of it then train and run the night
 the last date with the same fixed run id (run_id is lineage written on every row) and DuckDB's
 normal multi-threading. Before amounts were summed as DECIMAL, DuckDB's parallel float sums
 differed in the last bit between such runs (``1231.4999999999998`` vs ``1231.5``): on this world
-every test below failed, with hundreds of feature and limit cells off in the last bit, different
+the three twin tests failed, with hundreds of feature and limit cells off in the last bit, different
 export checksums and training fingerprints, and now and then a flipped reason text (``Gross GMV
 of 3,460`` vs ``3,461``)."""
 

@@ -3,6 +3,8 @@
 -- top streamer (livefin_etl.limits.INPUT_COLUMNS). Only data strictly before as_of_date, except
 -- partition status, which counts up to and including it. livefin_etl.limits.load_inputs makes
 -- sure every table read here exists (empty if its stage never ran) before running this.
+-- Amounts are summed as DECIMAL(38, 9): exact, so exposure and the top streamer do not depend
+-- on the order DuckDB's threads add the rows in.
 with features as (
     select
         merchant_id,
@@ -69,14 +71,18 @@ loan_status as (
 exposure as (
     select
         merchant_id,
-        coalesce(sum(outstanding) filter (where outstanding > 0), 0) as outstanding_exposure,
+        coalesce(sum(outstanding::decimal(38, 9)) filter (where outstanding > 0)::double, 0.0)
+            as outstanding_exposure,
         bool_or(dpd >= {{ default_dpd }} and outstanding > 0) as in_default
     from loan_status
     group by merchant_id
 ),
 
 streamer_gmv as (
-    select merchant_id, streamer_id, sum(paid_amount - coalesce(refund_amount, 0)) as gmv
+    select
+        merchant_id,
+        streamer_id,
+        sum((paid_amount - coalesce(refund_amount, 0))::decimal(38, 9)) as gmv
     from raw.orders
     where order_ts >= ({{ as_of_date }}::date - interval {{ streamer_window_days }} day)
         and order_ts < {{ as_of_date }}::date

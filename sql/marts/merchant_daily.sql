@@ -1,6 +1,8 @@
 -- One row per (merchant, day) for days [start_day, end_day]: the daily building block that the
 -- 7/30/90/365-day windows of merchant_features are summed from. Orders count on their order day,
 -- sessions on their start day, logistics events on their event day.
+-- Amounts are summed as DECIMAL(38, 9): exact, so a sum does not depend on the order DuckDB's
+-- threads add the rows in (a float sum can differ in the last bit between identical runs).
 insert into features.merchant_daily
 with orders as (
     select * from stg_orders
@@ -15,10 +17,10 @@ order_days as (
         count(*) filter (where not is_cancelled) as orders_nc,
         count(*) filter (where is_cancelled) as cancelled_orders,
         count(*) filter (where not is_cancelled and refund_amount > 0) as refunded_orders,
-        sum(paid_amount) as gmv_gross,
-        sum(paid_nc_amount) as paid_nc,
-        sum(refund_amount) as refund_amount,
-        sum(net_amount) as gmv_net,
+        sum(paid_amount::decimal(38, 9))::double as gmv_gross,
+        sum(paid_nc_amount::decimal(38, 9))::double as paid_nc,
+        sum(refund_amount::decimal(38, 9))::double as refund_amount,
+        sum(net_amount::decimal(38, 9))::double as gmv_net,
         count(*) filter (
             where not is_cancelled
               and order_hour >= {{ odd_hour_start }} and order_hour < {{ odd_hour_end }}
@@ -34,7 +36,7 @@ suspect_days as (
         count(*) filter (where is_ring) as ring_orders,
         count(*) filter (where is_burst) as burst_orders,
         count(*) as suspect_orders,
-        sum(net_amount) as suspect_net
+        sum(net_amount::decimal(38, 9))::double as suspect_net
     from features.suspect_orders
     where order_day between cast({{ start_day }} as date) and cast({{ end_day }} as date)
     group by all
@@ -53,13 +55,15 @@ fulfillment_days as (
         ) as shipped_on_time,
         count(*) filter (where f.is_empty_parcel) as empty_parcels,
         -- net GMV of empty-parcel orders not already removed as ring/burst orders
-        coalesce(sum(f.order_net_amount) filter (where f.is_empty_parcel and s.order_id is null), 0.0)
-            as empty_parcel_net,
+        coalesce(sum(f.order_net_amount::decimal(38, 9)) filter (
+            where f.is_empty_parcel and s.order_id is null
+        )::double, 0.0) as empty_parcel_net,
         count(*) filter (where f.event_type = 'delivered') as delivered,
         count(*) filter (where f.event_type = 'delivered' and f.order_ts is not null) as delivered_timed,
-        coalesce(sum(epoch(f.event_ts - f.order_ts) / 86400.0) filter (
+        -- whole microseconds summed as integers (exact), then converted to days once
+        coalesce(sum(epoch_us(f.event_ts) - epoch_us(f.order_ts)) filter (
             where f.event_type = 'delivered' and f.order_ts is not null
-        ), 0.0) as delivery_days_sum,
+        )::double / 86400e6, 0.0) as delivery_days_sum,
         count(*) filter (where f.event_type = 'lost') as lost,
         count(*) filter (where f.event_type = 'returned') as returned,
         count(*) filter (where f.event_type = 'complaint') as complaints
@@ -74,7 +78,7 @@ traffic_days as (
         session_day as day,
         count(*) as sessions,
         sum(total_viewers) as viewers,
-        sum(watch_minutes) as watch_minutes
+        sum(watch_minutes::decimal(38, 9))::double as watch_minutes
     from stg_traffic
     group by all
 ),

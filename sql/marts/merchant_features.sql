@@ -29,9 +29,21 @@ base as (
 ),
 
 daily as (
-    -- consumed once (by windows), so DuckDB streams it instead of materialising 365 x merchants
+    -- consumed once (by windows), so DuckDB streams it instead of materialising 365 x merchants.
+    -- Amounts as DECIMAL(38, 9): the window sums are then exact, so they do not depend on the
+    -- order DuckDB's threads add the days in (a float sum can differ in its last bit between two
+    -- identical runs, and a reason text shows 1,231 or 1,232 for 1231.4999999999998 or 1231.5).
     select
-        d.*,
+        d.* replace (
+            d.gmv_gross::decimal(38, 9) as gmv_gross,
+            d.gmv_net::decimal(38, 9) as gmv_net,
+            d.paid_nc::decimal(38, 9) as paid_nc,
+            d.refund_amount::decimal(38, 9) as refund_amount,
+            d.watch_minutes::decimal(38, 9) as watch_minutes,
+            d.delivery_days_sum::decimal(38, 9) as delivery_days_sum
+        ),
+        (d.suspect_net + d.empty_parcel_net)::decimal(38, 9) as suspect_amount,
+        (d.gmv_net * d.gmv_net)::decimal(38, 9) as gmv_net_sq,
         b.as_of_date,
         b.base_start,
         b.as_of_date - d.day as age  -- 1 = the day before as_of_date
@@ -48,42 +60,42 @@ windows as (
     select
         merchant_id,
         as_of_date,
-        sum(gmv_gross) filter (where age <= 7) as gmv_gross_7d,
-        sum(gmv_gross) filter (where age <= 30) as gmv_gross_30d,
-        sum(gmv_gross) filter (where age <= 90) as gmv_gross_90d,
-        sum(gmv_gross) as gmv_gross_365d,
-        sum(gmv_net) filter (where age <= 7) as gmv_net_7d,
-        sum(gmv_net) filter (where age <= 30) as gmv_net_30d,
-        sum(gmv_net) filter (where age <= 90) as gmv_net_90d,
-        sum(gmv_net) as gmv_net_365d,
-        sum(gmv_net) filter (where day >= base_start) as gmv_net_base,
-        sum(suspect_net + empty_parcel_net) filter (where age <= 30) as suspect_net_30d,
-        sum(suspect_net + empty_parcel_net) filter (where age <= 90) as suspect_net_90d,
-        sum(suspect_net + empty_parcel_net) as suspect_net_365d,
-        sum(gmv_net) filter (where age between 31 and 60) as gmv_net_prev_30d,
-        sum(gmv_net) filter (where age between 91 and 180) as gmv_net_prev_90d,
-        sum(gmv_net * gmv_net) filter (where age <= 90) as gmv_net_sq_90d,
-        sum(gmv_net) filter (where age <= {{ spike_recent_days }}) as gmv_net_spike_recent,
+        sum(gmv_gross) filter (where age <= 7)::double as gmv_gross_7d,
+        sum(gmv_gross) filter (where age <= 30)::double as gmv_gross_30d,
+        sum(gmv_gross) filter (where age <= 90)::double as gmv_gross_90d,
+        sum(gmv_gross)::double as gmv_gross_365d,
+        sum(gmv_net) filter (where age <= 7)::double as gmv_net_7d,
+        sum(gmv_net) filter (where age <= 30)::double as gmv_net_30d,
+        sum(gmv_net) filter (where age <= 90)::double as gmv_net_90d,
+        sum(gmv_net)::double as gmv_net_365d,
+        sum(gmv_net) filter (where day >= base_start)::double as gmv_net_base,
+        sum(suspect_amount) filter (where age <= 30)::double as suspect_net_30d,
+        sum(suspect_amount) filter (where age <= 90)::double as suspect_net_90d,
+        sum(suspect_amount)::double as suspect_net_365d,
+        sum(gmv_net) filter (where age between 31 and 60)::double as gmv_net_prev_30d,
+        sum(gmv_net) filter (where age between 91 and 180)::double as gmv_net_prev_90d,
+        sum(gmv_net_sq) filter (where age <= 90)::double as gmv_net_sq_90d,
+        sum(gmv_net) filter (where age <= {{ spike_recent_days }})::double as gmv_net_spike_recent,
         sum(gmv_net) filter (
             where age > {{ spike_recent_days }}
               and age <= {{ spike_recent_days }} + {{ spike_baseline_days }}
-        ) as gmv_net_spike_base,
+        )::double as gmv_net_spike_base,
         sum(orders) filter (where age <= 30) as orders_all_30d,
         sum(orders_nc) filter (where age <= 30) as orders_30d,
         sum(cancelled_orders) filter (where age <= 30) as cancelled_30d,
-        sum(paid_nc) filter (where age <= 30) as paid_nc_30d,
-        sum(refund_amount) filter (where age <= 30) as refund_amount_30d,
+        sum(paid_nc) filter (where age <= 30)::double as paid_nc_30d,
+        sum(refund_amount) filter (where age <= 30)::double as refund_amount_30d,
         sum(odd_hour_orders) filter (where age <= 30) as odd_hour_orders_30d,
         sum(ring_orders) filter (where age <= 30) as ring_orders_30d,
         sum(sessions) filter (where age <= 30) as sessions_30d,
         sum(viewers) filter (where age <= 30) as viewers_30d,
-        sum(watch_minutes) filter (where age <= 30) as watch_minutes_30d,
+        sum(watch_minutes) filter (where age <= 30)::double as watch_minutes_30d,
         sum(shipped) filter (where age <= 30) as shipped_30d,
         sum(shipped_timed) filter (where age <= 30) as shipped_timed_30d,
         sum(shipped_on_time) filter (where age <= 30) as shipped_on_time_30d,
         sum(empty_parcels) filter (where age <= 30) as empty_parcels_30d,
         sum(delivered_timed) filter (where age <= 30) as delivered_timed_30d,
-        sum(delivery_days_sum) filter (where age <= 30) as delivery_days_sum_30d,
+        sum(delivery_days_sum) filter (where age <= 30)::double as delivery_days_sum_30d,
         sum(lost) filter (where age <= 30) as lost_30d,
         sum(returned) filter (where age <= 30) as returned_30d,
         sum(complaints) filter (where age <= 30) as complaints_30d,
@@ -94,7 +106,7 @@ windows as (
 ),
 
 platform as (
-    select day, gmv_net_per_active_merchant as idx
+    select day, gmv_net_per_active_merchant::decimal(38, 9) as idx  -- exact sums below
     from features.platform_daily
     where day >= cast({{ min_day }} as date) - 365
       and day < cast({{ max_day }} as date)
@@ -109,8 +121,8 @@ season as (
     select
         k.as_of_date,
         k.base_start,
-        sum(p.idx) filter (where p.day >= k.as_of_date - 30) as platform_30d,
-        sum(p.idx) filter (where p.day >= k.base_start) as platform_base
+        sum(p.idx) filter (where p.day >= k.as_of_date - 30)::double as platform_30d,
+        sum(p.idx) filter (where p.day >= k.base_start)::double as platform_base
     from season_keys as k
     join platform as p
         on p.day >= least(k.base_start, k.as_of_date - 30)
@@ -124,7 +136,7 @@ buyer_orders as (
         s.as_of_date,
         o.buyer_key,
         count(*) as orders,
-        sum(o.net_amount) as gmv_net
+        sum(o.net_amount::decimal(38, 9)) as gmv_net  -- exact, as are the sums of it below
     from spine as s
     join stg_orders as o
         on o.merchant_id = s.merchant_id
@@ -139,9 +151,10 @@ buyers as (
         merchant_id,
         as_of_date,
         count(*) as buyers_90d,
-        avg(case when orders >= 2 then 1.0 else 0.0 end) as repeat_buyer_rate_90d,
+        count(*) filter (where orders >= 2) / count(*) as repeat_buyer_rate_90d,
         case when sum(gmv_net) > 0
-            then sum(gmv_net * gmv_net) / (sum(gmv_net) * sum(gmv_net)) end as buyer_hhi_90d
+            then sum((gmv_net::double * gmv_net::double)::decimal(38, 9))::double
+                / pow(sum(gmv_net)::double, 2) end as buyer_hhi_90d
     from buyer_orders
     group by all
 ),
@@ -151,7 +164,8 @@ streamer_window as (
         s.merchant_id,
         s.as_of_date,
         d.streamer_id,
-        sum(d.gmv_net) filter (where s.as_of_date - d.day <= 90) as gmv_net_90d,
+        sum(d.gmv_net::decimal(38, 9)) filter (where s.as_of_date - d.day <= 90)::double
+            as gmv_net_90d,
         max(d.day) filter (where d.sessions > 0) as last_session_day,
         max(d.day) filter (where d.orders_nc > 0) as last_order_day
     from spine as s
@@ -179,7 +193,7 @@ streamers as (
         merchant_id,
         as_of_date,
         count(*) as streamer_count_90d,
-        sum(gmv_net_90d * gmv_net_90d) as streamer_sq_90d,
+        sum((gmv_net_90d * gmv_net_90d)::decimal(38, 9))::double as streamer_sq_90d,
         max(gmv_net_90d) filter (where rank_90d = 1) as top_streamer_net_90d,
         max(streamer_id) filter (where rank_90d = 1) as top_streamer_id,
         max(coalesce(last_session_day, last_order_day)) filter (where rank_90d = 1)
@@ -318,3 +332,4 @@ select
     {{ feature_version }} as feature_version,
     cast(current_timestamp as timestamp) as built_at
 from scored
+order by merchant_id, as_of_date  -- rows are stored in this order: the same on every run

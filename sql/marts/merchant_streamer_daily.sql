@@ -7,7 +7,7 @@ with order_streamers as (
         order_day as day,
         streamer_id,
         count(*) filter (where not is_cancelled) as orders_nc,
-        sum(net_amount) as gmv_net
+        sum(net_amount::decimal(38, 9))::double as gmv_net  -- exact: order-independent
     from stg_orders
     where order_day >= cast({{ start_day }} as date)
       and streamer_id is not null

@@ -9,7 +9,7 @@ with daily as (
 platform as (
     select
         day,
-        sum(gmv_net) as gmv_net,
+        sum(gmv_net::decimal(38, 9))::double as gmv_net,  -- exact: order-independent
         count(*) filter (where orders_nc > 0) as active_merchants
     from daily
     group by all

@@ -1,6 +1,8 @@
 -- dq.merchant_quality for one as_of_date: per merchant, six quality dimensions in [0, 1] from the
 -- trailing {{ window_days }} partition days strictly before D, and the weighted coefficient Q.
 -- Run by livefin_etl.quality.merchant.build_merchant_quality inside one transaction.
+-- Amounts are summed as DECIMAL(38, 9): exact, so Q does not depend on the order DuckDB's
+-- threads add the rows in.
 INSERT INTO dq.merchant_quality
 WITH p AS (
     SELECT {{ as_of_date }}::DATE AS d,
@@ -16,7 +18,8 @@ o AS (
            count(*) FILTER (WHERE CAST(order_ts AS DATE) < _dt) AS late,
            count(*) FILTER (WHERE refund_amount > paid_amount + 0.005) AS bad,
            count(*) - count(DISTINCT order_id) AS dups,
-           sum(paid_amount) FILTER (WHERE session_id IS NOT NULL) AS gmv_sessions
+           sum(paid_amount::DECIMAL(38, 9)) FILTER (WHERE session_id IS NOT NULL)::DOUBLE
+             AS gmv_sessions
     FROM raw.orders, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
 ),
 eligible AS (  -- orders old enough that a fulfilment event should exist
@@ -36,7 +39,7 @@ t AS (
     SELECT merchant_id, count(*) AS n,
            count(*) FILTER (WHERE CAST(start_ts AS DATE) < _dt) AS late,
            count(*) FILTER (WHERE end_ts < start_ts OR peak_viewers > total_viewers) AS bad,
-           sum(gmv_attributed) AS gmv_attributed
+           sum(gmv_attributed::DECIMAL(38, 9))::DOUBLE AS gmv_attributed
     FROM raw.traffic, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
 ),
 f AS (

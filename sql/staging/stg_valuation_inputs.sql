@@ -57,3 +57,4 @@ joined as (
 )
 
 select * from joined
+order by merchant_id  -- rows are stored in this order: the same on every run

@@ -1,7 +1,13 @@
 -- limits.portfolio_summary: the book by business date, tier and category.
 create or replace view limits.portfolio_summary as
 with limits_rows as (
-    select *
+    -- amounts as DECIMAL(38, 9): exact sums, the same on every query whatever the threads do
+    select
+        * replace (
+            limit_amount::decimal(38, 9) as limit_amount,
+            expected_loss::decimal(38, 9) as expected_loss,
+            outstanding_exposure::decimal(38, 9) as outstanding_exposure
+        )
     from limits.financing_limits
 )
 
@@ -14,10 +20,10 @@ select
     count(*) filter (where decision = 'reduce') as reduced,
     count(*) filter (where decision = 'review') as in_review,
     count(*) filter (where decision = 'decline') as declined,
-    sum(limit_amount) as total_limit,
-    sum(expected_loss) as expected_loss,
-    sum(expected_loss) / nullif(sum(limit_amount), 0) as el_rate,
-    sum(outstanding_exposure) as outstanding_exposure,
+    sum(limit_amount)::double as total_limit,
+    sum(expected_loss)::double as expected_loss,
+    sum(expected_loss)::double / nullif(sum(limit_amount), 0)::double as el_rate,
+    sum(outstanding_exposure)::double as outstanding_exposure,
     count(*) filter (where guardrail_scale < 1) as guardrail_affected
 from limits_rows
 group by as_of_date, tier, category;

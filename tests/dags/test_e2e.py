@@ -70,7 +70,10 @@ def passing_dates(home: Path) -> set[date]:
 
 
 def limits_rows(home: Path, days: list[date]) -> list[tuple]:
-    """limits.financing_limits for ``days`` without run ids/timestamps, floats rounded."""
+    """limits.financing_limits for ``days`` without run ids/timestamps, floats by their bits.
+
+    Exact on purpose: amounts are summed in exact decimal arithmetic (docs/features.md), so two
+    runs of the same data agree to the last bit whatever DuckDB's threads do."""
     import duckdb
 
     con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"), read_only=True)
@@ -90,7 +93,7 @@ def limits_rows(home: Path, days: list[date]) -> list[tuple]:
         ).fetchall()
     finally:
         con.close()
-    return [tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows]
+    return [tuple(v.hex() if isinstance(v, float) else v for v in r) for r in rows]
 
 
 def scalar(home: Path, sql: str, params: list | None = None):

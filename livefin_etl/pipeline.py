@@ -254,6 +254,9 @@ def ingest(
     """``livefin ingest``: backfill a date range, then rebuild the Data Docs."""
     from livefin_etl import quality
 
+    # refused before the warehouse is opened (or created)
+    calendar.check_clock(daterange(start, end))
+    sources = [check_source(x) for x in sources] if sources else None
     with session(settings) as (s, con):
         results = ingest_range(con, s, daterange(start, end), sources)
         docs = quality.build_data_docs(s)

@@ -375,6 +375,7 @@ def train(as_of_date: date, settings: Settings | None = None, device: str | None
     """Train a challenger point-in-time; it becomes champion only if it passes the gate."""
     from livefin_etl import credit
 
+    calendar.check_clock([as_of_date])
     with session(settings) as (s, con):
         return _small(credit.train(con, s, as_of_date, device=device))
 

@@ -11,16 +11,28 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from livefin_etl.config import LivefinError, get_settings
 from livefin_etl.privacy import MAX_LOG_CHARS, scrub
 
+
+class _LivefinGroup(TyperGroup):
+    """Notes whether ``--help`` was asked for anywhere: help needs no home."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["livefin.help"] = any(a in ctx.help_option_names for a in args)
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=_LivefinGroup,
     help="livefin: nightly financing limits for live-commerce merchants from their platform data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -61,13 +73,38 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+# Commands that may run before a home exists: they create it (init, demo) or only write files.
+NO_HOME_NEEDED = frozenset({"init", "demo", "sample"})
+
+
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="JSON logs at INFO level on stderr")
     ] = False,
 ) -> None:
     _setup_logging(verbose or os.environ.get("LIVEFIN_VERBOSE") == "1")
+    if ctx.invoked_subcommand not in NO_HOME_NEEDED and not ctx.meta.get("livefin.help"):
+        _require_home()
+
+
+def _require_home() -> None:
+    """Every command but init/demo/sample needs an existing home: a missing one would otherwise
+    be created empty (a fresh warehouse, a new PII key) where the user did not mean it."""
+    home = get_settings().home
+    if home.is_dir():
+        return
+    how = (
+        "from LIVEFIN_HOME"
+        if os.environ.get("LIVEFIN_HOME")
+        else "LIVEFIN_HOME is unset, so ./state was looked for"
+    )
+    err.print(
+        f"[bold red]error:[/] livefin home {home} does not exist ({how}). Create it with "
+        "`livefin init` (or `livefin demo`), or point LIVEFIN_HOME at an existing home"
+    )
+    raise typer.Exit(code=1)
 
 
 def _date(value: str) -> date:
@@ -96,7 +133,16 @@ def _print_result(fn: Callable[[], Any]) -> Any:
     return result
 
 
-# --------------------------------------------------------------------------- sample
+# --------------------------------------------------------------------------- init + sample
+
+
+@app.command()
+def init() -> None:
+    """Create the home (LIVEFIN_HOME, default ./state) and its PII key, once; an existing key is
+    kept and checked against the warehouse."""
+    from livefin_etl import pipeline
+
+    _print_result(pipeline.init_home)
 
 
 @app.command()
@@ -141,7 +187,7 @@ def sample(
 
 @app.command()
 def extract(
-    source: Annotated[str, typer.Option(help="Source name (see config/sources)")],
+    source: Annotated[str, typer.Option(help="Contract name from config/sources, e.g. orders")],
     date_: Annotated[str, typer.Option("--date", help="Business date YYYY-MM-DD")],
     force: Annotated[bool, typer.Option(help="Reload even if the files are unchanged")] = False,
 ) -> None:
@@ -153,7 +199,7 @@ def extract(
 
 @app.command()
 def validate(
-    source: Annotated[str, typer.Option(help="Source name")],
+    source: Annotated[str, typer.Option(help="Contract name from config/sources, e.g. orders")],
     date_: Annotated[str, typer.Option("--date", help="Business date YYYY-MM-DD")],
 ) -> None:
     """Run the source's GX suite on one partition; a critical failure blocks that date."""
@@ -198,11 +244,24 @@ def run(
         str | None, typer.Option(help="Also ingest history from this date (backfill)")
     ] = None,
     retrain: Annotated[bool, typer.Option(help="Train a challenger before the first date")] = False,
+    allow_gap: Annotated[
+        str | None,
+        typer.Option(
+            help="Skip these earlier dates on purpose (YYYY-MM-DD or A..B, comma-separated; all "
+            "before --start), recorded in meta.calendar_skips; needs --reason"
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the --allow-gap dates are skipped")
+    ] = None,
 ) -> None:
     """Run every stage, date by date: extract, validate, quality, features, value, score, limits,
     publish."""
-    from livefin_etl import pipeline
+    from livefin_etl import calendar, pipeline
 
+    if reason and not allow_gap:
+        raise typer.BadParameter("--reason goes with --allow-gap")
+    gap = _call(lambda: calendar.parse_ranges(allow_gap)) if allow_gap else None
     s = get_settings()
     with console.status("running") as status:
         report = _call(
@@ -213,6 +272,8 @@ def run(
                 ingest_from=_date(ingest_from) if ingest_from else None,
                 retrain=retrain,
                 progress=lambda msg: status.update(msg),
+                allow_gap=gap,
+                gap_reason=reason,
             )
         )
     _print_run_summary(s, report)
@@ -287,8 +348,8 @@ def demo(
     last = stressed["as_of_date"]
     console.print(
         f"\nAnalysts: duckdb -readonly {s.published / 'livefin.duckdb'}\n"
-        f"Try: livefin explain <merchant_id> --date {last}   |   "
-        f"livefin explain-value <merchant_id> --date {last}"
+        f"Try: `livefin explain <merchant_id> --date {last}`   |   "
+        f"`livefin explain-value <merchant_id> --date {last}`"
     )
 
 

@@ -7,6 +7,7 @@ both call :func:`get_settings`, so they always agree.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Generator
@@ -85,23 +86,55 @@ def get_settings() -> Settings:
     )
 
 
+def _pii_key_path(settings: Settings) -> Path:
+    return _env_path("LIVEFIN_PII_KEY_FILE", settings.home / "pii.key")
+
+
+def pii_key_location(settings: Settings) -> str:
+    """Where :func:`pii_key` reads the key from, for messages (never the key itself)."""
+    return "LIVEFIN_PII_KEY" if os.environ.get("LIVEFIN_PII_KEY") else str(_pii_key_path(settings))
+
+
 def pii_key(settings: Settings | None = None) -> bytes:
     """The keyed-hash secret for PII. Never written to DuckDB or logs.
 
-    Order: LIVEFIN_PII_KEY env var, then LIVEFIN_PII_KEY_FILE, then
-    ``<home>/pii.key`` (created with mode 0600 on first use).
+    Order: LIVEFIN_PII_KEY env var, then LIVEFIN_PII_KEY_FILE, then ``<home>/pii.key``. It is
+    never created here: a new random key would silently unlink every earlier day's hashed ids,
+    so only :func:`create_pii_key` (``livefin init``) makes one.
     """
     env = os.environ.get("LIVEFIN_PII_KEY")
     if env:
         return env.encode()
     settings = settings or get_settings()
-    path = _env_path("LIVEFIN_PII_KEY_FILE", settings.home / "pii.key")
+    path = _pii_key_path(settings)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+        raise LivefinError(
+            f"PII key {path} not found: create it once with `livefin init` (a new home), or put "
+            "the original key back (a new key would no longer link buyers to earlier days)"
+        )
+    key = path.read_text().strip()
+    if not key:
+        raise LivefinError(f"PII key {path} is empty: put the original key back")
+    return key.encode()
+
+
+def create_pii_key(settings: Settings) -> str:
+    """Create ``<home>/pii.key`` (mode 0600) unless a key exists; says where the key lives."""
+    if os.environ.get("LIVEFIN_PII_KEY"):
+        return "LIVEFIN_PII_KEY"
+    path = _pii_key_path(settings)
+    if path.exists():
+        return f"{path} (kept)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return f"{path} (created)"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """HMAC of a constant under the key: identifies the key without revealing it."""
+    return hmac.new(key, b"livefin pii key fingerprint v1", hashlib.sha256).hexdigest()[:16]
 
 
 @cache

@@ -7,6 +7,7 @@ platform's export means adding a mapping file, not code.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -108,10 +109,33 @@ def pii_mode(value: Any, where: str) -> str | None:
     raise LivefinError(f"{where}: pii must be true/hash or drop, got {value!r}")
 
 
+CONTRACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
 def list_sources() -> list[str]:
-    found = {p.stem for p in (CONFIG_DIR / "sources").glob("*.yaml")}
+    """Contract names: the file stems of ``config/sources/*.yaml``, each a plain lower-case name."""
+    found = set()
+    for p in (CONFIG_DIR / "sources").glob("*.yaml"):
+        if not CONTRACT_NAME.match(p.stem):
+            raise LivefinError(
+                f"{p}: a contract file name must match {CONTRACT_NAME.pattern} "
+                "(lower-case letters, digits, underscore): rename the file"
+            )
+        found.add(p.stem)
     ordered = [s for s in SOURCE_ORDER if s in found]
     return ordered + sorted(found - set(ordered))
+
+
+def check_source(source: Any) -> str:
+    """``source`` if it names a contract in the config directory's sources; never a path."""
+    known = list_sources()
+    if not isinstance(source, str) or source not in known:
+        shown = source if isinstance(source, str) and len(source) <= 80 else f"{str(source)[:80]}…"
+        raise LivefinError(
+            f"unknown source {shown!r}: --source takes a contract name from "
+            f"{CONFIG_DIR / 'sources'} ({', '.join(known)})"
+        )
+    return source
 
 
 def plain_name(value: Any, where: str) -> str:
@@ -162,12 +186,11 @@ def _references(data: dict[str, Any], cols: dict[str, Column], where: str) -> di
 
 @cache
 def load_contract(source: str) -> Contract:
-    path = CONFIG_DIR / "sources" / f"{source}.yaml"
-    if not path.exists():
-        known = ", ".join(list_sources())
-        raise LivefinError(f"unknown source '{source}' (known: {known})")
+    path = CONFIG_DIR / "sources" / f"{check_source(source)}.yaml"
     data = read_yaml(path)
-    name = plain_name(data["name"], f"{path}: name")
+    name = plain_name(data.get("name"), f"{path}: name")
+    if name != source:
+        raise LivefinError(f"{path}: name {name!r} must equal the file name {source!r}")
     cols = {c.name: c for c in (_column(n, spec, str(path)) for n, spec in data["columns"].items())}
     part = data["partition"]
     for key in data["primary_key"]:

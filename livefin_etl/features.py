@@ -197,7 +197,7 @@ def _partition_stats(con: duckdb.DuckDBPyConnection, lo: date, hi: date) -> dict
     out: dict[date, list[str]] = {}
     for source in EVENT_SOURCES:
         rows = con.execute(
-            f"select _dt, max(_loaded_at), count(*) from raw.{source} "
+            f"select _dt, max(_loaded_at), count(*) from {quote_ident(f'raw.{source}')} "
             "where _dt between ? and ? group by _dt",
             [lo, hi],
         ).fetchall()
@@ -208,7 +208,9 @@ def _partition_stats(con: duckdb.DuckDBPyConnection, lo: date, hi: date) -> dict
 
 def _first_event_day(con: duckdb.DuckDBPyConnection) -> date | None:
     firsts = [
-        con.execute(f"select min(cast({col} as date)) from raw.{src}").fetchone()[0]
+        con.execute(
+            f"select min(cast({quote_ident(col)} as date)) from {quote_ident(f'raw.{src}')}"
+        ).fetchone()[0]
         for src, col in EVENT_SOURCES.items()
     ]
     firsts = [f for f in firsts if f is not None]
@@ -285,7 +287,11 @@ def _build_daily_range(
         for model in DAILY_TABLES:
             spec = table_spec(model)
             day_col = "order_day" if model == "suspect_orders" else "day"
-            con.execute(f"DELETE FROM {spec.table} WHERE {day_col} BETWEEN ? AND ?", [a, b])
+            con.execute(
+                f"DELETE FROM {quote_ident(spec.table)} WHERE {quote_ident(day_col)} "
+                "BETWEEN ? AND ?",
+                [a, b],
+            )
             _run(con, MARTS / f"{model}.sql", start_day=a, end_day=b)
         con.execute("DELETE FROM features.merchant_daily_log WHERE day BETWEEN ? AND ?", [a, b])
         con.execute(

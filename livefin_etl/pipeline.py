@@ -20,9 +20,19 @@ from typing import Any, Protocol
 
 import duckdb
 
-from livefin_etl.config import LivefinError, Settings, StageBlocked, get_settings
-from livefin_etl.contracts import list_sources
-from livefin_etl.warehouse import connect, writer_lock
+from livefin_etl import calendar
+from livefin_etl.config import (
+    LivefinError,
+    Settings,
+    StageBlocked,
+    create_pii_key,
+    get_settings,
+    key_fingerprint,
+    pii_key,
+    pii_key_location,
+)
+from livefin_etl.contracts import check_source, list_sources
+from livefin_etl.warehouse import connect, run_ddl, transaction, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +108,63 @@ def simulate(
     return simulator.generate(scale, seed, start, days, out, **options)
 
 
+def _stored_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    run_ddl(con, "meta")
+    return con.execute("SELECT fingerprint, key_source FROM meta.pii_key LIMIT 1").fetchone()
+
+
+def check_pii_key(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Stop unless the PII key is the one this warehouse was hashed with (recorded by its
+    fingerprint on first use): another key would silently unlink buyers from earlier days."""
+    where = pii_key_location(settings)
+    fingerprint = key_fingerprint(pii_key(settings))
+    stored = _stored_fingerprint(con)
+    if stored is None:
+        with transaction(con):
+            con.execute(
+                "INSERT INTO meta.pii_key VALUES (?, ?, now()::TIMESTAMP)", [fingerprint, where]
+            )
+    elif stored[0] != fingerprint:
+        raise LivefinError(
+            f"the PII key from {where} is not the key this warehouse was hashed with "
+            f"(fingerprint {fingerprint}, warehouse {stored[0]}, first from {stored[1]}): put the "
+            "original key back; a new key would no longer link buyers to earlier days"
+        )
+
+
+def init_home(settings: Settings | None = None) -> dict[str, Any]:
+    """``livefin init`` (and the demo's first step): create the home's folders and, once, the
+    PII key; record the key's fingerprint in the warehouse."""
+    s = settings or get_settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    with session(s) as (s, con):
+        stored = _stored_fingerprint(con)
+        try:
+            pii_key(s)
+        except LivefinError:
+            if stored is not None:  # the key was moved away: a new one would unlink history
+                raise LivefinError(
+                    f"PII key {pii_key_location(s)} is missing but {s.warehouse} was hashed "
+                    f"with key {stored[0]} (from {stored[1]}): put that key back"
+                ) from None
+        where = create_pii_key(s)
+        check_pii_key(con, s)
+    return {"home": str(s.home), "pii_key": where, "warehouse": str(s.warehouse)}
+
+
+def _checked(source: str, dates: list[date]) -> str:
+    """A source and dates fit to extract: a known contract name, no date past the clock."""
+    calendar.check_clock(dates)
+    return check_source(source)
+
+
 def extract(source: str, as_of_date: date, settings: Settings | None = None, force: bool = False):
     from livefin_etl import extract as ex
     from livefin_etl import quality
 
+    _checked(source, [as_of_date])
     with session(settings) as (s, con):
+        check_pii_key(con, s)
         try:
             return ex.extract_partition(con, s, source, as_of_date, force=force)
         except ex.PartitionRefused as exc:
@@ -115,6 +177,7 @@ def validate(source: str, as_of_date: date, settings: Settings | None = None) ->
     """GX suite + gate for one partition, then the Data Docs (whose path is in the result)."""
     from livefin_etl import quality
 
+    _checked(source, [as_of_date])
     with session(settings) as (s, con):
         result = quality.validate_partition(con, s, source, as_of_date)
         result["data_docs"] = str(quality.build_data_docs(s))
@@ -126,7 +189,9 @@ def ingest_partition(source: str, as_of_date: date, settings: Settings | None = 
     from livefin_etl import extract as ex
     from livefin_etl import quality
 
+    _checked(source, [as_of_date])
     with session(settings) as (s, con):
+        check_pii_key(con, s)
         try:
             loaded = ex.extract_partition(con, s, source, as_of_date)
         except LivefinError as exc:
@@ -147,8 +212,11 @@ def ingest_range(
 
     A refused partition (bad file, missing folder) does not stop the others; it is reported
     with ``status='failed'`` and, having no passing validation, blocks its date downstream."""
+    calendar.check_clock(dates)
+    sources = [check_source(x) for x in sources or list_sources()]
+    check_pii_key(con, settings)
     results: list[dict] = []
-    for source in sources or list_sources():
+    for source in sources:
         results.extend(_ingest_source(con, settings, source, dates, progress))
     return results
 
@@ -192,6 +260,9 @@ def ingest(
     """``livefin ingest``: backfill a date range, then rebuild the Data Docs."""
     from livefin_etl import quality
 
+    # refused before the warehouse is opened (or created)
+    calendar.check_clock(daterange(start, end))
+    sources = [check_source(x) for x in sources] if sources else None
     with session(settings) as (s, con):
         results = ingest_range(con, s, daterange(start, end), sources)
         docs = quality.build_data_docs(s)
@@ -310,6 +381,7 @@ def train(as_of_date: date, settings: Settings | None = None, device: str | None
     """Train a challenger point-in-time; it becomes champion only if it passes the gate."""
     from livefin_etl import credit
 
+    calendar.check_clock([as_of_date])
     with session(settings) as (s, con):
         return _small(credit.train(con, s, as_of_date, device=device))
 
@@ -352,15 +424,21 @@ def run_range(
     stages: tuple[Stage, ...] = NIGHTLY_STAGES,
     retrain: bool = False,
     progress: Progress | None = None,
+    allow_gap: list[date] | None = None,
+    gap_reason: str | None = None,
 ) -> RunReport:
     """Ingest ``ingest_from..end`` (default ``start..end``), train as of ``start`` when asked,
     then run the nightly stages for each date in ``start..end``. Stops at the first blocked
-    date: later dates depend on it."""
+    date: later dates depend on it. ``allow_gap`` dates (before ``start``) are first recorded
+    as skipped on purpose, with ``gap_reason``, so the gate no longer waits for them."""
     from livefin_etl import credit, quality
 
     report = RunReport()
     t0 = time.perf_counter()
+    calendar.check_clock(daterange(ingest_from or start, end))
     with session(settings) as (s, con):
+        if allow_gap:
+            calendar.record_skips(con, allow_gap, gap_reason or "", before=start)
         report.ingested = ingest_range(
             con, s, daterange(ingest_from or start, end), progress=progress
         )
@@ -410,7 +488,7 @@ def demo(
     from livefin_etl import simulator
 
     s = settings or get_settings()
-    s.ensure_dirs()
+    init_home(s)
     params = s.landing / "_truth" / "params.json"
     if not (params.exists() and json.loads(params.read_text()).get("scale") == scale):
         if progress:

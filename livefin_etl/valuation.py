@@ -252,7 +252,8 @@ def _require_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> None:
     ).fetchone()[0]
     if n_feat == 0:
         raise LivefinError(
-            f"no features for {as_of_date}: run `livefin run --stage features` for it first"
+            f"no features for {as_of_date}: run `livefin run --start {as_of_date}` "
+            "(the features stage runs before value)"
         )
 
 

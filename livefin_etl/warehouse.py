@@ -64,7 +64,7 @@ def connect(
     con.execute("SET preserve_insertion_order = false")
     if not read_only:
         for schema in SCHEMAS:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
     return con
 
 

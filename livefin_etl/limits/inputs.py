@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 
 from livefin_etl.config import SQL_DIR, LivefinError
-from livefin_etl.warehouse import render_sql, run_ddl, table_exists
+from livefin_etl.warehouse import quote_ident, render_sql, run_ddl, table_exists
 
 INPUTS_SQL = SQL_DIR / "limits" / "limit_inputs.sql"
 # Raw sources the inputs read: loans/repayments (exposure), orders (top streamer) and every
@@ -32,7 +32,7 @@ def ensure_upstream(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str, as_of_date: date) -> int:
-    sql = f"select count(*) from {table} where as_of_date = ?"
+    sql = f"select count(*) from {quote_ident(table)} where as_of_date = ?"
     return int(con.execute(sql, [as_of_date]).fetchone()[0])
 
 

@@ -123,7 +123,7 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
         joins.append(f"left join ref{i} on b.{col} = ref{i}.k")
         outer.append(
             f"case when b.{col} is null then null "
-            f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {ref.helper}"
+            f"else coalesce(ref{i}.first_dt <= b.{pcol}, false) end as {quote_ident(ref.helper)}"
         )
     if spec.global_key:
         keys = ", ".join(quote_ident(k) for k in spec.global_key)

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from livefin_etl import calendar
 from livefin_etl.config import (
     LivefinError,
     Settings,
@@ -502,7 +503,9 @@ def _rows_per_date(con: duckdb.DuckDBPyConnection, source: str, dates: list[date
 def require_passed(
     con: duckdb.DuckDBPyConnection, as_of_date: date, sources: list[str] | None = None
 ) -> None:
-    """Raise StageBlocked unless every required source partition of ``as_of_date`` passed.
+    """Raise StageBlocked unless every required source partition of ``as_of_date`` passed,
+    the date is not later than the clock allows, and every earlier date since the start passed
+    or was skipped on purpose (:mod:`livefin_etl.calendar`).
 
     ``warning`` counts as passed; ``failed`` or no validation at all blocks.
     """
@@ -528,6 +531,14 @@ def require_passed(
         if status == "failed":
             items = [f for f in json.loads(failed or "[]") if f.endswith("[critical]")]
             problems.append(f"{src}: failed - " + "; ".join(items))
+    problems += [
+        p
+        for p in (
+            calendar.clock_problem([as_of_date]),
+            calendar.gap_problem(con, as_of_date, required),
+        )
+        if p
+    ]
     if problems:
         raise StageBlocked(f"quality gate for {as_of_date} is closed:\n  " + "\n  ".join(problems))
 

@@ -23,3 +23,19 @@ comment on table meta.quarantine is 'Rows (or whole files, line 0) that broke th
 comment on column meta.quarantine.reason_code is 'missing_required, type_error, below_min, above_max, not_allowed, duplicate_key, unknown_reference, outside_partition, row_check, file_error, rejected_redelivery';
 comment on column meta.quarantine.raw_values is 'The offending row as JSON, with PII columns replaced by their keyed hash';
 comment on column meta.quarantine.line is 'Line in the landing file (0 = the whole file)';
+
+-- Calendar and key bookkeeping (livefin_etl.calendar, livefin_etl.pipeline).
+create table if not exists meta.calendar_skips (
+    dt date not null, source varchar not null, reason varchar not null,
+    skipped_by varchar not null, skipped_at timestamp not null,
+    primary key (dt, source)
+);
+comment on table meta.calendar_skips is 'Business dates skipped on purpose (livefin run --allow-gap ... --reason ...): the nightly of a later date runs although these never passed the gate';
+comment on column meta.calendar_skips.source is 'Source skipped, or * for every source of the date';
+comment on column meta.calendar_skips.reason is 'Why the date was skipped, as the operator gave it';
+comment on column meta.calendar_skips.skipped_by is 'OS user who recorded the skip';
+
+create table if not exists meta.pii_key (
+    fingerprint varchar not null, key_source varchar not null, first_used_at timestamp not null
+);
+comment on table meta.pii_key is 'Fingerprint (HMAC of a constant, never the key) of the PII key this warehouse was hashed with; extract refuses any other key';

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from livefin_etl import config, contracts
+from livefin_etl import config, contracts, pipeline
 from livefin_etl.config import LivefinError
 from livefin_etl.extract import ensure_tables
+
+REPO = Path(__file__).resolve().parents[2]
+D = date(2025, 3, 1)
 
 
 @pytest.fixture
@@ -72,7 +80,105 @@ def test_descriptions_with_quotes_reach_comments_intact(cfg):
         "select table_schema, table_name from information_schema.tables"
     ).fetchall()
     assert sorted(tables) == [
+        ("meta", "calendar_skips"),
         ("meta", "load_manifest"),
+        ("meta", "pii_key"),
         ("meta", "quarantine"),
         ("raw", "merchants"),
     ]
+
+
+# --------------------------------------------------------------------------- --source is a name
+
+HOSTILE_SOURCES = [
+    "../../some/dir/x",
+    "../mappings/orders/douyin",
+    "orders/../merchants",
+    "/etc/passwd",
+    "Orders",
+    "orders; drop table limits.financing_limits",
+    "",
+]
+
+
+def _livefin(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LIVEFIN_HOME=str(home), PYTHONPATH=str(REPO), COLUMNS="300")
+    exe = Path(sys.executable).parent / "livefin"
+    return subprocess.run(
+        [str(exe), *args], cwd=home, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def hostile_home(tmp_path) -> Path:
+    """A home whose warehouse already holds a table the hostile contract tried to drop, and a
+    YAML anywhere on disk crafted as a contract."""
+    home = tmp_path / "home"
+    (home / "warehouse").mkdir(parents=True)
+    con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"))
+    con.execute("create schema limits; create table limits.financing_limits (x int)")
+    con.execute("insert into limits.financing_limits values (1)")
+    con.close()
+    crafted = tmp_path / "some" / "dir" / "x.yaml"
+    crafted.parent.mkdir(parents=True)
+    crafted.write_text(
+        "name: 'x (a int); drop table limits.financing_limits; --'\nversion: v1\nformat: csv\n"
+        "columns: {a: {type: BIGINT}}\nprimary_key: [a]\npartition: {column: a}\n",
+        encoding="utf-8",
+    )
+    return home
+
+
+def _tables(home: Path) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            "select table_schema, table_name from information_schema.tables order by 1, 2"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("command", ["extract", "validate"])
+def test_cli_source_must_be_a_contract_name(hostile_home, command):
+    before = _tables(hostile_home)
+    for source in ["../../some/dir/x", "../mappings/orders/douyin", "/etc/passwd"]:
+        cp = _livefin(hostile_home, command, "--source", source, "--date", str(D))
+        text = cp.stdout + cp.stderr
+        assert cp.returncode == 1, text
+        assert "Traceback" not in text and "KeyError" not in text, text
+        assert f"unknown source {source!r}" in text, text
+        assert "contract name" in text and "merchants, orders" in text, text
+    assert _tables(hostile_home) == before == [("limits", "financing_limits")]
+
+
+@pytest.mark.parametrize("source", HOSTILE_SOURCES)
+def test_pipeline_functions_refuse_hostile_sources(hostile_home, source, monkeypatch):
+    """The entry points the Airflow tasks call refuse the same inputs as the CLI."""
+    monkeypatch.setenv("LIVEFIN_HOME", str(hostile_home))
+    before = _tables(hostile_home)
+    calls = [
+        lambda: pipeline.extract(source, D),
+        lambda: pipeline.validate(source, D),
+        lambda: pipeline.ingest_partition(source, D),
+        lambda: pipeline.ingest(D, D, [source]),
+    ]
+    for call in calls:
+        with pytest.raises(LivefinError, match="unknown source"):
+            call()
+    with pytest.raises(LivefinError, match="unknown source"):
+        contracts.load_contract(source)
+    assert _tables(hostile_home) == before
+
+
+def test_contract_name_must_equal_the_file_stem(cfg):
+    _edit(cfg, "merchants", "name: merchants", "name: orders")
+    with pytest.raises(LivefinError, match="must equal the file name 'merchants'"):
+        contracts.load_contract("merchants")
+
+
+@pytest.mark.parametrize("stem", ["Merchants2", "shop-orders", "1orders", "orders.v2"])
+def test_contract_file_names_must_be_plain(cfg, stem):
+    shutil.copy(cfg / "sources" / "orders.yaml", cfg / "sources" / f"{stem}.yaml")
+    with pytest.raises(LivefinError, match=r"must match \^\[a-z\]\[a-z0-9_\]\*\$"):
+        contracts.list_sources()

@@ -262,6 +262,6 @@ def detect_mapping(source: str, headers: list[str]) -> Mapping:
         closest = min(load_mappings(source), key=lambda m: len(missing(m)))
         raise LivefinError(
             f"{source}: missing required columns {missing(closest)} "
-            f"(closest mapping '{closest.name}'; file headers: {headers})"
-        )
+            f"(closest mapping '{closest.name}')"
+        )  # no header row in the text: when a file has none, its first row is data
     return best[1]

@@ -71,11 +71,22 @@ def session(
     settings = settings or get_settings()
     settings.ensure_dirs()
     with writer_lock(settings):
+        _finish_publication(settings)
         con = connect(settings)
         try:
             yield settings, con
         finally:
             con.close()
+
+
+def _finish_publication(settings: Settings) -> None:
+    """A publication killed after its commit (RECORD.json) is finished by the next writer,
+    whatever it runs, so the visible files do not wait for the next publish to agree."""
+    from livefin_etl.publish import record
+
+    rec = record.read_record(settings)
+    if rec is not None and not record.applied(settings, rec):
+        record.apply(settings, rec)
 
 
 def _small(result: Any) -> dict[str, Any]:

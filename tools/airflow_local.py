@@ -153,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_airflow(ns.rest, check=False).returncode
     # standalone: replace this process so Ctrl-C / SIGTERM reach airflow directly.
     e = setup(env(port=ns.port))
+    # A deployment makes its home (and PII key) on purpose, once: `livefin init` is idempotent.
+    subprocess.run([sys.executable, "-m", "livefin_etl.cli", "init"], env=e, check=True)
     print(
         f"Airflow UI: http://localhost:{ns.port}  (user admin, password in "
         f"{Path(e['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})",

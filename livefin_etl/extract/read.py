@@ -244,10 +244,7 @@ def _to_canonical(
     try:
         mapping = detect_mapping(contract.name, headers)
     except LivefinError as exc:
-        # the mapping error quotes the header row, which is data when a file has no header
-        problem = str(exc).split("; file headers:")[0]
-        problem += ")" if problem.count("(") > problem.count(")") else ""
-        raise FileRejected(f"{name}: {problem}; {len(headers)} columns found") from None
+        raise FileRejected(f"{name}: {exc}; {len(headers)} columns found") from None
     unknown = [h for h in headers if h not in mapping.headers]
     if unknown:
         raise FileRejected(

@@ -195,3 +195,20 @@ def test_next_publish_rolls_forward_a_killed_commit(fl, after_l, tmp_path):
     rec = assert_in_line(fl, home)
     assert rec["history"][-2] == killed  # the killed publication stays recorded, then the new
     assert rec["current"]["run_id"] != killed["run_id"] and rec["seq"] == killed["seq"] + 1
+
+
+def test_any_writer_finishes_a_killed_commit(fl, after_l, tmp_path):
+    """Not only the next publish: any command that takes the writer lock (here an extract)
+    brings the visible files in line with the committed record first."""
+    ref = after_l["state"]
+    L = ref.last
+    home = fl.copy_home(ref.home, tmp_path / "home", docs=False)
+    _kill_at(
+        fl, fl.task_argv("publish", L), home, ref.landing, "publish.after_snapshot", tmp_path / "m"
+    )
+    killed = _json(home / "published" / "RECORD.json")["current"]
+    assert _json(home / "published" / "CURRENT.json")["run_id"] != killed["run_id"]
+    cp = fl.run_cli(["extract", "--source", "merchants", "--date", str(L)], home, ref.landing)
+    fl.assert_clean_failure(cp, codes=(0,))
+    rec = assert_in_line(fl, home)
+    assert rec["current"] == killed

@@ -48,6 +48,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import CACHE, REPO, cached_sample, machine_line, write_section  # noqa: E402
+from livefin_etl.testing.tiny_config import tiny_config_dir  # noqa: E402
+
+# The finale trains on the tiny world: its model config, as the test suite's (before
+# livefin_etl.config is imported, which reads LIVEFIN_CONFIG_DIR once).
+os.environ.setdefault("LIVEFIN_CONFIG_DIR", tiny_config_dir())
+
 from livefin_etl.privacy import MAX_ERROR_CHARS as MESSAGE_BOUND  # noqa: E402
 
 SEED_WORLD = 7
@@ -304,8 +310,43 @@ class Sweep:
             self.fail(f"[cli {source} {as_of_date}]", f"exit {cp.returncode}: {cp.stderr[-300:]}")
 
 
+def finale(work: Path, landing: Path, dates: list[date]) -> dict:
+    """The clean deliveries back for the mutated dates, then the night of L end to end (train,
+    score, limits, publish), so the snapshot and the lender exports exist to be scanned; the
+    warehouse still holds every refusal and quarantine row of the sweep."""
+    from livefin_etl import pipeline
+    from livefin_etl.config import get_settings
+    from livefin_etl.testing.mutations import FORMAT
+
+    for source in FORMAT:
+        for as_of_date in dates:
+            folder = work / "landing" / source / f"dt={as_of_date}"
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(landing / source / f"dt={as_of_date}", folder)
+    last = max(dates)
+    report = pipeline.run_range(last, last, get_settings(), ingest_from=min(dates), retrain=True)
+    return {"blocked": report.blocked, "published": bool(report.published)}
+
+
+def _file_texts(root: Path) -> list[tuple[str, str]]:
+    """(path, text) of every file under ``root``: Parquet as its rows, DuckDB files skipped
+    (scanned table by table), the rest as text."""
+    import duckdb
+
+    out = []
+    for p in sorted(x for x in root.rglob("*") if x.is_file()):
+        if p.suffix == ".duckdb":
+            continue
+        if p.suffix == ".parquet":
+            rows = duckdb.sql(f"select * from read_parquet('{p}')").fetchall()
+            out.append((str(p), "\n".join(map(str, rows))))
+        else:
+            out.append((str(p), p.read_bytes().decode("utf-8", errors="ignore")))
+    return out
+
+
 def scan_pii(db: Path, texts: list[str], values: set[str]) -> dict[str, int]:
-    """Raw PII values found in any text column of any table, or in the captured texts."""
+    """Raw PII values found in any text column of any table of ``db``, or in ``texts``."""
     import duckdb
 
     pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
@@ -324,7 +365,7 @@ def scan_pii(db: Path, texts: list[str], values: set[str]) -> dict[str, int]:
                     found[f"{schema}.{table}.{col}"] += 1
     finally:
         con.close()
-    found["captured output"] = sum(1 for t in texts if t and pattern.search(t))
+    found[f"captured by {db.name}'s run"] = sum(1 for t in texts if t and pattern.search(t))
     return dict(found)
 
 
@@ -371,8 +412,11 @@ def main() -> int:
         for i, (_kind, source, _seed) in enumerate(examples):
             if args.cli_every and i % args.cli_every == 0:
                 run.cli(source, dates[i % len(dates)])
-    sweep_s = time.perf_counter() - t1
-    pii = scan_pii(s.warehouse, run.captured + capture.texts, values)
+        sweep_s = time.perf_counter() - t1
+        night = finale(work, landing, dates)
+        files = [t for root in (s.published, s.exports) for _p, t in _file_texts(root)]
+        pii = scan_pii(s.warehouse, run.captured + capture.texts, values)
+        pii.update(scan_pii(s.published / "livefin.duckdb", files, values))
     out = {
         "files": args.files,
         "kinds": len(MUTATIONS),
@@ -383,6 +427,8 @@ def main() -> int:
         "quarantine_lines_checked": run.lines[0],
         "quarantine_lines_wrong": run.lines[1],
         "pii_values_searched": len(values),
+        "night_after": night,
+        "files_scanned": len(files),
         "pii_found": {k: v for k, v in pii.items() if v},
         "setup_s": round(setup_s, 1),
         "sweep_s": round(sweep_s, 1),
@@ -391,7 +437,7 @@ def main() -> int:
     print(json.dumps(out, indent=1, ensure_ascii=False))
     if args.write:
         write_section("fuzz", report(args, out))
-    ok = not (out["tracebacks"] or out["violations"] or out["pii_found"])
+    ok = not (out["tracebacks"] or out["violations"] or out["pii_found"] or night["blocked"])
     return 0 if ok else 1
 
 

@@ -12,38 +12,10 @@ from pathlib import Path
 
 import pytest
 
-
-def _ci_config_dir() -> str:
-    """config/ with the credit model sized for the tiny CI world, and its stability limit opened.
-
-    The tiny world has 300 days and 200 merchants: 303 loans have matured by its last night,
-    183 of them in the training window. With the production ``min_child_weight: 10`` (a loan's
-    hessian is ~0.11, so ~90 loans a leaf) no tree can split: the model is a constant, oot AUC
-    0.500, which the champion gate's AUC floor refuses (before the gate applied to the first
-    model, that constant model silently became champion in every tiny test). With 3 it reaches
-    oot AUC 0.77. Those loans were originated in the first ~120 days, while 90-day features are
-    still censored by the data start, so the train -> oot score PSI is ~0.35 and a 90-day burn-in
-    (production) would leave ~30 days of loans: here the PSI limit is opened instead. The gate's
-    production thresholds are proven on the credit tests' own world (tests/credit)."""
-    import shutil
-    import tempfile
-
-    import yaml
-
-    src = Path(__file__).resolve().parents[1] / "config"
-    dst = Path(tempfile.mkdtemp(prefix="livefin-ci-config-")) / "config"
-    shutil.copytree(src, dst)
-    model = yaml.safe_load((dst / "model.yaml").read_text(encoding="utf-8"))
-    model["version"] = f"{model['version']}-ci"
-    model["target"]["burn_in_days"] = 0
-    model["champion_gate"]["psi_max"] = 5.0
-    model["xgboost"]["min_child_weight"] = 3
-    (dst / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False), encoding="utf-8")
-    return str(dst)
-
+from livefin_etl.testing.tiny_config import tiny_config_dir
 
 # Before livefin_etl.config is imported: it reads LIVEFIN_CONFIG_DIR once.
-os.environ.setdefault("LIVEFIN_CONFIG_DIR", _ci_config_dir())
+os.environ.setdefault("LIVEFIN_CONFIG_DIR", tiny_config_dir())
 
 from livefin_etl.config import livefin_env  # noqa: E402
 

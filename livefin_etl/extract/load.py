@@ -205,11 +205,17 @@ def _prepare(
 def _manifest_unchanged(
     con: duckdb.DuckDBPyConnection, source: str, as_of_date: date, files: dict[str, str]
 ) -> bool:
+    """The delivered files are the ones loaded and no refusal of this partition is on record.
+
+    After a refused re-delivery, the good files sent again must be loaded again: the reload
+    clears the refusal's records, which would otherwise keep the date's gate closed."""
     rows = con.execute(
-        "select file, sha256 from meta.load_manifest where source=? and dt=? and status='loaded'",
+        "select file, sha256, status from meta.load_manifest where source=? and dt=?",
         [source, as_of_date],
     ).fetchall()
-    return bool(rows) and dict(rows) == files
+    loaded = {f: sha for f, sha, status in rows if status == "loaded"}
+    refused = any(status == "rejected" for _f, _sha, status in rows)
+    return bool(loaded) and loaded == files and not refused
 
 
 def _record_rejection(

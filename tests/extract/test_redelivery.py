@@ -166,3 +166,20 @@ def test_extract_command_refusal_closes_the_gate(s):
     assert state(s)["raw"] == [("O1",)] and gate_closed(s)
     with pipeline.session(s) as (_s, con), pytest.raises(LivefinError, match="no valid row"):
         extract_partition(con, s, "orders", D, force=True)
+
+
+def test_the_good_file_sent_again_after_a_refusal_reopens_the_gate(s):
+    """The platform re-sends the very file that had loaded (same bytes): it is not skipped as
+    unchanged while a refusal is on record, so the refusal's records go and the gate reopens."""
+    good = [order("O1"), order("O2")]
+    deliver(s, good)
+    ingest(s)
+    loaded = state(s)
+    deliver(s, [order("O7", paid="x")])  # overwrites part-0.csv: every row invalid
+    ingest(s)
+    assert gate_closed(s)
+    deliver(s, good)  # the original bytes again
+    ingest(s)
+    again = state(s)
+    assert again["raw"] == loaded["raw"] and again["manifest"] == loaded["manifest"]
+    assert again["quarantine"] == [] and not gate_closed(s)

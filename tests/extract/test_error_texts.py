@@ -17,7 +17,6 @@ from livefin_etl.config import LivefinError
 from livefin_etl.extract import extract_partition
 from livefin_etl.privacy import MAX_ERROR_CHARS, scrub
 from livefin_etl.quality import suites
-from livefin_etl.warehouse import connect
 
 D = date(2025, 3, 1)
 HEADER = "订单号,商家ID,买家手机号,买家姓名,收货地址,下单时间,商品金额,实付金额,订单状态,退款金额,直播间ID,主播ID,类目"
@@ -28,30 +27,6 @@ def row(oid: str, phone: str, name: str, addr: str, paid: str = "90.00") -> str:
     return (
         f"{oid},M1,{phone},{name},{addr},2025-03-01 10:00:00,100.00,{paid},已完成,0.00,S1,ST1,服装"
     )
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("LIVEFIN_HOME", str(tmp_path))
-    monkeypatch.setenv("LIVEFIN_PII_KEY", "unit-test-key")
-    monkeypatch.setenv("LIVEFIN_THREADS", "1")
-    s = config.get_settings()
-    folder = s.landing / "merchants" / f"dt={D}"
-    folder.mkdir(parents=True)
-    (folder / "part-0.csv").write_text(
-        "merchant_id,merchant_name,category,region,onboard_date\n"
-        "M1,杭州一号服饰店,apparel,浙江,2024-01-01\n",
-        encoding="utf-8",
-    )
-    return s
-
-
-@pytest.fixture
-def con(home):
-    c = connect(home)
-    extract_partition(c, home, "merchants", D)
-    yield c
-    c.close()
 
 
 def write_orders(s, text: str) -> Path:

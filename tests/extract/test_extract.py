@@ -42,30 +42,6 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("LIVEFIN_HOME", str(tmp_path))
-    monkeypatch.setenv("LIVEFIN_PII_KEY", "unit-test-key")
-    monkeypatch.setenv("LIVEFIN_THREADS", "1")
-    from livefin_etl.config import get_settings
-
-    s = get_settings()
-    write(
-        s.landing / "merchants" / f"dt={D}" / "part-0.csv",
-        "merchant_id,merchant_name,category,region,onboard_date\n"
-        "M1,杭州一号服饰店,apparel,浙江,2024-01-01\nM2,广州二号食品店,food,广东,2024-06-01\n",
-    )
-    return s
-
-
-@pytest.fixture
-def con(home):
-    c = connect(home)
-    extract_partition(c, home, "merchants", D)
-    yield c
-    c.close()
-
-
 def orders_dir(s) -> Path:
     return s.landing / "orders" / f"dt={D}"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from livefin_etl import config, pipeline, quality
+from livefin_etl import pipeline, quality
 from livefin_etl.config import LivefinError, StageBlocked
 from livefin_etl.extract import extract_partition
 
@@ -35,19 +35,8 @@ def deliver(s, rows: list[str], name: str = "part-0.csv") -> Path:
 
 
 @pytest.fixture
-def s(tmp_path, monkeypatch):
-    monkeypatch.setenv("LIVEFIN_HOME", str(tmp_path))
-    monkeypatch.setenv("LIVEFIN_PII_KEY", "unit-test-key")
-    monkeypatch.setenv("LIVEFIN_THREADS", "1")
-    settings = config.get_settings()
-    folder = settings.landing / "merchants" / f"dt={D}"
-    folder.mkdir(parents=True)
-    (folder / "part-0.csv").write_text(
-        "merchant_id,merchant_name,category,region,onboard_date\n"
-        "M1,杭州一号服饰店,apparel,浙江,2024-01-01\n",
-        encoding="utf-8",
-    )
-    return settings
+def s(home):
+    return home
 
 
 def ingest(s) -> list[dict]:

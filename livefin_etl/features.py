@@ -12,7 +12,10 @@ Two layers:
   credit training passes its own spine. Both run ``sql/marts/merchant_features.sql``.
 
 Point in time: features as of D use only events with timestamp < D (orders by order_ts, sessions
-by start_ts, logistics events by event_ts, merchants onboarded before D).
+by start_ts, logistics events by event_ts, merchants onboarded before D), and of each order only
+what was delivered before D: its first delivery counts on its order day, each later state change
+(cancellation, refund) on the day it was delivered (stg_order_changes), and order-level windows
+take the latest version delivered before D (stg_order_versions).
 """
 
 from __future__ import annotations
@@ -280,6 +283,7 @@ def _build_daily_range(
         start_day=a - timedelta(days=RING_WINDOW_DAYS - 1),
         end_day=b,
     )
+    _run(con, STAGING / "stg_order_changes.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_fulfillment.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_traffic.sql", start_day=a, end_day=b)
     days = _days(a, b)
@@ -323,7 +327,7 @@ def _compute_batch(con: duckdb.DuckDBPyConnection, min_date: date, max_date: dat
     """merchant_features.sql over temp table _feature_spine -> temp table merchant_features_batch."""
     _run(
         con,
-        STAGING / "stg_orders.sql",
+        STAGING / "stg_order_versions.sql",
         start_day=min_date - timedelta(days=90),
         end_day=max_date - timedelta(days=1),
     )

@@ -37,7 +37,9 @@ from livefin_etl.extract.rules import (
     reason_exprs,
     split_duplicates,
     split_unknown_references,
+    split_versions,
     typed,
+    version_column,
 )
 from livefin_etl.extract.tables import ensure_tables
 from livefin_etl.privacy import scrub
@@ -391,7 +393,8 @@ def _checked_rows(
             bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))
     good = pl.concat(good_parts, how="diagonal_relaxed")
     bad = pl.concat(bad_parts, how="diagonal_relaxed")
-    good, dup = split_duplicates(con, contract, good, [d for d, _ in pending])
+    split = split_versions if version_column(contract) else split_duplicates
+    good, dup = split(con, contract, good, [d for d, _ in pending])
     good, unknown = split_unknown_references(con, contract, good)
     nonempty = [x for x in (bad, dup, unknown) if x.height]
     bad = pl.concat(nonempty, how="diagonal_relaxed") if nonempty else bad

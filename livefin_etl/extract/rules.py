@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from livefin_etl.config import LivefinError
 from livefin_etl.contracts import Column, Contract, Mapping
 from livefin_etl.warehouse import quote_ident, registered, table_exists
 
@@ -96,14 +97,27 @@ def _column_checks(c: Column) -> list[Check]:
     return checks
 
 
+def version_column(contract: Contract) -> str | None:
+    """The contract's ``history.version_column``: rows of a known key delivered later with a
+    later value are new versions of it, not duplicates (None: keys are immutable)."""
+    col = (contract.raw.get("history") or {}).get("version_column")
+    if col is not None and col not in contract.columns:
+        raise LivefinError(f"{contract.name}: history.version_column {col!r} is not a column")
+    return col
+
+
 def _partition_check(contract: Contract, as_of_date: date) -> Check:
     """Rows must belong to the partition's day (with the contract's allowed lag), or for
-    ``not_after`` sources simply not lie after it."""
+    ``not_after`` sources simply not lie after it. A source with history also carries changes
+    of older keys: only a new key's lag is checked, by :func:`split_versions`."""
     pc = contract.columns[contract.partition_column]
     start = datetime.combine(as_of_date, datetime.min.time())
     end = start + timedelta(days=1)
     col = pl.col(pc.name)
-    if contract.partition_mode == "not_after":
+    if version_column(contract) and contract.partition_mode != "not_after":
+        bad = col > as_of_date if pc.type == "DATE" else col >= end
+        msg = f"{pc.name} after partition date {as_of_date}"
+    elif contract.partition_mode == "not_after":
         bad = col > (as_of_date if pc.type == "DATE" else end)
         msg = f"{pc.name} after partition date {as_of_date}"
     else:
@@ -208,6 +222,86 @@ def split_duplicates(
     )
     keep = first.filter(~is_dup)
     return keep.drop("__first", "__seen"), dup.drop("__first", "__seen")
+
+
+def _versions_loaded_elsewhere(
+    con: duckdb.DuckDBPyConnection, contract: Contract, keys: pl.DataFrame, chunk_days: list[date]
+) -> pl.DataFrame:
+    """Every loaded version (key, ``_dt``, version) of the batch's keys in the duplicate window
+    before this load's last day, outside this load's days."""
+    pk, vc = list(contract.primary_key), version_column(contract)
+    lo = min(chunk_days) - timedelta(days=contract.duplicate_window_days)
+    on = " and ".join(f"r.{quote_ident(k)} = p.{quote_ident(k)}" for k in pk)
+    days_in = ", ".join("?" for _ in chunk_days)
+    cols = ", ".join(f"r.{quote_ident(c)}" for c in [*pk, "_dt", vc])
+    with registered(con, "__pk", keys.unique().to_arrow()):
+        return con.sql(
+            f"select {cols} from {quote_ident(contract.table)} r semi join __pk p on {on} "
+            f"where r._dt between ? and ? and r._dt not in ({days_in})",
+            params=[lo, max(chunk_days), *chunk_days],
+        ).pl()
+
+
+def _tag(frame: pl.DataFrame, code: str, column: str, reason: str) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.lit(code).alias("__reason_code"),
+        pl.lit(column).alias("__column"),
+        pl.lit(reason).alias("__reason"),
+    )
+
+
+def split_versions(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Duplicates of a source with history. A key twice in one delivery is a duplicate (the
+    first row wins); a key delivered in an earlier partition is an update when its version
+    column is later than every earlier version, else the same version again (a duplicate). A
+    key never delivered before must lie within the partition's allowed lag."""
+    pk, vc = list(contract.primary_key), version_column(contract)
+    if not good.height:
+        return good, good.clear()
+    good = good.with_row_index("__row").with_columns(
+        pl.struct([*pk, "_dt"]).is_first_distinct().alias("__first")
+    )
+    twice = _tag(
+        good.filter(~pl.col("__first")),
+        "duplicate_key",
+        ",".join(pk),
+        "duplicate primary key within the partition",
+    )
+    cand = good.filter(pl.col("__first"))
+    prior = _versions_loaded_elsewhere(con, contract, cand.select(pk), chunk_days)
+    floor = datetime(1, 1, 1)
+    seen = pl.concat(
+        [cand.select([*pk, "_dt", vc, "__row"]), prior.cast({vc: cand.schema[vc]})],
+        how="diagonal_relaxed",
+    ).sort([*pk, "_dt"])
+    seen = seen.with_columns(
+        (pl.col("_dt").cum_count().over(pk) > 1).alias("__has_prev"),
+        pl.col(vc).fill_null(floor).cum_max().shift(1).over(pk).alias("__prev_max"),
+    ).filter(pl.col("__row").is_not_null())
+    cand = cand.join(seen.select("__row", "__has_prev", "__prev_max"), on="__row", how="left")
+    newer = pl.col(vc).is_not_null() & (pl.col(vc) > pl.col("__prev_max"))
+    stale = pl.col("__has_prev") & ~newer.fill_null(False)
+    lo = pl.col("_dt").cast(pl.Datetime("us")) - pl.duration(hours=contract.late_hours)
+    pc = contract.partition_column
+    too_old = ~pl.col("__has_prev") & (pl.col(pc).cast(pl.Datetime("us")) < lo).fill_null(False)
+    dup = _tag(
+        cand.filter(stale),
+        "duplicate_key",
+        ",".join(pk),
+        f"primary key already loaded in another partition with the same or a later {vc}",
+    )
+    old = _tag(
+        cand.filter(too_old),
+        "outside_partition",
+        pc,
+        f"{pc} before the partition day by more than {contract.late_hours} h and not a known key",
+    )
+    keep = cand.filter(~stale & ~too_old)
+    helpers = ["__row", "__first", "__has_prev", "__prev_max"]
+    bad = pl.concat([twice, dup, old], how="diagonal_relaxed").sort("__row")
+    return keep.drop(helpers), bad.drop(helpers, strict=False)
 
 
 def _first_delivery(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from livefin_etl.contracts import Contract
+from livefin_etl.extract.rules import version_column
 from livefin_etl.warehouse import quote_ident, quote_literal, run_ddl, table_exists
 
 # Columns every raw table carries after the contract's own: where each row came from.
@@ -41,6 +42,22 @@ def ensure_raw_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None
     comments += [(n, text) for n, _, text in LINEAGE]
     for name, text in comments:
         con.execute(f"comment on column {table}.{quote_ident(name)} is {quote_literal(text)}")
+    if version_column(contract):
+        _current_view(con, contract)
+
+
+def _current_view(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """``raw.<source>_current``: the latest delivered version of each key (``raw.<source>``
+    keeps every version, the state history)."""
+    view = quote_ident(f"{contract.table}_current")
+    keys = ", ".join(quote_ident(k) for k in contract.primary_key)
+    con.execute(
+        f"create or replace view {view} as select * from {quote_ident(contract.table)} "
+        f"qualify row_number() over (partition by {keys} "
+        f"order by _dt desc, {quote_ident(version_column(contract))} desc nulls last) = 1"
+    )
+    text = f"Current state: the latest delivered version of each {contract.name} key"
+    con.execute(f"comment on view {view} is {quote_literal(text)}")
 
 
 _ENSURED: set[tuple[int, str]] = set()

@@ -233,7 +233,10 @@ def _helper_specs(
     and what the batch must compute for them."""
     out: list[Spec] = []
     extra: dict[str, Any] = {"global_key": None, "window": None, "row_checks": []}
-    if pk and contract.get("primary_key_scope") == "global":
+    # A source with state history re-delivers known keys (older events) as new versions, which
+    # extract has already told apart from duplicates and late rows: check only "not after D".
+    history = bool((contract.get("history") or {}).get("version_column"))
+    if pk and contract.get("primary_key_scope") == "global" and not history:
         extra["global_key"] = pk
         out.append(
             _is_true(
@@ -244,7 +247,7 @@ def _helper_specs(
     if part.get("column"):
         extra["window"] = {
             "column": part["column"],
-            "mode": part.get("mode", "within_day"),
+            "mode": "not_after" if history else part.get("mode", "within_day"),
             "late_hours": int(part.get("late_hours") or 0),
         }
         out.append(

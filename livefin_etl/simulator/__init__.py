@@ -70,6 +70,9 @@ def generate(
 ) -> dict[str, Any]:
     """Write landing files; return a summary dict (counts per source, days, merchants, seconds, out).
 
+    ``counts["orders"]`` is the rows of the orders files (each order is re-delivered when its
+    state changes); ``orders_placed`` the orders themselves.
+
     ``days=None`` uses the preset's days; ``merchants`` overrides the preset's merchant count;
     ``compress="gzip"`` writes the CSV and JSON-lines exports as ``.gz`` (extract reads both).
     Output is a pure function of (scale, seed, start, days, merchants, params).
@@ -95,6 +98,7 @@ def generate(
         "counts": counts,
         **counts,
         **truth,
+        "orders_placed": writer.placed,
         "bytes": writer.bytes,
         "seconds": round(time.perf_counter() - t0, 2),
         "seconds_warm_up": round(marks.get("burn_in", 0.0), 2),

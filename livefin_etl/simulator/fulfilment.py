@@ -13,23 +13,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import names
-from .constants import DAY, Arrays
+from .constants import DAY, NEVER, Arrays
 
 if TYPE_CHECKING:
     from .world import World
 
 
-def park_events(w: World, t: int, o: Arrays) -> None:
-    """Draw every future logistics event of today's orders and park them by event day."""
+def park_events(w: World, t: int, o: Arrays) -> tuple[np.ndarray, Arrays]:
+    """Draw every future logistics event of today's orders and park them by event day; return
+    the shipped orders' positions and their event times (the order lifecycle reuses them)."""
     rf = w.rng(3, t)
     sel = np.flatnonzero(o["status"] != 1)  # cancelled orders never ship
-    if sel.size == 0:
-        return
     m = o["merchant"][sel]
     times = _event_times(w, t, rf, o, sel, m)
+    if sel.size == 0:
+        return sel, times
     carrier, weight = _parcels(w, rf, m, o["fake"][sel])
     ev = _stack_events(sel, m, times, carrier, weight)
     _park_by_day(w, t, ev)
+    return sel, times
 
 
 def _event_times(
@@ -63,7 +65,18 @@ def _event_times(
         & ~lost
         & (((status == 2) & (rf.random(k) < 0.9)) | ((status == 3) & (rf.random(k) < 0.4)))
     )
-    ret_ts = deliver + (rf.uniform(1, 10, k) * DAY).astype(np.int64)
+    # After-sales (docs/simulator.md): a return is requested inside the 7-day no-reason window
+    # after delivery and refunded once the parcel is back; a refund without return (or for a
+    # lost parcel) is paid a few days after the request. Order to refund: about 7-15 days.
+    req = np.where(
+        lost,
+        lost_ts + (rf.uniform(0, 1, k) * DAY).astype(np.int64),
+        deliver
+        + (np.where(ret, rf.uniform(0.2, 7, k), rf.uniform(0, 5, k)) * DAY).astype(np.int64),
+    )
+    ret_ts = req + (rf.uniform(1, 4, k) * DAY).astype(np.int64)  # return parcel back
+    refund_ts = np.where(ret, ret_ts, req) + (rf.uniform(0.5, 3, k) * DAY).astype(np.int64)
+    refunded = ~fake & ((status == 2) | (status == 3))
     comp_p = w.complaint[m] * np.where(late, 3.0, 1.0) + np.where(lost, 0.3, 0.0)
     comp = ~fake & (rf.random(k) < comp_p)
     comp_ts = np.where(lost, lost_ts, deliver) + (rf.uniform(0, 4, k) * DAY).astype(np.int64)
@@ -74,6 +87,9 @@ def _event_times(
         "lost_ts": lost_ts,
         "ret": ret,
         "ret_ts": ret_ts,
+        "req": np.where(refunded, req, NEVER),
+        "refund_ts": np.where(refunded, refund_ts, NEVER),
+        "as_type": ret.astype(np.int8),
         "comp": comp,
         "comp_ts": comp_ts,
     }

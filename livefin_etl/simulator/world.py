@@ -23,6 +23,7 @@ import numpy as np
 from .constants import DAY, NEVER, U64
 from .fulfilment import park_events, pop_events
 from .lender import LoanBook, empty_loans, empty_repayments, originate, repay
+from .lifecycle import TIMELINE, park_versions, pop_versions, timeline
 from .merchants import init_merchants, lifecycle
 from .orders import draw_orders
 from .params import WorldParams
@@ -37,7 +38,8 @@ class DayTables:
 
     t: int
     merchants: np.ndarray  # merchant indices onboarded (first day: the back-book)
-    orders: dict[str, np.ndarray]
+    orders: dict[str, np.ndarray]  # today's orders with their true timeline (never written)
+    versions: dict[str, np.ndarray]  # the orders export: new orders, then changes of older ones
     sessions: dict[str, np.ndarray]
     events: dict[str, np.ndarray]
     loans: dict[str, np.ndarray]
@@ -57,6 +59,7 @@ class World:
         self.season = season_table(p, start, -self.burn, days)
         self.loans = LoanBook()
         self.pending: dict[int, list[dict[str, np.ndarray]]] = {}
+        self.pending_versions: dict[int, list[dict[str, np.ndarray]]] = {}
         init_merchants(self, orders_per_day)
 
     def rng(self, stream: int, t: int) -> np.random.Generator:
@@ -79,11 +82,21 @@ class World:
         reps = self._book_sales(t, orders)
         if t < 0:
             return None
-        park_events(self, t, orders)
+        sel, times = park_events(self, t, orders)
         events = pop_events(self, t)
+        tl = timeline(self, t, orders, sel, times)
+        versions = pop_versions(self, t, park_versions(self, t, orders, sessions, tl))
+        orders.update({k: tl[k] for k in TIMELINE})
         mer = np.flatnonzero(self.onboard <= 0) if t == 0 else np.flatnonzero(self.onboard == t)
         return DayTables(
-            t, mer, orders, sessions, events, new_loans or empty_loans(), reps or empty_repayments()
+            t,
+            mer,
+            orders,
+            versions,
+            sessions,
+            events,
+            new_loans or empty_loans(),
+            reps or empty_repayments(),
         )
 
     def _stars_leave(self, t: int) -> None:

@@ -21,10 +21,17 @@ import pyarrow.parquet as pq
 
 from . import names
 from .constants import DAY, U64
+from .lifecycle import (
+    AFTER_SALE_REASONS_ZH,
+    AFTER_SALE_STATES_ZH,
+    AFTER_SALE_TYPES_ZH,
+    ORDER_STATES_ZH,
+)
 from .names import _num, _pick
-from .params import CATEGORIES, CATEGORIES_ZH, EVENT_TYPES, SOURCES, STATUSES_ZH
+from .params import CATEGORIES, CATEGORIES_ZH, EVENT_TYPES, SOURCES
 from .world import DayTables, World
 
+TS_CAP = 1 << 32  # "never" times are masked out, but are still formatted: keep them in range
 CHUNK_ROWS = 200_000  # rows per CSV chunk: bounds the memory of peak days
 ORDER_HEADERS = (
     "订单号",
@@ -40,6 +47,13 @@ ORDER_HEADERS = (
     "直播间ID",
     "主播ID",
     "类目",
+    "更新时间",
+    "售后单号",
+    "售后类型",
+    "售后状态",
+    "售后原因",
+    "售后申请时间",
+    "退款时间",
 )
 MERCHANT_HEADERS = ("merchant_id", "merchant_name", "category", "region", "onboard_date")
 FULFILLMENT_HEADERS = (
@@ -89,6 +103,12 @@ def _ts(epoch_s: np.ndarray) -> pl.Expr:
     return pl.from_epoch(pl.lit(pl.Series(epoch_s.astype(np.int64))), time_unit="s").dt.strftime(
         "%Y-%m-%d %H:%M:%S"
     )
+
+
+def _ts_or_null(epoch_s: np.ndarray, valid: np.ndarray) -> pl.Expr:
+    """Timestamps as text where ``valid``, else null (nulls are not formatted)."""
+    secs = pl.when(pl.lit(pl.Series(valid))).then(pl.lit(pl.Series(epoch_s.astype(np.int64))))
+    return pl.from_epoch(secs, time_unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _f64(x: np.ndarray) -> pl.Expr:
@@ -145,6 +165,7 @@ class Writer:
         )
         self.counts = dict.fromkeys(SOURCES, 0)
         self.bytes = 0
+        self.placed = 0  # orders placed; counts["orders"] is rows delivered (with re-deliveries)
         self._empty_loans = _parquet_bytes(_empty_table(LOAN_SCHEMA))
         self._empty_reps = _parquet_bytes(_empty_table(REPAY_SCHEMA))
 
@@ -200,31 +221,44 @@ class Writer:
         self.counts["merchants"] += idx.size
 
     def _orders(self, as_of_date: date, tables: DayTables) -> None:
-        w, o, s = self.w, tables.orders, tables.sessions
-        n = o["merchant"].size
-        date8 = as_of_date.strftime("%Y%m%d")
+        """The orders export: today's orders as known at export time, then the state changes of
+        older orders since the previous export (see simulator/lifecycle.py)."""
+        w, v = self.w, tables.versions
+        n = v["merchant"].size
         enc = orders_encoding(as_of_date)
 
         def chunk(lo: int, hi: int) -> list[pl.Expr]:
-            sess = o["session"][lo:hi]
+            sess, day = v["session"][lo:hi], v["order_day"][lo:hi]
             has = pl.lit(pl.Series(sess >= 0))
-            si = np.maximum(sess, 0)
-            streamer = s["merchant"][si] * 5 + s["slot"][si] + 1 if s["merchant"].size else si
-            m, buyer = o["merchant"][lo:hi], o["buyer"][lo:hi]
+            date8, seq = _pick(self.date8, day), _num(v["seq"][lo:hi], 8)
+            m, buyer = v["merchant"][lo:hi], v["buyer"][lo:hi]
+            status = v["as_status"][lo:hi]
+            # null outside an after-sales case: concat_str and from_epoch keep nulls null, so
+            # only the few rows with a case are formatted (a when/then would format them all)
+            after = pl.when(pl.lit(pl.Series(status > 0))).then(pl.lit(""))
             return [
-                _ids(f"DY{date8}", np.arange(lo, hi), 8),
+                pl.concat_str([pl.lit("DY"), date8, seq]),
                 self._mid(m),
                 names.phones(buyer),
                 names.person_names(buyer),
                 names.addresses(buyer),
-                _ts(self.epoch0 + tables.t * DAY + o["ts"][lo:hi]),
-                _f64(o["item"][lo:hi]),
-                _f64(o["paid"][lo:hi]),
-                _pick(STATUSES_ZH, o["status"][lo:hi]),
-                _f64(o["refund"][lo:hi]),
-                pl.when(has).then(_ids(f"LS{date8}", si, 7)).otherwise(None),
-                pl.when(has).then(_ids("ST", streamer, 7)).otherwise(None),
+                _ts(self.epoch0 + day.astype(np.int64) * DAY + v["ts"][lo:hi]),
+                _f64(v["item"][lo:hi]),
+                _f64(v["paid"][lo:hi]),
+                _pick(ORDER_STATES_ZH, v["status"][lo:hi]),
+                _f64(v["refund"][lo:hi]),
+                pl.when(has).then(pl.concat_str([pl.lit("LS"), date8, _num(sess, 7)])),
+                pl.when(has).then(_ids("ST", np.maximum(v["streamer"][lo:hi], 0), 7)),
                 _pick(CATEGORIES_ZH, w.cat[m]),
+                _ts(self.epoch0 + v["update_ts"][lo:hi]),
+                pl.concat_str([pl.lit("AS"), date8, seq, after]),
+                pl.concat_str([_pick(AFTER_SALE_TYPES_ZH, v["as_type"][lo:hi]), after]),
+                pl.concat_str(
+                    [_pick(AFTER_SALE_STATES_ZH, np.maximum(status - 1, 0)).cast(pl.String), after]
+                ),
+                pl.concat_str([_pick(AFTER_SALE_REASONS_ZH, v["reason"][lo:hi]), after]),
+                _ts_or_null(self.epoch0 + np.minimum(v["req_ts"][lo:hi], TS_CAP), status > 0),
+                _ts_or_null(self.epoch0 + np.minimum(v["refund_ts"][lo:hi], TS_CAP), status == 2),
             ]
 
         # BOM (if any) only once, at the start of the file
@@ -238,6 +272,7 @@ class Writer:
             lambda text, first: text.encode(enc if first else enc.replace("-sig", "")),
         )
         self.counts["orders"] += n
+        self.placed += tables.orders["merchant"].size
 
     def _put_chunks(
         self,

@@ -78,15 +78,25 @@ exposure as (
     group by merchant_id
 ),
 
+latest_orders as (
+    -- each order as the latest version delivered before D (raw.orders keeps every version)
+    select merchant_id, streamer_id, status, paid_amount, refund_amount
+    from raw.orders
+    where order_ts >= ({{ as_of_date }}::date - interval {{ streamer_window_days }} day)
+        and order_ts < {{ as_of_date }}::date
+        and _dt < {{ as_of_date }}::date
+    qualify row_number() over (
+        partition by order_id order by _dt desc, _line desc
+    ) = 1
+),
+
 streamer_gmv as (
     select
         merchant_id,
         streamer_id,
         sum((paid_amount - coalesce(refund_amount, 0))::decimal(38, 9)) as gmv
-    from raw.orders
-    where order_ts >= ({{ as_of_date }}::date - interval {{ streamer_window_days }} day)
-        and order_ts < {{ as_of_date }}::date
-        and status <> 'cancelled'
+    from latest_orders
+    where status <> 'cancelled'
         and streamer_id is not null
     group by merchant_id, streamer_id
 ),

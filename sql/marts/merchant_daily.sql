@@ -1,6 +1,7 @@
 -- One row per (merchant, day) for days [start_day, end_day]: the daily building block that the
--- 7/30/90/365-day windows of merchant_features are summed from. Orders count on their order day,
--- sessions on their start day, logistics events on their event day.
+-- 7/30/90/365-day windows of merchant_features are summed from. Orders count on their order day
+-- (as first delivered), their later state changes (cancellations, refunds) on the day those were
+-- delivered, sessions on their start day, logistics events on their event day.
 -- Amounts are summed as DECIMAL(38, 9): exact, so a sum does not depend on the order DuckDB's
 -- threads add the rows in (a float sum can differ in the last bit between identical runs).
 insert into features.merchant_daily
@@ -9,23 +10,52 @@ with orders as (
     where order_day >= cast({{ start_day }} as date)
 ),
 
-order_days as (
+ledger as (
+    -- an order counts on its order day as first delivered; a later state change counts on the
+    -- day it was delivered, as the difference it makes (stg_order_changes)
     select
         merchant_id,
         order_day as day,
-        count(*) as orders,
-        count(*) filter (where not is_cancelled) as orders_nc,
-        count(*) filter (where is_cancelled) as cancelled_orders,
-        count(*) filter (where not is_cancelled and refund_amount > 0) as refunded_orders,
-        sum(paid_amount::decimal(38, 9))::double as gmv_gross,
-        sum(paid_nc_amount::decimal(38, 9))::double as paid_nc,
-        sum(refund_amount::decimal(38, 9))::double as refund_amount,
-        sum(net_amount::decimal(38, 9))::double as gmv_net,
-        count(*) filter (
-            where not is_cancelled
+        1 as orders,
+        case when is_cancelled then 0 else 1 end as orders_nc,
+        case when is_cancelled then 1 else 0 end as cancelled_orders,
+        case when not is_cancelled and refund_amount > 0 then 1 else 0 end as refunded_orders,
+        paid_amount as gmv_gross,
+        paid_nc_amount as paid_nc,
+        refund_amount,
+        case when not is_cancelled
               and order_hour >= {{ odd_hour_start }} and order_hour < {{ odd_hour_end }}
-        ) as odd_hour_orders
+            then 1 else 0 end as odd_hour_orders
     from orders
+    union all
+    select
+        merchant_id,
+        day,
+        0 as orders,
+        case when became_cancelled then -1 else 0 end as orders_nc,
+        case when became_cancelled then 1 else 0 end as cancelled_orders,
+        case when became_refunded then 1 else 0 end as refunded_orders,
+        0.0 as gmv_gross,
+        paid_nc_delta as paid_nc,
+        refund_delta as refund_amount,
+        0 as odd_hour_orders
+    from stg_order_changes
+),
+
+order_days as (
+    select
+        merchant_id,
+        day,
+        sum(orders) as orders,
+        sum(orders_nc) as orders_nc,
+        sum(cancelled_orders) as cancelled_orders,
+        sum(refunded_orders) as refunded_orders,
+        sum(gmv_gross::decimal(38, 9))::double as gmv_gross,
+        sum(paid_nc::decimal(38, 9))::double as paid_nc,
+        sum(refund_amount::decimal(38, 9))::double as refund_amount,
+        sum(paid_nc::decimal(38, 9) - refund_amount::decimal(38, 9))::double as gmv_net,
+        sum(odd_hour_orders) as odd_hour_orders
+    from ledger
     group by all
 ),
 

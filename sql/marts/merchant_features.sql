@@ -138,10 +138,13 @@ buyer_orders as (
         count(*) as orders,
         sum(o.net_amount::decimal(38, 9)) as gmv_net  -- exact, as are the sums of it below
     from spine as s
-    join stg_orders as o
+    join stg_order_versions as o
         on o.merchant_id = s.merchant_id
        and o.order_day >= s.as_of_date - 90
        and o.order_day < s.as_of_date
+       -- each order as the latest version delivered before as_of_date
+       and o.delivered_day < s.as_of_date
+       and coalesce(o.next_delivered_day, s.as_of_date) >= s.as_of_date
     where not o.is_cancelled
     group by all
 ),

@@ -12,19 +12,32 @@ WITH p AS (
 merchants AS (
     SELECT DISTINCT merchant_id FROM raw.merchants, p WHERE _dt < p.d AND merchant_id IS NOT NULL
 ),
+o_each AS (  -- one row per order: its later versions (state history) are not late rows
+    SELECT merchant_id, order_id,
+           min(_dt) AS first_dt,
+           min(order_ts) AS order_ts,
+           count(*) AS versions,
+           count(DISTINCT _dt) AS deliveries,
+           bool_or(refund_amount > paid_amount + 0.005) AS bad,
+           arg_min(paid_amount, _dt) AS paid_amount,
+           bool_or(session_id IS NOT NULL) AS in_session,
+           bool_or(status = 'cancelled') AS cancelled
+    FROM raw.orders, p
+    WHERE _dt >= p.lo AND _dt < p.d AND order_ts >= p.lo - INTERVAL 2 DAY
+    GROUP BY merchant_id, order_id
+),
 o AS (
     SELECT merchant_id,
            count(*) AS n,
-           count(*) FILTER (WHERE CAST(order_ts AS DATE) < _dt) AS late,
-           count(*) FILTER (WHERE refund_amount > paid_amount + 0.005) AS bad,
-           count(*) - count(DISTINCT order_id) AS dups,
-           sum(paid_amount::DECIMAL(38, 9)) FILTER (WHERE session_id IS NOT NULL)::DOUBLE
-             AS gmv_sessions
-    FROM raw.orders, p WHERE _dt >= p.lo AND _dt < p.d GROUP BY merchant_id
+           count(*) FILTER (WHERE CAST(order_ts AS DATE) < first_dt) AS late,
+           count(*) FILTER (WHERE bad) AS bad,
+           sum(versions - deliveries) AS dups,
+           sum(paid_amount::DECIMAL(38, 9)) FILTER (WHERE in_session)::DOUBLE AS gmv_sessions
+    FROM o_each GROUP BY merchant_id
 ),
 eligible AS (  -- orders old enough that a fulfilment event should exist
-    SELECT o.merchant_id, o.order_id FROM raw.orders o, p
-    WHERE o._dt >= p.lo AND o._dt < p.d AND o.status <> 'cancelled' AND o.order_ts < p.grace_cut
+    SELECT e.merchant_id, e.order_id FROM o_each e, p
+    WHERE NOT e.cancelled AND e.order_ts < p.grace_cut
 ),
 fulfilled AS (
     SELECT e.merchant_id, count(*) AS n_eligible,

@@ -16,6 +16,8 @@ orders as (
     from raw.orders
     where order_ts >= cast({{ start_day }} as timestamp) - to_days({{ order_lookback_days }})
       and order_ts < cast({{ end_day }} as timestamp) + interval 1 day
+    -- each order once, as first delivered (raw.orders keeps every version of an order)
+    qualify row_number() over (partition by order_id order by _dt, _line) = 1
 ),
 
 renamed as (

@@ -1,6 +1,7 @@
--- Orders placed in [start_day, end_day], typed for the feature marts.
--- Status and refund_amount are as exported on the order day (the platform export carries the
--- status at export time), so everything here is known at order_ts: no look-ahead.
+-- Orders placed in [start_day, end_day], one row each, as first delivered (typically in their
+-- order day's export, in their state at that export). raw.orders keeps every delivered version;
+-- later state changes (cancellations, refunds) are counted on the day they were delivered, by
+-- stg_order_changes, so nothing here is known later than the order's own delivery.
 create or replace temp view stg_orders as
 with source as (
     select *
@@ -8,6 +9,12 @@ with source as (
     -- literal bounds so DuckDB prunes row groups by zone map
     where order_ts >= cast({{ start_day }} as timestamp)
       and order_ts < cast({{ end_day }} as timestamp) + interval 1 day
+      -- extract accepts a new order only within 48 h of its day, so its first version is in
+      -- one of these partitions: later versions need not be ranked
+      and _dt <= cast(order_ts as date) + 2
+    qualify row_number() over (
+        partition by order_id order by _dt, _line
+    ) = 1
 ),
 
 renamed as (
@@ -18,6 +25,7 @@ renamed as (
         hash(buyer_phone_hash) as buyer_key,
         order_ts,
         cast(order_ts as date) as order_day,
+        _dt as delivered_day,
         hour(order_ts) as order_hour,
         streamer_id,
         status = 'cancelled' as is_cancelled,

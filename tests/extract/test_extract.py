@@ -217,7 +217,8 @@ def test_duplicate_key_across_files_and_partitions(home, con):
         "select file, reason_code from meta.quarantine where source='orders'"
     ).fetchall()
     assert q == [("part-1.csv", "duplicate_key")]
-    # The same order re-delivered in the next day's partition is a duplicate too.
+    # The same order re-delivered in the next day's partition without a later version
+    # (update_ts) is the same version again: a duplicate, not an update.
     d2 = date(2025, 3, 2)
     write(
         home.landing / "orders" / f"dt={d2}" / "part-0.csv",
@@ -231,7 +232,7 @@ def test_duplicate_key_across_files_and_partitions(home, con):
     r2 = extract_partition(con, home, "orders", d2)
     assert (r2["rows_loaded"], r2["rows_quarantined"]) == (1, 1)
     assert con.execute("select reason from meta.quarantine where dt=?", [d2]).fetchall() == [
-        ("primary key already loaded in another partition",)
+        ("primary key already loaded in another partition with the same or a later update_ts",)
     ]
 
 

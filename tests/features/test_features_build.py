@@ -81,7 +81,7 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
         "active_days_90d": 10,
         "days_since_last_order": 1,
         "suspect_gmv_share_30d": 1 - 200 / 300,
-        "feature_version": "features-v1",
+        "feature_version": "features-v2",
     }  # fmt: skip
     missing = [
         k
@@ -185,7 +185,9 @@ def test_rerun_is_idempotent_and_incremental(scenario_con: duckdb.DuckDBPyConnec
 def test_late_rows_rebuild_only_their_days(scenario_con: duckdb.DuckDBPyConnection) -> None:
     features.build_features(scenario_con, D)
     r = Raw()
-    r.order("M1", "2025-02-28 20:00:00", "L", 70, dt="2025-03-01")  # 28 h late, loaded with dt=D
+    # 28 h late, loaded with dt=D; its own id (a fresh Raw() would reuse "o1", which is now a
+    # later version of order o1, not a new order)
+    r.order("M1", "2025-02-28 20:00:00", "L", 70, dt="2025-03-01", order_id="late1")
     r.write(scenario_con, loaded_at="2025-06-03 00:00:00")
     ranges = features.ensure_daily(scenario_con, D - timedelta(days=400), D - timedelta(days=1))
     assert ranges == [(date(2025, 2, 27), date(2025, 2, 28))]  # days whose partitions include dt=D

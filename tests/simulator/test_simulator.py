@@ -63,11 +63,23 @@ class Tiny:
                 pl.read_csv(io.StringIO(text), infer_schema=False).with_columns(dt=pl.lit(d))
             )
         o = pl.concat(frames).rename(MAPPING["headers"])
-        self.orders = o.with_columns(
+        # every delivered row: an order's first delivery, then one row per later state change
+        self.order_rows = o.with_columns(
             pl.col("status").replace_strict(status),
             pl.col("category").replace_strict(category),
-            pl.col("order_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+            *(
+                pl.col(c).str.to_datetime("%Y-%m-%d %H:%M:%S")
+                for c in ("order_ts", "update_ts", "after_sale_ts", "refund_ts")
+            ),
             *(pl.col(c).cast(pl.Float64) for c in ("item_amount", "paid_amount", "refund_amount")),
+        )
+        # one row per order: its state as last delivered, dated by its first delivery
+        self.orders = (
+            self.order_rows.sort("dt", maintain_order=True)
+            .group_by("order_id", maintain_order=True)
+            .agg(pl.all().last(), pl.col("dt").first().alias("first_dt"))
+            .drop("dt")
+            .rename({"first_dt": "dt"})
         )
         self.fulfillment = pl.concat(
             pl.read_csv(
@@ -253,10 +265,20 @@ def test_order_values(tiny: Tiny) -> None:
     assert (o["paid_amount"] <= o["item_amount"]).all() and (
         o["refund_amount"] <= o["paid_amount"]
     ).all()
-    assert set(o["status"].unique()) == {"completed", "cancelled", "refunded", "partially_refunded"}
-    cancelled = o.filter(pl.col("status") == "cancelled")
-    assert (cancelled["refund_amount"] == cancelled["paid_amount"]).all()
+    # the last days' orders are still in transit when the window ends
+    assert set(o["status"].unique()) == {
+        "paid",
+        "shipped",
+        "completed",
+        "cancelled",
+        "refunded",
+        "partially_refunded",
+    }
+    # a cancelled order's payment is voided, not refunded
+    assert (o.filter(pl.col("status") == "cancelled")["refund_amount"] == 0).all()
     assert (o.filter(pl.col("status") == "completed")["refund_amount"] == 0).all()
+    refunded = o.filter(pl.col("status").is_in(["refunded", "partially_refunded"]))
+    assert (refunded["refund_amount"] > 0).all() and refunded["refund_ts"].is_not_null().all()
     # session orders point at a session of the same merchant on the same day
     s = o.filter(pl.col("session_id").is_not_null()).join(
         tiny.traffic.select(
@@ -274,7 +296,8 @@ def test_order_values(tiny: Tiny) -> None:
         and (s["dt"] == s["d2"]).all()
     )
     assert 0.5 < o["session_id"].is_not_null().mean() < 0.95
-    assert tiny.summary["orders"] == o.height <= 150_000
+    assert tiny.summary["orders"] == tiny.order_rows.height
+    assert o.height <= 150_000 < tiny.order_rows.height
 
 
 def test_merchants_partitions(tiny: Tiny) -> None:

@@ -197,7 +197,9 @@ class Sweep:
         except LivefinError as exc:
             refused = str(exc)
             self.captured.append(refused)
-        except Exception as exc:  # noqa: BLE001 - the one thing this bench counts as a crash
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crash (Rust panics are BaseExceptions)
             self.counts["tracebacks"] += 1
             self.fail(repro, f"traceback {type(exc).__name__}")
             return

@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.contracts import Contract, Mapping, detect_mapping
 from livefin_etl.extract.rules import apply_value_maps
 from livefin_etl.privacy import scrub
+
+# polars panics in Rust on some corrupt input (a PanicException, which is a BaseException, not an
+# Exception): for a reader that is a failure like any other (found by bench/bench_fuzz.py).
+READ_ERRORS = (Exception, PanicException)
 
 FORMAT_EXT = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
 
@@ -103,7 +108,7 @@ def _read_csv(data: bytes, name: str) -> tuple[pl.DataFrame, str]:
             infer_schema=False,
             has_header=True,
         )
-    except Exception:  # polars raises several error types for malformed CSV
+    except READ_ERRORS:  # polars raises several error types for malformed CSV
         # polars' text quotes the rest of the file: locate the problem ourselves instead
         raise FileRejected(f"{name}: not a readable CSV ({_csv_problem(text)})") from None
     return _with_physical_lines(frame), encoding
@@ -162,13 +167,13 @@ def _with_physical_lines(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_parquet(data: bytes, name: str) -> pl.DataFrame:
-    # pyarrow, not polars: on some corrupt page headers polars panics in Rust (a BaseException
-    # that escapes ``except Exception``; found by bench/bench_fuzz.py), pyarrow raises.
+    # pyarrow reads: on some corrupt page headers polars' own reader panics (found by the fuzz
+    # bench); the conversion can still panic on a corrupt schema, hence READ_ERRORS.
     import pyarrow.parquet as pq
 
     try:
         frame = pl.from_arrow(pq.read_table(io.BytesIO(data)))
-    except Exception as exc:  # noqa: BLE001 - the class is enough; the text may quote values
+    except READ_ERRORS as exc:  # noqa: BLE001 - the class is enough; the text may quote values
         raise FileRejected(f"{name}: not a readable Parquet file ({type(exc).__name__})") from None
     return frame.with_row_index("_line", offset=1)
 
@@ -180,7 +185,7 @@ def _read_jsonl(text: str, name: str) -> pl.DataFrame:
     if body and "\n\n" not in body and not body.startswith("\n"):
         try:
             frame = pl.read_ndjson(io.BytesIO(body.encode()), infer_schema_length=None)
-        except Exception:  # noqa: BLE001 - polars raises several types; the slow path decides
+        except READ_ERRORS:  # polars raises several types; the slow path decides
             frame = None
         if frame is not None and frame.height == body.count("\n") + 1:
             try:
@@ -190,7 +195,7 @@ def _read_jsonl(text: str, name: str) -> pl.DataFrame:
                         for c in frame.columns
                     ]
                 )
-            except Exception:  # noqa: BLE001 - nested values: let the line parser judge them
+            except READ_ERRORS:  # nested values: let the line parser judge them
                 return _read_jsonl_lines(text, name)
             return frame.with_row_index("_line", offset=1)
     return _read_jsonl_lines(text, name)

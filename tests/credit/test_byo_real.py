@@ -185,3 +185,50 @@ def test_scorecard_sql_scores_the_warehouse_merchants_like_python(trained):
     assert (got["merchant_id"].to_numpy() == frame["merchant_id"].to_numpy()).all()
     assert np.abs(got["scorecard_score"].to_numpy() - sc.points(frame)).max() < 1e-6
     assert np.abs(got["scorecard_pd"].to_numpy() - sc.predict_pd(frame)).max() < 1e-6
+
+
+def test_tuned_byo_model_respects_configured_monotone_signs(tmp_path, settings):
+    """Tuning searches depth/child weight/rounds, never the signs: a configured +1 feature can
+    only raise PD and a -1 feature only lower it, over a sweep with the other held fixed."""
+    import xgboost as xgb
+
+    from livefin_etl.credit.artifacts import load_model
+
+    rng = np.random.default_rng(11)
+    n = 700
+    up, down = rng.normal(size=n), rng.normal(size=n)
+    # a non-monotone truth in `up`, so an unconstrained model would bend the wrong way
+    logit = -1 + np.sin(2 * up) + up - 0.7 * down
+    bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    path = tmp_path / "mono.csv"
+    pd.DataFrame({"up": up, "down": down, "bad": bad}).to_csv(path, index=False)
+    cfg = small_config()
+    cfg["features"] = {"up": 1, "down": -1}
+    cfg["categorical"] = {"columns": [], "max_levels": 12}
+    train_from_file(settings, path, "bad", out_dir=tmp_path / "m", config=cfg)
+    model = load_model(tmp_path / "m")
+    assert model.spec.constraints() == (1, -1)
+    grid = np.linspace(-3, 3, 61)
+    for fixed in (-1.0, 0.0, 1.5):
+        for j, sign in ((0, 1), (1, -1)):
+            X = np.full((len(grid), 2), fixed, dtype=np.float32)
+            X[:, j] = grid
+            dm = xgb.DMatrix(X, feature_names=model.spec.xgb_columns)
+            margin = model.booster.predict(dm, output_margin=True)
+            assert (np.diff(margin) * sign >= -1e-6).all()
+
+
+def test_month_column_gives_an_out_of_time_split(tmp_path, settings):
+    df = _odd_frame(n=900)
+    df["month"] = [f"2024-{1 + i * 12 // len(df):02d}" for i in range(len(df))]  # text months
+    path = tmp_path / "m.csv"
+    df.to_csv(path, index=False)
+    r = train_from_file(settings, path, "bad", time_col="month", config=small_config())
+    assert r["mode"] == "time_split" and r["n_oot"] < r["n_train"]
+    assert "month" not in r["features"]
+    assert {"auc", "ks", "brier", "psi_score"} <= set(r["metrics"]["scorecard"])
+    df["month"] = "someday"
+    df.loc[::2, "month"] = "later"
+    df.to_csv(path, index=False)
+    with pytest.raises(LivefinError, match="time column 'month' is not a date"):
+        train_from_file(settings, path, "bad", time_col="month", config=small_config())

@@ -1,6 +1,6 @@
 """Scorecard challenger: monotone WoE binning + logistic regression + points, exportable as SQL.
 
-Written here rather than taken from ``optbinning``: optbinning pulls ``ortools`` (a ~25 MB
+Written here rather than taken from ``optbinning`` (Apache-2.0): it pulls ``ortools`` (a 30 MB
 native wheel with its own protobuf pin) for a MIP solver that a few-hundred-to-100k-row
 retail scorecard does not need. The binning is the classic greedy one: quantile pre-bins, then
 adjacent bins merged until the bad rate is monotone in the chosen direction and every bin

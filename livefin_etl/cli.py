@@ -401,12 +401,14 @@ def explain_value(
 
 @model_app.command("train")
 def model_train(
-    features: Annotated[Path, typer.Option(help="Parquet feature table")],
-    label: Annotated[str, typer.Option(help="Binary label column")],
-    time: Annotated[str | None, typer.Option(help="Time column for an out-of-time split")] = None,
+    features: Annotated[Path, typer.Option(help="Feature table: parquet or CSV/TSV")],
+    label: Annotated[str, typer.Option(help="Binary label column (0/1, bool, or e.g. good/bad)")],
+    time: Annotated[
+        str | None, typer.Option(help="Date/month column for an out-of-time split (else 5-fold CV)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder for the model + report")] = None,
 ) -> None:
-    """Train and evaluate on your own feature table (a challenger built by an analyst)."""
+    """Train and evaluate on your own table: tuned XGBoost, logistic baseline, WoE scorecard."""
     from livefin_etl import pipeline
 
     _print_result(lambda: pipeline.train_from_file(features, label, time_col=time, out_dir=out))

@@ -126,6 +126,14 @@ def quote_ident(name: str) -> str:
     return ".".join(f'"{p}"' for p in parts)
 
 
+def quote_column(name: str) -> str:
+    """One column name from user data (any characters: ``<``, spaces, CJK), double-quoted with
+    ``"`` doubled. For generated SELECTs over an analyst's table; DDL names use quote_ident."""
+    if not name or "\x00" in name:
+        raise LivefinError("a column name is empty or contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
 # --------------------------------------------------------------------------- DDL and writes
 
 

@@ -14,7 +14,7 @@ _EXPORTS = {
     "time_split": "dataset",
     "train": "lifecycle",
     "fit": "training",
-    "train_from_file": "training",
+    "train_from_file": "byo",
     "resolve_device": "training",
     "promote": "registry",
     "rollback": "registry",

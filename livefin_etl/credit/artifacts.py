@@ -74,6 +74,18 @@ def write_artifacts(folder: Path, fitted: Any, extra: dict[str, Any] | None = No
             json.dumps(jsonable(data), indent=2, ensure_ascii=False), encoding="utf-8"
         )
     (folder / "data_fingerprint.txt").write_text(fitted.fingerprint + "\n")
+    sc = getattr(fitted, "scorecard", None)
+    if sc is not None:  # the challenger: its bins/coefficients and a SELECT any DuckDB can run
+        from livefin_etl.credit.scorecard import to_sql
+
+        (folder / "scorecard.json").write_text(
+            json.dumps(jsonable(sc.to_json()), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        sql = to_sql(sc, "{table}")
+        (folder / "scorecard.sql").write_text(
+            "-- replace {table} with the feature table (or a parenthesised query)\n" + sql + "\n",
+            encoding="utf-8",
+        )
 
 
 def load_model(path: Path | str, version: str | None = None) -> LoadedModel:

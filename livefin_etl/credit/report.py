@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from livefin_etl.credit import metrics as M  # noqa: E402
+from livefin_etl.credit.scorecard import report_section as scorecard_section  # noqa: E402
 
 SECTIONS = (
     "Metrics",
@@ -203,6 +204,7 @@ def write_report(path: Path, *, title: str, fitted, version: str) -> Path:
         _table(["model", "AUC", "Gini", "KS", "Brier"], _metric_rows(m)),
         "<p>Gini = 2·AUC − 1. KS ≥ 0.2 usable, ≥ 0.3 strong; a suspiciously high KS suggests "
         "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d).</p>",
+        scorecard_section(m, getattr(fitted, "scorecard", None)),  # byo/issue 17: challenger
         "<h2>ROC curve</h2>",
         _roc(ev),
         "<h2>KS curve</h2>",

@@ -90,7 +90,7 @@ def predict_with_reasons(
     if device:
         params["device"] = device
     model.booster.set_param(params)
-    dm = xgb.DMatrix(X, feature_names=model.spec.columns, nthread=threads)
+    dm = xgb.DMatrix(X, feature_names=model.spec.xgb_columns, nthread=threads)
     contribs = model.booster.predict(dm, pred_contribs=True)  # exact TreeSHAP, log-odds
     # PD from the margin itself (SHAP sums to it only up to float32 rounding)
     margin = model.booster.predict(dm, output_margin=True).astype(np.float64)

@@ -73,6 +73,11 @@ class FeatureSpec:
     def source_columns(self) -> list[str]:
         return list(self.numeric) + list(self.categorical)
 
+    @property
+    def xgb_columns(self) -> list[str]:
+        """``columns`` as XGBoost accepts them (it refuses ``[``, ``]`` and ``<`` in names)."""
+        return xgb_names(self.columns)
+
     def constraints(self) -> tuple[int, ...]:
         return tuple(int(self.monotone.get(c, 0)) for c in self.columns)
 
@@ -111,6 +116,24 @@ class FeatureSpec:
         return np.hstack(parts) if len(parts) > 1 else parts[0]
 
 
+def xgb_names(columns: list[str]) -> list[str]:
+    """Names safe for an XGBoost DMatrix, one per column, unique; clean names are unchanged.
+
+    The originals stay in ``FeatureSpec.columns`` (reports, reasons); only the booster sees these.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for c in columns:
+        safe = str(c).replace("[", "(").replace("]", ")").replace("<", "lt ")
+        base, i = safe, 1
+        while safe in seen:  # "a<b" and "a lt b" must not collide
+            i += 1
+            safe = f"{base}~{i}"
+        seen.add(safe)
+        out.append(safe)
+    return out
+
+
 def spec_from_frame(
     df: pd.DataFrame,
     cfg: dict[str, Any],
@@ -137,7 +160,8 @@ def spec_from_frame(
                 continue
             if pd.api.types.is_bool_dtype(df[c]) or pd.api.types.is_numeric_dtype(df[c]):
                 numeric.append(c)
-            elif df[c].nunique(dropna=True) <= 50:  # ids and free text are not features
+            elif df[c].nunique(dropna=True) <= max(50, len(df) // 10):
+                # many levels keep the most frequent (+ "other"); ids and free text are skipped
                 cats.append(c)
     categorical: dict[str, list[str]] = {}
     for c in cats:

@@ -18,13 +18,13 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.credit import metrics as M
-from livefin_etl.credit.artifacts import jsonable, model_hash, write_artifacts
+from livefin_etl.credit import scorecard as SC
+from livefin_etl.credit.artifacts import model_hash
 from livefin_etl.credit.dataset import (
     LABEL,
     TIME_COL,
@@ -115,7 +115,7 @@ def fit_booster(
     device: str = "cpu",
 ) -> xgb.Booster:
     """hist + monotone constraints, early stopping on the valid window, trimmed to the best round."""
-    names = spec.columns
+    names = spec.xgb_columns
     dtr = xgb.DMatrix(X_tr, label=y_tr, feature_names=names, nthread=threads)
     dva = xgb.DMatrix(X_va, label=y_va, feature_names=names, nthread=threads)
     booster = xgb.train(
@@ -133,7 +133,7 @@ def fit_booster(
 
 
 def margins(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int) -> np.ndarray:
-    d = xgb.DMatrix(X, feature_names=spec.columns, nthread=threads)
+    d = xgb.DMatrix(X, feature_names=spec.xgb_columns, nthread=threads)
     return booster.predict(d, output_margin=True).astype(float)
 
 
@@ -236,10 +236,11 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
 def _importances(
     booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int, seed: int
 ) -> tuple[dict[str, float], dict[str, float]]:
-    gain = {k: float(v) for k, v in booster.get_score(importance_type="gain").items()}
+    back = dict(zip(spec.xgb_columns, spec.columns, strict=True))  # report the original names
+    gain = {back.get(k, k): float(v) for k, v in booster.get_score(importance_type="gain").items()}
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(X), size=min(len(X), 2000), replace=False)
-    d = xgb.DMatrix(X[np.sort(idx)], feature_names=spec.columns, nthread=threads)
+    d = xgb.DMatrix(X[np.sort(idx)], feature_names=spec.xgb_columns, nthread=threads)
     contribs = booster.predict(d, pred_contribs=True)[:, :-1]
     shap = dict(zip(spec.columns, np.abs(contribs).mean(axis=0).astype(float), strict=True))
     return gain, shap
@@ -259,6 +260,7 @@ class Fitted:
     counts: dict[str, int]
     device: str
     fingerprint: str
+    scorecard: Any = None  # the WoE scorecard challenger (credit.scorecard.Scorecard) or None
 
     @property
     def hash(self) -> str:
@@ -333,6 +335,7 @@ def _fit_on_split(
     threads: int,
     device: str,
     settings: Settings | None,
+    sc_frame: pd.DataFrame | None = None,
 ) -> Fitted:
     X = spec.matrix(df)
     y = df[label].to_numpy(dtype=int)
@@ -371,7 +374,23 @@ def _fit_on_split(
     met["best_iteration"] = booster.num_boosted_rounds()
     counts = {"n_train": int(tr.sum()), "n_valid": int(va.sum()), "n_oot": int(oo.sum())}
     fp = frame_fingerprint(df[[*spec.source_columns, label]].assign(_split=split))
-    return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp)
+    sc = _scorecard(df if sc_frame is None else sc_frame, y, tr, oo, spec, cfg, met)
+    return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp, sc)
+
+
+def _scorecard(df, y, tr, oo, spec: FeatureSpec, cfg: dict[str, Any], met: dict[str, Any]):
+    """The WoE scorecard challenger on the same training window, judged on the same oot rows.
+    Its failure (e.g. no variable with information value) never blocks the XGBoost model."""
+    try:
+        sc = SC.fit_scorecard(
+            df[tr], y[tr], spec.numeric, list(spec.categorical), cfg, spec.monotone
+        )
+    except LivefinError as exc:
+        log.warning("scorecard challenger skipped: %s", exc)
+        met["scorecard"] = {"skipped": str(exc)}
+        return None
+    met["scorecard"] = SC.evaluate_scorecard(sc, df[tr], y[tr], df[oo], y[oo])
+    return sc
 
 
 def _auto_spec(
@@ -428,135 +447,6 @@ def fit(
         "default_rate": float(df[label].mean()),
     }
     return fitted
-
-
-def train_from_file(
-    settings: Settings,
-    features_path: str | Path,
-    label: str,
-    time_col: str | None = None,
-    out_dir: str | Path | None = None,
-    *,
-    device: str | None = None,
-    config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Bring your own features: any parquet with a binary label, same model, same metrics.
-
-    With ``time_col`` the split is train/valid/oot by time; without it, stratified k-fold CV
-    (out-of-fold predictions are evaluated). Artifacts and report go to ``out_dir``
-    (default ``settings.models/byof/<file stem>``); nothing is registered.
-    """
-    from livefin_etl.credit import report  # matplotlib: only when a report is written
-
-    path = Path(features_path)
-    if not path.exists():
-        raise LivefinError(f"features file not found: {path}")
-    try:
-        raw = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a user input problem
-        raise LivefinError(f"cannot read parquet {path}: {exc}") from exc
-    cfg = model_config(config)
-    df = _check_frame(raw, label, time_col)
-    spec = _auto_spec(df, cfg, label, time_col)
-    dev = resolve_device(device)
-    if time_col:
-        split = time_split(df[time_col], cfg["split"])
-        fitted = _fit_on_split(df, label, split, spec, cfg, settings.threads, dev, settings)
-    else:
-        fitted = _fit_cv(df, label, spec, cfg, settings.threads, dev)
-    out = Path(out_dir) if out_dir else Path(settings.models) / "byof" / path.stem
-    out.mkdir(parents=True, exist_ok=True)
-    write_artifacts(
-        out, fitted, extra={"source_file": str(path), "label": label, "time_col": time_col}
-    )
-    report_path = out / "report.html"
-    report.write_report(
-        report_path,
-        title=f"BYOF model: {path.name}",
-        fitted=fitted,
-        version=f"byof-{fitted.hash[:8]}",
-    )
-    m = fitted.metrics
-    return jsonable(
-        {
-            "mode": "time_split" if time_col else f"cv{cfg['split'].get('cv_folds', 5)}",
-            "model_hash": fitted.hash,
-            "data_fingerprint": fitted.fingerprint,
-            **fitted.counts,
-            "auc": m["model"]["auc"],
-            "gini": m["model"]["gini"],
-            "ks": m["model"]["ks"],
-            "brier": m["model"]["brier"],
-            "psi_score": m["psi_score"],
-            "lr_auc": m.get("lr_baseline", {}).get("auc"),
-            "features": spec.columns,
-            "artifact_path": str(out),
-            "report_path": str(report_path),
-            "metrics": m,
-        }
-    )
-
-
-def _fit_cv(
-    df: pd.DataFrame, label: str, spec: FeatureSpec, cfg: dict[str, Any], threads: int, device: str
-) -> Fitted:
-    """Stratified k-fold: each fold holds out 20% of its training part for stopping + calibration."""
-    X = spec.matrix(df)
-    y = df[label].to_numpy(dtype=int)
-    k = int(cfg["split"].get("cv_folds", 5))
-    seed = int(cfg["xgboost"].get("seed", 0))
-    if np.bincount(y).min() < k * 2:
-        raise LivefinError(
-            f"too few rows of the minority class ({np.bincount(y).min()}) "
-            f"for {k}-fold cross-validation"
-        )
-    cal_cfg = cfg["calibration"]
-    floor, cap = cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
-    oof = np.zeros(len(y))
-    oof_lr = np.zeros(len(y))
-    ref_pd, ref_y = [], []
-    for tr_idx, te_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y):
-        fit_idx, cal_idx = train_test_split(
-            tr_idx, test_size=0.2, stratify=y[tr_idx], random_state=seed
-        )
-        b = fit_booster(X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device)
-        cal = M.fit_calibrator(
-            cal_cfg.get("method", "platt"), margins(b, X[cal_idx], spec, threads), y[cal_idx]
-        )
-        oof[te_idx] = M.apply_calibrator(cal, margins(b, X[te_idx], spec, threads), floor, cap)
-        ref_pd.append(M.apply_calibrator(cal, margins(b, X[fit_idx], spec, threads), floor, cap))
-        ref_y.append(y[fit_idx])
-        oof_lr[te_idx] = fit_lr_baseline(X[fit_idx], y[fit_idx], seed)(X[te_idx])
-    # the artifact: one model on all rows, same recipe
-    fit_idx, cal_idx = train_test_split(
-        np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed
-    )
-    booster = fit_booster(
-        X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx], spec, cfg, threads, device
-    )
-    cal = M.fit_calibrator(
-        cal_cfg.get("method", "platt"), margins(booster, X[cal_idx], spec, threads), y[cal_idx]
-    )
-    gain, shap = _importances(booster, X, spec, threads, seed)
-    legacy = _legacy_risk(df)
-    ev = EvalData(
-        y_ref=np.concatenate(ref_y),
-        pd_ref=np.concatenate(ref_pd),
-        y_eval=y,
-        pd_eval=oof,
-        X_ref=X,
-        X_eval=X,
-        lr_eval=oof_lr,
-        legacy_eval=legacy,
-        gain=gain,
-        shap_mean_abs=shap,
-        eval_name=f"{k}-fold out-of-fold",
-    )
-    met = evaluate(ev, spec, cfg)
-    met["best_iteration"] = booster.num_boosted_rounds()
-    counts = {"n_train": int(len(fit_idx)), "n_valid": int(len(cal_idx)), "n_oot": int(len(y))}
-    fp = frame_fingerprint(df[[*spec.source_columns, label]])
-    return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp)
 
 
 def load_metrics(path: Path) -> dict[str, Any]:

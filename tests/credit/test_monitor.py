@@ -224,3 +224,27 @@ def test_report_verdict_first_and_monitoring_page(tiny_run) -> None:
         assert heading in text
     assert f"Monitoring: {version} on {tiny_run['last']}" in text
     assert min(_png_widths(text)) >= 600
+
+
+def test_realised_auc_is_backfilled_beside_the_earlier_estimate() -> None:
+    """Night 1 estimated a vintage before it matured; the night its last loan matures fills
+    realised figures on night 1's row, and leaves the estimate as it was made."""
+    from datetime import date
+    from types import SimpleNamespace
+
+    from livefin_etl.credit import monitor_outcomes as O
+    from livefin_etl.warehouse import run_ddl
+
+    con = duckdb.connect()
+    run_ddl(con, "monitor")
+    row = "insert into monitor.performance values (?, 'm1', ?, 'v', 'all', '2025-06', ?, ?, 0.1, ?, 0.4, ?, ?, ?, ?, null)"
+    con.execute(row, [date(2025, 12, 1), "r1", 50, 20, 0.74, None, None, None, None])
+    con.execute(row, [date(2026, 1, 5), "r2", 50, 50, 0.75, 0.12, 0.79, 0.45, 0.75])
+    night = SimpleNamespace(con=con, as_of_date=date(2026, 1, 5), run_id="r2")
+    assert O.backfill(night) == 1
+    got = con.execute(
+        "select expected_auc, realised_auc, realised_ks, backfilled_on from monitor.performance "
+        "where run_id = 'r1'"
+    ).fetchone()
+    assert got == (0.74, 0.79, 0.45, date(2026, 1, 5))
+    assert O.backfill(night) == 0  # once only

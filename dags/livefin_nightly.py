@@ -1,5 +1,5 @@
-"""livefin_nightly: merchant quality -> features -> value -> score -> limits -> publish for one
-business date.
+"""livefin_nightly: merchant quality -> features -> value -> score -> limits -> monitor -> publish
+for one business date.
 
 Scheduled on every ``livefin://raw/<source>`` asset (``&``): it starts once each source has
 delivered a validated partition. The business date comes from the triggering events' extras
@@ -96,6 +96,12 @@ def livefin_nightly() -> None:
             return {"stage": "limits_finalize", "skipped": "single shard"}
         return run_stage(run, lambda p: p.limits_finalize)
 
+    @task
+    def monitor(run: dict[str, Any]) -> dict:
+        """Model monitoring (config/monitoring.yaml): `act` verdicts are logged as warnings, or
+        fail this task (and hold back publish) with ``on_act: fail``."""
+        return run_stage(run, lambda p: p.monitor)
+
     @task(outlets=[PUBLISHED_LIMITS])
     def publish(run: dict[str, Any], **context) -> dict:
         out = run_stage(run, lambda p: p.publish)
@@ -116,6 +122,7 @@ def livefin_nightly() -> None:
         scored,
         limited,
         limits_finalize(run),
+        monitor(run),
         publish(run),
     )
 

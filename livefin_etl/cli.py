@@ -473,5 +473,33 @@ def publish(
     _print_result(lambda: pipeline.run_stage(pipeline.publish, _date(date_)))
 
 
+@app.command()
+def status(
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Business date (default: latest)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
+) -> None:
+    """A date's stages, publication and monitoring verdicts (watch / act), read-only."""
+    from livefin_etl import pipeline
+
+    st = _call(lambda: pipeline.status(_date(date_) if date_ else None))
+    if as_json:
+        console.print_json(json.dumps(st, default=str))
+        return
+    console.print(f"[bold]date[/] {st['as_of_date']}   [bold]monitoring[/] {st['monitoring']}")
+    table = Table("stage", "status", "rows")
+    for row in st["stages"]:
+        table.add_row(row["stage"], row["status"], "" if row["rows"] is None else str(row["rows"]))
+    console.print(table)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(st["verdict_counts"].items()))
+    console.print(f"verdicts: {counts or 'none'}")
+    for v in st["verdicts"]:
+        colour = "red" if v["verdict"] == "act" else "yellow"
+        console.print(
+            f"[{colour}]{v['verdict']:5}[/] {escape(v['check_name'])}: {escape(v['message'])}"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

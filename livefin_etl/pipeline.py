@@ -336,6 +336,13 @@ def limits_finalize(con, settings, as_of_date, run_id, shard=None) -> dict[str, 
     return lim.finalize_from_staging(con, settings, as_of_date, run_id)
 
 
+def monitor(con, settings, as_of_date, run_id, shard=None) -> dict[str, Any]:
+    """Model monitoring into monitor.* (config/monitoring.yaml); `act` warns, or fails if set."""
+    from livefin_etl.credit import monitor as mon
+
+    return mon.monitor(con, settings, as_of_date, run_id)
+
+
 def publish(con, settings, as_of_date, run_id, shard=None) -> dict[str, Any]:
     from livefin_etl import publish as pub
 
@@ -349,9 +356,12 @@ STAGES: dict[str, Stage] = {
     "score": score,
     "limits": limits,
     "limits_finalize": limits_finalize,
+    "monitor": monitor,
     "publish": publish,
 }
-NIGHTLY_STAGES: tuple[Stage, ...] = (merchant_quality, features, value, score, limits, publish)
+NIGHTLY_STAGES: tuple[Stage, ...] = (
+    *(merchant_quality, features, value, score, limits, monitor, publish),
+)
 SHARDED_STAGES = frozenset({score, limits})
 
 
@@ -569,6 +579,13 @@ def rollback_model(settings: Settings | None = None) -> str:
 
     with session(settings) as (s, con):
         return credit.rollback(con, s)
+
+
+def status(as_of_date: date | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """``livefin status``: a date's stages, publication and monitoring verdicts (read-only)."""
+    from livefin_etl.credit import monitor as mon
+
+    return mon.read_status(settings or get_settings(), as_of_date)
 
 
 def rollback_publication(settings: Settings | None = None) -> Path:

@@ -104,7 +104,9 @@ def _existing(con: duckdb.DuckDBPyConnection, version: str) -> dict[str, Any] | 
     return None if found is None else dict(zip([d[0] for d in cur.description], found, strict=True))
 
 
-def _store_artifacts(settings: Settings, version: str, as_of_date: date, fitted) -> Path:
+def _store_artifacts(
+    settings: Settings, version: str, as_of_date: date, fitted, decision=None
+) -> Path:
     """Artifacts + report into a temp folder, renamed into place; the report is copied to docs."""
     from livefin_etl.credit import report
 
@@ -116,7 +118,11 @@ def _store_artifacts(settings: Settings, version: str, as_of_date: date, fitted)
             tmp, fitted, extra={"model_version": version, "as_of_date": str(as_of_date)}
         )
         report.write_report(
-            tmp / "report.html", title=f"PD model {version}", fitted=fitted, version=version
+            tmp / "report.html",
+            title=f"PD model {version}",
+            fitted=fitted,
+            version=version,
+            decision=decision,
         )
         if final.exists():  # artifacts without a registry row: a crashed earlier run
             shutil.rmtree(final)
@@ -168,9 +174,9 @@ def register(
         failed = [] if existing["status"] == "champion" else [existing["reason"]]
         return jsonable({**existing, **extra, "gate_failed": failed, "already_registered": True})
 
-    _store_artifacts(settings, version, as_of_date, fitted)
     champ = current_champion(con)
-    decision = gate(champ, fitted.metrics, fitted.cfg)
+    decision = gate(champ, fitted.metrics, fitted.cfg)  # first: the report opens with it
+    _store_artifacts(settings, version, as_of_date, fitted, decision)
     row = _registry_row(settings, version, as_of_date, fitted, decision.status, decision.reason)
     with transaction(con):
         if decision.status == "champion" and champ is not None:

@@ -32,6 +32,9 @@ SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = (
     ("credit.model_registry", "all"),
     ("dq.partition_status", "all"),
     ("stress.stress_results", "dates"),
+    # model monitoring: small (one set of rows per night), kept whole for trend queries
+    *((f"monitor.{t}", "all") for t in ("verdicts", "stability", "performance", "loss")),
+    *((f"monitor.{t}", "all") for t in ("vintage", "business", "reason_mix")),
 )
 
 EXPORT_COLUMNS = (

@@ -85,7 +85,8 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
         ("plan_shards", "score"),
         ("score", "limits"),
         ("limits", "limits_finalize"),
-        ("limits_finalize", "publish"),
+        ("limits_finalize", "monitor"),
+        ("monitor", "publish"),
     ]
     for up, down in edges:
         assert down in nightly.task_dict[up].downstream_task_ids, (up, down)

@@ -164,7 +164,8 @@ def shap_direction(fitted, sample: int = 2000) -> list[dict[str, Any]]:
     if len(X) == 0:
         return []
     idx = np.sort(np.random.default_rng(0).choice(len(X), min(len(X), sample), replace=False))
-    dm = xgb.DMatrix(X[idx], feature_names=cols)
+    # the booster knows the sanitised names; reports speak the user's own (cols)
+    dm = xgb.DMatrix(X[idx], feature_names=fitted.spec.xgb_columns)
     contribs = fitted.booster.predict(dm, pred_contribs=True)[:, :-1]
     constraints = dict(zip(cols, fitted.spec.constraints(), strict=True))
     out = []

@@ -31,7 +31,9 @@ def model_pd(model: Any, frame: pd.DataFrame, threads: int) -> np.ndarray:
 
     if frame.empty:
         return np.array([], dtype=float)
-    dm = xgb.DMatrix(model.spec.matrix(frame), feature_names=model.spec.columns, nthread=threads)
+    dm = xgb.DMatrix(
+        model.spec.matrix(frame), feature_names=model.spec.xgb_columns, nthread=threads
+    )
     model.booster.set_param({"nthread": int(threads)})
     margin = model.booster.predict(dm, output_margin=True).astype(np.float64)
     cal = model.cfg["calibration"]

@@ -471,7 +471,8 @@ mutation kind once per round: {kinds}.
 | invariant violations (rows read = loaded + quarantined, refusals kept, bounds, gate) | {out["violations"]} |
 | quarantine line numbers checked / wrong | {out["quarantine_lines_checked"]} / {out["quarantine_lines_wrong"]} |
 | control: raw orders files of those days in which the scanner finds PII | {out["control_raw_files_with_pii"]} |
-| raw PII values searched / found in any table, message or output | {out["pii_values_searched"]} / {pii} |
+| the night of L after the sweep (clean files back): published | {out["night_after"]["published"]} |
+| raw PII values searched / found in any table (warehouse, snapshot), export or published file ({out["files_scanned"]}), message, log or CLI output | {out["pii_values_searched"]} / {pii} |
 | sweep time | {out["sweep_s"]} s ({out["files"] / max(out["sweep_s"], 1e-9):.1f} files/s) |
 """
 

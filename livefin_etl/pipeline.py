@@ -84,9 +84,7 @@ def _finish_publication(settings: Settings) -> None:
     whatever it runs, so the visible files do not wait for the next publish to agree."""
     from livefin_etl.publish import record
 
-    rec = record.read_record(settings)
-    if rec is not None and not record.applied(settings, rec):
-        record.apply(settings, rec)
+    record.finish(settings)
 
 
 def _small(result: Any) -> dict[str, Any]:

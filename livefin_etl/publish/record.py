@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,29 +78,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
-def copy_file_atomic(src: Path, dst: Path) -> None:
-    """Copy ``src`` to a temp name beside ``dst``, fsync, then os.replace onto ``dst``."""
+def _put_atomic(dst: Path, fill: Callable[[Path], object]) -> None:
+    """``fill`` a temp name beside ``dst``, fsync it, then os.replace onto ``dst``."""
     tmp = dst.with_name(f".{dst.name.lstrip('.')}.tmp-{os.getpid()}")
     try:
-        shutil.copyfile(src, tmp)
+        fill(tmp)
         fsync_file(tmp)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(dst.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _put_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def copy_file_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` onto ``dst`` through a fsynced temp name."""
+    _put_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def copy_tree_atomic(src: Path, dst: Path) -> None:
@@ -366,6 +363,14 @@ def _migrate(settings: Settings) -> Record | None:
     rec["exports"] = exports
     commit(settings, rec)
     return rec
+
+
+def finish(settings: Settings) -> None:
+    """Bring the visible paths in line with a committed record a killed run left half applied
+    (cheap when there is nothing to do: one small file read)."""
+    rec = read_record(settings)
+    if rec is not None and not applied(settings, rec):
+        apply(settings, rec)
 
 
 def repair(settings: Settings) -> Record | None:

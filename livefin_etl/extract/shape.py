@@ -143,13 +143,18 @@ def apply_identity(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
                 "buyer_id_kind"
             ),
             pl.when(masked).then(pl.lit("not_allowed")).alias("__masked_code"),
+            # the phone is this mapping's buyer identity: a row without one cannot be grouped
+            pl.when(phone.is_null() & given.is_null())
+            .then(pl.lit("missing_required"))
+            .alias("__phone_code"),
         )
-        return _flag(
+        frame = _flag(
             frame,
             "__masked_code",
             "buyer_phone",
             "buyer_phone is masked: map it to buyer_phone_masked and declare an identity",
         )
+        return _flag(frame, "__phone_code", "buyer_phone", "buyer_phone is required")
     if kind == "none":
         return frame.with_columns(
             pl.lit(None, pl.Utf8).alias("buyer_id"), pl.lit(None, pl.Utf8).alias("buyer_id_kind")

@@ -268,3 +268,59 @@ def test_a_wrong_mapping_is_one_line_naming_the_problem(change, message):
     with pytest.raises(LivefinError) as exc:
         parse_mapping(base | change, load_contract("orders"), "doudian.yaml")
     assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_constants_and_no_identity_need_no_code(home, con, tmp_path, monkeypatch):
+    """A shop constant instead of a column, and a platform that gives no buyer identity at all:
+    rows load, no identity is stored and the shape records it."""
+    import yaml
+
+    from livefin_etl import config, contracts
+
+    cfg = tmp_path / "config"
+    shutil.copytree(config.CONFIG_DIR, cfg)
+    spec = {
+        "name": "oneshop",
+        "source": "orders",
+        "headers": {
+            "单号": "order_id",
+            "时间": "order_ts",
+            "金额": "paid_amount",
+            "状态": "status",
+        },
+        "constants": {"merchant_id": "M2", "category": "food", "refund_amount": "0"},
+        "combine": {"item_amount": {"coalesce": ["原价", "金额"]}},
+        "identity": {"kind": "none"},
+        "ignore": ["备注"],
+        "values": {"status": {"完成": "completed"}},
+    }
+    (cfg / "mappings" / "orders" / "oneshop.yaml").write_text(
+        yaml.safe_dump(spec, allow_unicode=True)
+    )
+    monkeypatch.setattr(config, "CONFIG_DIR", cfg)
+    monkeypatch.setattr(contracts, "CONFIG_DIR", cfg)
+    contracts.load_contract.cache_clear()
+    contracts.load_mappings.cache_clear()
+    try:
+        folder = home.landing / "orders" / f"dt={D}"
+        folder.mkdir(parents=True)
+        (folder / "a.csv").write_text(
+            "单号,时间,金额,原价,状态,备注\nX1,2025-03-01 10:00:00,9.5,,完成,hi\n"
+            "X2,2025-03-01 11:00:00,8,10,完成,\n",
+            encoding="utf-8",
+        )
+        r = extract_partition(con, home, "orders", D)
+    finally:
+        contracts.load_contract.cache_clear()
+        contracts.load_mappings.cache_clear()
+    assert (r["rows_loaded"], r["rows_quarantined"]) == (2, 0)
+    assert con.execute(
+        "select order_id, merchant_id, category, item_amount, buyer_id_hash, buyer_phone_hash, "
+        "buyer_id_kind from raw.orders order by 1"
+    ).fetchall() == [
+        ("X1", "M2", "food", 9.5, None, None, None),
+        ("X2", "M2", "food", 10.0, None, None, None),
+    ]
+    assert con.execute("select identity, identity_rows from meta.load_shape").fetchall() == [
+        ("none", 0)
+    ]

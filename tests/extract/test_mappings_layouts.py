@@ -13,13 +13,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import D
 
 from livefin_etl.config import CONFIG_DIR, LivefinError
 from livefin_etl.contracts import load_contract, load_mappings, parse_mapping
 from livefin_etl.extract import PartitionRefused, extract_partition
 from livefin_etl.warehouse import SQL_DIR, run_sql_file
 
+D = date(2025, 3, 1)  # the merchants partition of the home fixture (conftest.py)
 LAYOUTS = Path(__file__).parent / "layouts"
 DOUDIAN = "doudian_M1_20250301.csv"
 KUAISHOU = "kwaixiaodian_M2_orders_20250302.csv"

@@ -118,7 +118,7 @@ def _load(path: Path, tmp: Path, start: date, merchants: int) -> None:
     )
     con.execute(
         f"create or replace table raw.orders as select 'o' || oid as order_id, {mid} as merchant_id, "
-        "'h' || buyer as buyer_phone_hash, 'n' || buyer as buyer_name_hash, "
+        "'h' || buyer as buyer_phone_hash, null::varchar as buyer_id_hash, 'n' || buyer as buyer_name_hash, "
         "'a' || buyer as buyer_address_hash, make_timestamp(ts * 1000000) as order_ts, "
         "paid as item_amount, paid as paid_amount, "
         "['completed','cancelled','refunded','partially_refunded'][status + 1] as status, "

@@ -39,6 +39,31 @@ class Column:
         return f"{self.name}_hash" if self.pii else self.name
 
 
+IDENTITY_KINDS = ("phone", "platform_id", "masked_combined", "none")
+LINE_RULES = ("sum", "first", "max", "min", "count")
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Line items (one row per 子订单) aggregated to one row per order; see docs/contracts.md."""
+
+    key: str  # canonical column that identifies the order (order_id)
+    fields: dict[str, str]  # upstream header -> line-only field (never stored)
+    rules: dict[str, Any]  # canonical column -> "sum" | "first" | "max" | "min" | "count" | {...}
+    line_id: str | None = (
+        None  # line-only field unique per line: a repeat makes the order conflicting
+    )
+    default: str = "first"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which canonical columns identify the buyer for repeat-buyer and ring features."""
+
+    kind: str  # phone | platform_id | masked_combined | none
+    columns: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Mapping:
     name: str
@@ -46,6 +71,41 @@ class Mapping:
     headers: dict[str, str]  # upstream header -> canonical column
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     timestamp_format: str = "%Y-%m-%d %H:%M:%S"
+    value_defaults: dict[str, str] = field(
+        default_factory=dict
+    )  # column -> value of unmapped codes
+    file_name: str | None = None  # regex; its named groups become canonical columns
+    constants: dict[str, str] = field(default_factory=dict)
+    combine: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical <- headers
+    ignore: tuple[str, ...] = ()  # headers read and discarded
+    lines: Lines | None = None
+    identity: Identity | None = None
+
+    @property
+    def known_headers(self) -> set[str]:
+        """Every upstream header this mapping reads; any other header rejects the file."""
+        known = set(self.headers) | set(self.ignore)
+        for spec in self.combine.values():
+            known |= set(spec.get("concat") or spec.get("coalesce") or ())
+        if self.lines:
+            known |= set(self.lines.fields)
+        return known
+
+    @property
+    def derived(self) -> set[str]:
+        """Canonical columns the mapping supplies without a header of their own."""
+        out = set(self.constants) | set(self.combine)
+        if self.file_name:
+            out |= set(re.compile(self.file_name).groupindex)
+        if self.lines:  # computed from line fields: sum_product, count
+            out |= {c for c, r in self.lines.rules.items() if isinstance(r, dict) or r == "count"}
+        if self.identity and self.identity.kind in ("platform_id", "masked_combined"):
+            out.add("buyer_id")
+        return out
+
+    def supplies(self, headers: set[str]) -> set[str]:
+        """Canonical columns a file with these headers gets under this mapping."""
+        return {c for h, c in self.headers.items() if h in headers} | self.derived
 
 
 @dataclass(frozen=True)
@@ -214,6 +274,132 @@ def load_contract(source: str) -> Contract:
     )
 
 
+def _values(data: dict[str, Any], where: str) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """``values``: per column either ``{code: value}`` or ``{map: {code: value}, default: v}``."""
+    values, defaults = {}, {}
+    for col, spec in (data.get("values") or {}).items():
+        if isinstance(spec, dict) and "map" in spec:
+            values[col] = {str(k): str(v) for k, v in (spec["map"] or {}).items()}
+            if spec.get("default") is not None:
+                defaults[col] = str(spec["default"])
+        elif isinstance(spec, dict):
+            values[col] = {str(k): str(v) for k, v in spec.items()}
+        else:
+            raise LivefinError(f"{where}: values.{col} must be a mapping of codes")
+    return values, defaults
+
+
+def _lines(data: dict[str, Any], canon: set[str], where: str) -> Lines | None:
+    spec = data.get("lines")
+    if not spec:
+        return None
+    fields = {str(k): str(v) for k, v in (spec.get("fields") or {}).items()}
+    clash = set(fields.values()) & canon
+    if clash:
+        raise LivefinError(f"{where}: lines.fields {sorted(clash)} are canonical columns")
+    names = canon | set(fields.values())
+    rules = dict(spec.get("rules") or {})
+    for col, rule in rules.items():
+        if col not in canon:
+            raise LivefinError(f"{where}: lines.rules.{col} is not a canonical column")
+        if isinstance(rule, dict):
+            args = rule.get("sum_product")
+            if (
+                len(rule) != 1
+                or not isinstance(args, list)
+                or len(args) != 2
+                or not set(args) <= names
+            ):
+                raise LivefinError(
+                    f"{where}: lines.rules.{col} must be one of {LINE_RULES} "
+                    "or {sum_product: [field, field]}"
+                )
+        elif rule not in LINE_RULES:
+            raise LivefinError(f"{where}: lines.rules.{col}: {rule!r} not one of {LINE_RULES}")
+    key, line_id = spec.get("key", "order_id"), spec.get("line_id")
+    default = spec.get("default", "first")
+    if key not in canon or (line_id is not None and line_id not in fields.values()):
+        raise LivefinError(f"{where}: lines.key must be canonical, lines.line_id a lines field")
+    if default not in ("first", "max", "min"):
+        raise LivefinError(f"{where}: lines.default must be first, max or min")
+    return Lines(key, fields, rules, line_id, default)
+
+
+def _identity(data: dict[str, Any], canon: set[str], where: str) -> Identity | None:
+    spec = data.get("identity")
+    if spec is None:
+        return None
+    kind, cols = spec.get("kind"), tuple(spec.get("from") or ())
+    if kind not in IDENTITY_KINDS:
+        raise LivefinError(f"{where}: identity.kind must be one of {IDENTITY_KINDS}")
+    if not {"buyer_id", "buyer_id_kind"} <= canon:
+        raise LivefinError(f"{where}: the contract has no buyer_id/buyer_id_kind columns")
+    if not set(cols) <= canon:
+        raise LivefinError(f"{where}: identity.from {sorted(set(cols) - canon)} not canonical")
+    expected = {"phone": ("buyer_phone",), "platform_id": ("buyer_id",), "none": ()}
+    if kind in expected and cols and cols != expected[kind]:
+        raise LivefinError(f"{where}: identity kind {kind} uses {list(expected[kind])}")
+    if kind == "masked_combined" and len(cols) < 2:
+        # a masked phone is shared by many buyers: alone it would invent rings
+        raise LivefinError(f"{where}: identity masked_combined needs at least two columns")
+    return Identity(kind, cols or expected.get(kind, ()))
+
+
+def _combine(data: dict[str, Any], canon: set[str], where: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for col, spec in (data.get("combine") or {}).items():
+        ok = isinstance(spec, dict) and (("concat" in spec) != ("coalesce" in spec))
+        if col not in canon or not ok:
+            raise LivefinError(
+                f"{where}: combine.{col} must be a canonical column with concat or coalesce"
+            )
+        out[col] = dict(spec)
+    return out
+
+
+def _file_name(data: dict[str, Any], canon: set[str], where: str) -> str | None:
+    pattern = data.get("file_name")
+    if pattern is None:
+        return None
+    try:
+        groups = set(re.compile(str(pattern)).groupindex)
+    except re.error as exc:
+        raise LivefinError(f"{where}: file_name is not a valid regex ({exc})") from None
+    if not groups or not groups <= canon:
+        raise LivefinError(f"{where}: file_name needs named groups that are canonical columns")
+    return str(pattern)
+
+
+def parse_mapping(data: dict[str, Any], contract: Contract, where: str) -> Mapping:
+    """One mapping file, checked against the contract (every name must exist)."""
+    canon = set(contract.columns)
+    lines = _lines(data, canon, where)
+    line_fields = set(lines.fields.values()) if lines else set()
+    unknown = set((data.get("headers") or {}).values()) - canon
+    if unknown:
+        raise LivefinError(f"{where}: maps to unknown canonical columns {sorted(unknown)}")
+    constants = {str(k): str(v) for k, v in (data.get("constants") or {}).items()}
+    if not set(constants) <= canon:
+        raise LivefinError(f"{where}: constants {sorted(set(constants) - canon)} not canonical")
+    values, defaults = _values(data, where)
+    if not set(values) <= canon | line_fields:
+        raise LivefinError(f"{where}: values for unknown columns {sorted(set(values) - canon)}")
+    return Mapping(
+        name=data.get("name", where),
+        source=contract.name,
+        headers=dict(data.get("headers") or {}),
+        values=values,
+        timestamp_format=data.get("timestamp_format", "%Y-%m-%d %H:%M:%S"),
+        value_defaults=defaults,
+        file_name=_file_name(data, canon, where),
+        constants=constants,
+        combine=_combine(data, canon, where),
+        ignore=tuple(data.get("ignore") or ()),
+        lines=lines,
+        identity=_identity(data, canon, where),
+    )
+
+
 @cache
 def load_mappings(source: str) -> tuple[Mapping, ...]:
     """All mappings for a source; the identity mapping (canonical headers) is implicit."""
@@ -221,18 +407,7 @@ def load_mappings(source: str) -> tuple[Mapping, ...]:
     out = []
     for path in sorted((CONFIG_DIR / "mappings" / source).glob("*.yaml")):
         data = read_yaml(path)
-        unknown = set(data["headers"].values()) - set(contract.columns)
-        if unknown:
-            raise LivefinError(f"{path}: maps to unknown canonical columns {sorted(unknown)}")
-        out.append(
-            Mapping(
-                name=data.get("name", path.stem),
-                source=source,
-                headers=dict(data["headers"]),
-                values={k: dict(v) for k, v in (data.get("values") or {}).items()},
-                timestamp_format=data.get("timestamp_format", "%Y-%m-%d %H:%M:%S"),
-            )
-        )
+        out.append(parse_mapping({"name": path.stem} | data, contract, str(path)))
     identity = Mapping(name="canonical", source=source, headers={c: c for c in contract.columns})
     return (*out, identity)
 
@@ -247,16 +422,16 @@ def detect_mapping(source: str, headers: list[str]) -> Mapping:
     present = set(headers)
     best: tuple[int, Mapping] | None = None
     for m in load_mappings(source):
-        covered = {canon for up, canon in m.headers.items() if up in present}
+        covered = m.supplies(present)
         if not set(contract.required) <= covered:
             continue
-        score = sum(1 for h in headers if h in m.headers)
+        score = sum(1 for h in headers if h in m.known_headers)
         if best is None or score > best[0]:
             best = (score, m)
     if best is None:
         # Report against the mapping that came closest, so the message is actionable.
         def missing(m: Mapping) -> list[str]:
-            covered = {canon for up, canon in m.headers.items() if up in present}
+            covered = m.supplies(present)
             return [c for c in contract.required if c not in covered]
 
         closest = min(load_mappings(source), key=lambda m: len(missing(m)))

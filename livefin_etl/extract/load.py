@@ -41,6 +41,7 @@ from livefin_etl.extract.rules import (
     typed,
     version_column,
 )
+from livefin_etl.extract.shape import mark_problems
 from livefin_etl.extract.tables import ensure_tables
 from livefin_etl.privacy import scrub
 from livefin_etl.warehouse import insert_frame, quote_ident, transaction
@@ -60,6 +61,7 @@ QUARANTINE_SCHEMA = {
     "quarantined_at": pl.Datetime("us"),
 }
 MANIFEST_INSERT = "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+SHAPE_INSERT = "insert into meta.load_shape values (?,?,?,?,?,?,?,?,?)"
 DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 Pending = list[tuple[date, list[FileBatch]]]
@@ -279,7 +281,8 @@ def _load_chunk(
     out = _raw_rows(good, contract, per_file, loaded_at)
     quarantine = quarantine_rows(bad, contract, contract.name, loaded_at)
     manifest, stats = _manifest_rows(contract, per_file, bad, loaded_at)
-    _commit(con, contract, chunk_days, out, quarantine, manifest)
+    shapes = _shape_rows(contract.name, per_file, loaded_at)
+    _commit(con, contract, chunk_days, out, quarantine, manifest, shapes)
     seconds = round((time.perf_counter() - t0) / len(chunk_days), 3)
     results = {d: _result(contract.name, d, stats.get(d, [0, 0, 0]), seconds) for d in chunk_days}
     assert out.height + quarantine.height == sum(s[1] for s in stats.values())
@@ -375,6 +378,7 @@ def _checked_batch(
     frame = first_failure(typed(frame, contract, mapping_fmt), checks)
     if malformed:
         frame = mark_malformed(frame)
+    frame = mark_problems(frame)
     return frame.with_columns(pl.lit(batch.name).alias("_file"), pl.lit(as_of_date).alias("_dt"))
 
 
@@ -493,6 +497,15 @@ def _manifest_rows(
     return manifest, stats
 
 
+def _shape_rows(source: str, per_file: PerFile, loaded_at: datetime) -> list[tuple]:
+    """``meta.load_shape``: line rows and buyer identity per file, where the mapping has them."""
+    return [
+        (source, d, b.name, b.mapping, b.line_rows, n, b.identity, b.identity_rows, loaded_at)
+        for d, b, n in per_file
+        if b.line_rows is not None or b.identity is not None
+    ]
+
+
 def _commit(
     con: duckdb.DuckDBPyConnection,
     contract: Contract,
@@ -500,8 +513,10 @@ def _commit(
     out: pl.DataFrame,
     quarantine: pl.DataFrame,
     manifest: list[tuple],
+    shapes: list[tuple],
 ) -> None:
-    """Replace the chunk's partitions in raw, quarantine and manifest: all or nothing."""
+    """Replace the chunk's partitions in raw, quarantine, manifest and shape rows: all or
+    nothing."""
     days_in = ", ".join("?" for _ in chunk_days)
     source = contract.name
     fault_point("extract.before_commit")
@@ -520,6 +535,12 @@ def _commit(
             [source, *chunk_days],
         )
         con.executemany(MANIFEST_INSERT, manifest)
+        con.execute(
+            f"delete from meta.load_shape where source = ? and dt in ({days_in})",
+            [source, *chunk_days],
+        )
+        if shapes:
+            con.executemany(SHAPE_INSERT, shapes)
 
 
 def _result(source: str, as_of_date: date, stats: list[int], seconds: float) -> dict[str, Any]:

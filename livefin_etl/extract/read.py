@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import zlib
 from dataclasses import dataclass
 from datetime import date
@@ -19,11 +20,19 @@ from polars.exceptions import PanicException
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.contracts import Contract, Mapping, detect_mapping
 from livefin_etl.extract.rules import apply_value_maps
+from livefin_etl.extract.shape import (
+    aggregate_lines,
+    apply_identity,
+    combine_columns,
+    file_name_values,
+    identity_rows,
+)
 from livefin_etl.privacy import scrub
 
 # polars panics in Rust on some corrupt input (a PanicException, which is a BaseException, not an
 # Exception): for a reader that is a failure like any other (found by bench/bench_fuzz.py).
 READ_ERRORS = (Exception, PanicException)
+log = logging.getLogger(__name__)
 
 FORMAT_EXT = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
 
@@ -47,6 +56,9 @@ class FileBatch:
     mapping: str
     frame: pl.DataFrame  # canonical columns as read (strings or native), plus _line
     data_bytes: int  # bytes after gunzip: what a chunk holds in memory
+    line_rows: int | None = None  # line-item rows read, when the mapping aggregates lines
+    identity_rows: int | None = None  # rows with a usable buyer identity (orders)
+    identity: str | None = None  # the identity the mapping declares (orders)
 
 
 def partition_dir(settings: Settings, source: str, as_of_date: date) -> Path:
@@ -246,28 +258,52 @@ def _read_any(data: bytes, name: str, fmt: str) -> tuple[pl.DataFrame, str]:
 
 def _to_canonical(
     frame: pl.DataFrame, name: str, contract: Contract
-) -> tuple[pl.DataFrame, Mapping]:
-    """Rename the file's headers to canonical columns by the best mapping; refuse the file if a
-    header is unknown or two headers land on one column."""
+) -> tuple[pl.DataFrame, Mapping, int | None]:
+    """Rename the file's headers to canonical columns by the best mapping and apply its shape
+    (file-name values, constants, combined columns, value maps, line items, buyer identity);
+    refuse the file if a header is unknown, two headers land on one column or the file name does
+    not match the mapping's pattern. Also returns the line rows read (None: no line items)."""
     headers = [c for c in frame.columns if c not in ("_line", "_malformed")]
     try:
         mapping = detect_mapping(contract.name, headers)
     except LivefinError as exc:
         raise FileRejected(f"{name}: {exc}; {len(headers)} columns found") from None
-    unknown = [h for h in headers if h not in mapping.headers]
+    known = mapping.known_headers
+    unknown = [h for h in headers if h not in known]
     if unknown:
         raise FileRejected(
             f"{name}: unknown columns {unknown} not in contract {contract.version} "
             f"or mapping '{mapping.name}'; add them to a mapping or the contract"
         )
-    frame = frame.rename({h: mapping.headers[h] for h in headers})
+    from_name = file_name_values(name, mapping)
+    if from_name is None:
+        raise FileRejected(
+            f"{name}: file name does not match mapping '{mapping.name}' file_name pattern "
+            f"{mapping.file_name!r}; rename the file or fix the pattern"
+        )
+    frame = combine_columns(frame, mapping)
+    fields = mapping.lines.fields if mapping.lines else {}
+    renames = {
+        h: mapping.headers.get(h) or fields[h]
+        for h in headers
+        if h in mapping.headers or h in fields
+    }
+    frame = frame.drop([h for h in headers if h not in renames]).rename(renames)
     dupes = {c for c in frame.columns if frame.columns.count(c) > 1}
-    if dupes:
-        raise FileRejected(f"{name}: several headers map to {sorted(dupes)}")
+    given = set(from_name) | set(mapping.constants)
+    if dupes or given & set(frame.columns):
+        raise FileRejected(
+            f"{name}: several headers map to {sorted(dupes | (given & set(frame.columns)))}"
+        )
+    frame = frame.with_columns(
+        pl.lit(v, dtype=pl.Utf8).alias(k) for k, v in (mapping.constants | from_name).items()
+    )
+    frame = apply_value_maps(frame, mapping)
+    frame, line_rows = aggregate_lines(frame, mapping, contract)
     for canon in contract.columns:
         if canon not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(canon))
-    return apply_value_maps(frame, mapping), mapping
+    return apply_identity(frame, mapping), mapping, line_rows
 
 
 def read_file(name: str, raw: bytes, sha: str, contract: Contract) -> FileBatch:
@@ -276,5 +312,18 @@ def read_file(name: str, raw: bytes, sha: str, contract: Contract) -> FileBatch:
     if not data.strip():
         raise FileRejected(f"{name}: file is empty")
     frame, encoding = _read_any(data, name, contract.format)
-    frame, mapping = _to_canonical(frame, name, contract)
-    return FileBatch(name, sha, len(raw), encoding, mapping.name, frame, len(data))
+    frame, mapping, line_rows = _to_canonical(frame, name, contract)
+    batch = FileBatch(name, sha, len(raw), encoding, mapping.name, frame, len(data), line_rows)
+    batch.identity_rows = identity_rows(frame)
+    if batch.identity_rows is not None:
+        batch.identity = mapping.identity.kind if mapping.identity else "phone"
+    if batch.identity_rows == 0 and frame.height:
+        # say it plainly: features grouping buyers (rings, repeat buyers) will be null
+        log.warning(
+            "%s: mapping '%s' gives no usable buyer identity (%s): repeat-buyer and ring "
+            "features are null for these rows",
+            name,
+            mapping.name,
+            mapping.identity.kind if mapping.identity else "no buyer_phone",
+        )
+    return batch

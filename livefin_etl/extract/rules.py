@@ -27,11 +27,22 @@ Check = tuple[str, str | None, pl.Expr, str]
 
 
 def apply_value_maps(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
-    """Upstream codes -> canonical values (e.g. ``已完成`` -> ``completed``), per the mapping."""
+    """Upstream codes -> canonical values (e.g. ``已完成`` -> ``completed``), per the mapping.
+
+    With a declared ``default`` every other non-empty code becomes the default (an unmapped
+    platform category -> ``other``); canonical values already in the file are kept."""
     exprs = []
     for col, values in mapping.values.items():
-        if col in frame.columns:
-            exprs.append(pl.col(col).cast(pl.Utf8).replace(values).alias(col))
+        if col not in frame.columns:
+            continue
+        text = pl.col(col).cast(pl.Utf8)
+        mapped = text.replace(values)
+        default = mapping.value_defaults.get(col)
+        if default is not None:
+            known = [*values, *values.values(), default]
+            blank = text.is_null() | (text.str.strip_chars() == "")
+            mapped = pl.when(blank | text.is_in(known)).then(mapped).otherwise(pl.lit(default))
+        exprs.append(mapped.alias(col))
     return frame.with_columns(exprs) if exprs else frame
 
 

@@ -201,6 +201,18 @@ def _column_specs(name: str, c: dict[str, Any]) -> list[Spec]:
                 "validity",
             )
         )
+    if c.get("warn_values"):
+        # values a mapping defaulted (category `other`): counted per partition, never blocking
+        out.append(
+            Spec(
+                "expect_column_values_to_not_be_in_set",
+                {"column": name, "value_set": list(c["warn_values"])},
+                "warning",
+                "validity",
+                f"{name} defaulted by a mapping (e.g. an unmapped platform category)",
+                origin="contract",
+            )
+        )
     if c.get("min") is not None or c.get("max") is not None:
         kw: dict[str, Any] = {"column": name}
         if c.get("min") is not None:

@@ -18,7 +18,7 @@ RAW_COLUMNS = {
     "orders": "order_id VARCHAR, merchant_id VARCHAR, buyer_phone_hash VARCHAR, "
     "buyer_name_hash VARCHAR, buyer_address_hash VARCHAR, order_ts TIMESTAMP, item_amount DOUBLE, "
     "paid_amount DOUBLE, status VARCHAR, refund_amount DOUBLE, session_id VARCHAR, "
-    "streamer_id VARCHAR, category VARCHAR",
+    "streamer_id VARCHAR, category VARCHAR, buyer_id_hash VARCHAR",
     "traffic": "session_id VARCHAR, merchant_id VARCHAR, streamer_id VARCHAR, start_ts TIMESTAMP, "
     "end_ts TIMESTAMP, peak_viewers BIGINT, total_viewers BIGINT, watch_minutes DOUBLE, "
     "new_followers BIGINT, gmv_attributed DOUBLE",
@@ -64,7 +64,7 @@ class Raw:
         t = ts(when)
         self.orders.append(
             (oid, mid, f"h{buyer}", f"n{buyer}", f"a{buyer}", t, paid, paid, status, refund,
-             None, streamer, "apparel", date.fromisoformat(dt) if dt else t.date())
+             None, streamer, "apparel", None, date.fromisoformat(dt) if dt else t.date())
         )  # fmt: skip
         return oid
 

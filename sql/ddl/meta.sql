@@ -39,3 +39,13 @@ create table if not exists meta.pii_key (
     fingerprint varchar not null, key_source varchar not null, first_used_at timestamp not null
 );
 comment on table meta.pii_key is 'Fingerprint (HMAC of a constant, never the key) of the PII key this warehouse was hashed with; extract refuses any other key';
+
+-- Shape of each loaded file under its mapping (livefin_etl.extract.shape; docs/contracts.md).
+create table if not exists meta.load_shape (
+    source varchar, dt date, file varchar, mapping varchar, line_rows bigint, rows_read bigint,
+    identity varchar, identity_rows bigint, loaded_at timestamp
+);
+comment on table meta.load_shape is 'Per loaded file: line-item rows aggregated into its rows, and the buyer identity its mapping declares';
+comment on column meta.load_shape.line_rows is 'Line-item rows in the file (null: one row per order); rows_read counts the orders they make';
+comment on column meta.load_shape.identity is 'Buyer identity the mapping declares: phone, platform_id, masked_combined or none';
+comment on column meta.load_shape.identity_rows is 'Rows with a usable buyer identity; 0 = repeat-buyer and ring features are null for them';

@@ -145,7 +145,8 @@ buyer_orders as (
        -- each order as the latest version delivered before as_of_date
        and o.delivered_day < s.as_of_date
        and coalesce(o.next_delivered_day, s.as_of_date) >= s.as_of_date
-    where not o.is_cancelled
+    -- orders without a buyer identity (docs/contracts.md) cannot be grouped by buyer
+    where not o.is_cancelled and o.buyer_key is not null
     group by all
 ),
 

@@ -10,6 +10,7 @@ with orders as (
 buyer_days as (
     select merchant_id, buyer_key, order_day, count(*) as orders
     from orders
+    where buyer_key is not null  -- no buyer identity: no ring
     group by all
 ),
 

@@ -13,7 +13,8 @@ renamed as (
     select
         order_id,
         merchant_id,
-        hash(buyer_phone_hash) as buyer_key,
+        case when coalesce(buyer_id_hash, buyer_phone_hash) is not null
+            then hash(coalesce(buyer_id_hash, buyer_phone_hash)) end as buyer_key,
         cast(order_ts as date) as order_day,
         _dt as delivered_day,
         lead(_dt) over (

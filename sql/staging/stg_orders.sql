@@ -21,8 +21,10 @@ renamed as (
     select
         order_id,
         merchant_id,
-        -- 64-bit key of the buyer's phone hash: buyer grouping on an integer is much cheaper
-        hash(buyer_phone_hash) as buyer_key,
+        -- 64-bit key of the buyer identity the mapping declared (docs/contracts.md): the phone
+        -- hash, else an opaque id or combined masked fields; null = none, so no buyer grouping
+        case when coalesce(buyer_id_hash, buyer_phone_hash) is not null
+            then hash(coalesce(buyer_id_hash, buyer_phone_hash)) end as buyer_key,
         order_ts,
         cast(order_ts as date) as order_day,
         _dt as delivered_day,

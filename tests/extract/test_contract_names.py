@@ -82,6 +82,7 @@ def test_descriptions_with_quotes_reach_comments_intact(cfg):
     assert sorted(tables) == [
         ("meta", "calendar_skips"),
         ("meta", "load_manifest"),
+        ("meta", "load_shape"),
         ("meta", "pii_key"),
         ("meta", "quarantine"),
         ("raw", "merchants"),

@@ -434,5 +434,6 @@ def test_pii_modes_in_contracts():
     with pytest.raises(LivefinError, match="pii must be"):
         pii_mode("encrypt", "orders.yaml: column buyer_name")
     orders = load_contract("orders")
-    assert orders.pii == ["buyer_phone", "buyer_address"] and orders.dropped == ["buyer_name"]
+    assert orders.pii == ["buyer_phone", "buyer_id", "buyer_address"]
+    assert orders.dropped == ["buyer_phone_masked", "buyer_name"]
     assert "buyer_name" not in [c.name for c in orders.stored_columns]

@@ -32,7 +32,14 @@ def test_contract_derived_expectations_appear():
     spec = load_suite("orders")
     derived = {(s.type, s.column) for s in spec.rows if s.origin == "contract"}
     assert ("expect_column_values_to_not_be_null", "order_id") in derived
-    assert ("expect_column_values_to_not_be_null", "buyer_phone_hash") in derived  # PII renamed
+    assert ("expect_column_values_to_be_in_type_list", "buyer_phone_hash") in derived  # PII renamed
+    # a category a mapping defaulted to `other` is counted by a warning, never blocking
+    other = next(s for s in spec.rows if s.type == "expect_column_values_to_not_be_in_set")
+    assert (other.column, other.severity, other.kwargs["value_set"]) == (
+        "category",
+        "warning",
+        ["other"],
+    )
     assert ("expect_column_values_to_be_unique", "order_id") in derived
     assert ("expect_column_values_to_be_in_set", "status") in derived
     assert ("expect_column_values_to_be_between", "paid_amount") in derived

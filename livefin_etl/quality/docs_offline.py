@@ -110,3 +110,19 @@ def localize(site: Path) -> int:
             page.write_text(new, encoding="utf-8")
             changed += 1
     return changed
+
+
+_BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_STATUS_LINK = (
+    '<div class="container-fluid py-1 small" id="livefin-status-link">'
+    '<a href="status.html">livefin gate status: business date x source</a></div>'
+)
+
+
+def link_status_page(index: Path) -> None:
+    """Put a link to the livefin status page at the top of the Data Docs index (once)."""
+    html = index.read_text(encoding="utf-8")
+    if "livefin-status-link" in html:
+        return
+    new = _BODY.sub(lambda m: m.group(0) + _STATUS_LINK, html, count=1)
+    index.write_text(new, encoding="utf-8")

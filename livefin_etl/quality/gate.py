@@ -557,4 +557,5 @@ def build_data_docs(settings: Settings, con: duckdb.DuckDBPyConnection | None = 
     docs_offline.localize(index.parent)
     if con is not None:
         status_page.write_status_page(con, index.parent)
+        docs_offline.link_status_page(index)
     return index

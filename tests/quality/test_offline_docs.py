@@ -67,6 +67,7 @@ def test_data_docs_and_status_page_render_offline(con, settings, tmp_path):
     assert len(links) == 4, links
     assert all((site / unquote(h)).is_file() for h in links)
     assert "table table-hover" in dom  # the class livefin-table.js adds: the scripts ran
+    assert '<a href="status.html">' in dom
 
     status = dump_dom(site / "status.html", tmp_path / "chromium")
     dated = re.findall(r'<tr data-date="([0-9-]+)">', status)

@@ -24,7 +24,14 @@ setup: $(VENV)/.synced
 demo: setup
 	$(LIVEFIN) demo
 
-test: setup
+# The Data Docs tests read the pages in a real headless browser (Debian's chromium), offline.
+CHROMIUM_STAMP := $(VENV)/.chromium
+$(CHROMIUM_STAMP): | $(VENV)/.synced
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	touch $@
+
+test: setup $(CHROMIUM_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup

@@ -189,7 +189,7 @@ def validate(source: str, as_of_date: date, settings: Settings | None = None) ->
     _checked(source, [as_of_date])
     with session(settings) as (s, con):
         result = quality.validate_partition(con, s, source, as_of_date)
-        result["data_docs"] = str(quality.build_data_docs(s))
+        result["data_docs"] = str(quality.build_data_docs(s, con))
     return result
 
 
@@ -274,7 +274,7 @@ def ingest(
     sources = [check_source(x) for x in sources] if sources else None
     with session(settings) as (s, con):
         results = ingest_range(con, s, daterange(start, end), sources)
-        docs = quality.build_data_docs(s)
+        docs = quality.build_data_docs(s, con)
     failed = [r for r in results if r.get("status") == "failed"]
     return {"results": len(results), "failed": failed, "data_docs": str(docs)}
 
@@ -471,7 +471,7 @@ def run_range(
         except StageBlocked:
             pass
         finally:
-            report.data_docs = str(quality.build_data_docs(s))
+            report.data_docs = str(quality.build_data_docs(s, con))
     report.seconds = round(time.perf_counter() - t0, 1)
     return report
 

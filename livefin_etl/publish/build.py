@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from livefin_etl.config import LivefinError, fault_point
+from livefin_etl.publish.columns import inherit_view_comments, select_list
 from livefin_etl.warehouse import quote_ident, quote_literal, run_ddl, table_exists
 
 SNAP_ALIAS = "livefin_snap"
@@ -36,6 +37,18 @@ SNAPSHOT_TABLES: tuple[tuple[str, str], ...] = (
     *((f"monitor.{t}", "all") for t in ("verdicts", "stability", "performance", "loss")),
     *((f"monitor.{t}", "all") for t in ("vintage", "business", "reason_mix")),
 )
+
+# Views whose uncommented columns take the comment of the same column of their sources, in order.
+VIEW_COMMENT_SOURCES: dict[str, tuple[str, ...]] = {
+    "limits.current": ("limits.financing_limits",),
+    "limits.merchant_360": (
+        "limits.current",
+        "credit.merchant_scores",
+        "valuation.data_asset_values",
+        "dq.merchant_quality",
+        "features.merchant_features",
+    ),
+}
 
 EXPORT_COLUMNS = (
     "merchant_id",
@@ -116,7 +129,9 @@ def _copy_tables(
             if scope == "dates":
                 where = f" where as_of_date in ({date_list})"
             con.execute(f"create schema if not exists {SNAP_ALIAS}.{schema}")
-            con.execute(f"create table {SNAP_ALIAS}.{table} as select * from {table}{where}")
+            # published types (money DECIMAL(18,2), integer score, pd to 6 places): columns.py
+            cols = select_list(con, table)
+            con.execute(f"create table {SNAP_ALIAS}.{table} as select {cols} from {table}{where}")
             rows[table] = con.execute(f"select count(*) from {SNAP_ALIAS}.{table}").fetchone()[0]
             comments[table] = _comments(con, table)
             fault_point("publish.snapshot_building")
@@ -141,6 +156,7 @@ def _describe_snapshot(
                 f"comment on column {quote_ident(table)}.{quote_ident(c)} is {quote_literal(text)}"
             )
     create_views(snap)
+    inherit_view_comments(snap, VIEW_COMMENT_SOURCES)
     run_ddl(snap, "publish")
     snap.execute("insert into meta.publication values (?, ?, ?, ?, ?, ?)", row)
 
@@ -175,29 +191,38 @@ def build_snapshot(
 # --------------------------------------------------------------------------- exports
 
 
+def _export_query(con: duckdb.DuckDBPyConnection) -> str:
+    """The export's rows of $as_of_date with their published types."""
+    cols = select_list(con, "limits.financing_limits", EXPORT_COLUMNS)
+    return (
+        f"select {cols} from limits.financing_limits where as_of_date = $as_of_date "
+        "order by merchant_id"
+    )
+
+
 def _data_dictionary_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
-    rows = con.execute(
-        """select column_name, data_type, coalesce(comment, '') from duckdb_columns()
-           where database_name = current_database() and schema_name = 'limits'
-             and table_name = 'financing_limits'"""
-    ).fetchall()
-    by_name = {r[0]: r for r in rows}
-    return [by_name[c] for c in EXPORT_COLUMNS if c in by_name]
+    """(column, published type, comment) of every exported column."""
+    comments = dict(
+        con.execute(
+            """select column_name, coalesce(comment, '') from duckdb_columns()
+               where database_name = current_database() and schema_name = 'limits'
+                 and table_name = 'financing_limits'"""
+        ).fetchall()
+    )
+    types = con.execute(f"describe {_export_query(con).replace('$as_of_date', 'null')}").fetchall()
+    return [(c, t, comments.get(c, "")) for c, t, *_ in types]
 
 
 def _write_export_files(con: duckdb.DuckDBPyConnection, tmp_dir: Path, as_of_date: date) -> None:
     """limits.parquet, limits.csv (lists joined with |) and data_dictionary.csv of one date."""
-    cols = ", ".join(EXPORT_COLUMNS)
-    base = (
-        f"select {cols} from limits.financing_limits where as_of_date = $as_of_date "
-        "order by merchant_id"
-    )
+    base = _export_query(con)
     params = {"as_of_date": as_of_date}
     parquet = quote_literal(str(tmp_dir / "limits.parquet"))
     con.execute(f"copy ({base}) to {parquet} (format parquet)", params)
+    present = [r[0] for r in _data_dictionary_rows(con)]
     csv_cols = ", ".join(
         f"array_to_string({c}, '|') as {c}" if c in ("reason_codes", "reason_texts") else c
-        for c in EXPORT_COLUMNS
+        for c in present
     )
     con.execute(
         f"""copy (select {csv_cols} from ({base}))
@@ -251,7 +276,7 @@ def publication_meta(con: duckdb.DuckDBPyConnection, as_of_date: date) -> dict[s
     if not table_exists(con, "limits.financing_limits"):
         raise LivefinError("limits.financing_limits does not exist; run the limits stage first")
     stats = con.execute(
-        """select count(*), sum(limit_amount), list(distinct policy_version order by policy_version),
+        """select count(*), sum(limit_amount::decimal(18, 2)), list(distinct policy_version order by policy_version),
                   list(distinct model_version order by model_version)
                     filter (where model_version is not null),
                   any_value(currency)

@@ -543,9 +543,19 @@ def require_passed(
         raise StageBlocked(f"quality gate for {as_of_date} is closed:\n  " + "\n  ".join(problems))
 
 
-def build_data_docs(settings: Settings) -> Path:
-    """Build the GX Data Docs site under ``settings.docs / "data_docs"``; return index.html."""
+def build_data_docs(settings: Settings, con: duckdb.DuckDBPyConnection | None = None) -> Path:
+    """Build the GX Data Docs site under ``settings.docs / "data_docs"``; return index.html.
+
+    The pages are rewritten to load their assets locally (readable offline); with ``con`` the
+    livefin status page (``status.html``, the gate as a date x source grid) is written beside.
+    """
+    from livefin_etl.quality import docs_offline, status_page
+
     index = gx_runner.build_docs(settings.docs)
     if not index.exists():
         raise LivefinError(f"GX did not write {index}")
+    docs_offline.localize(index.parent)
+    if con is not None:
+        status_page.write_status_page(con, index.parent)
+        docs_offline.link_status_page(index)
     return index

@@ -49,3 +49,14 @@ comment on column credit.merchant_scores.reason_text_1 is 'Reason text with the 
 comment on column credit.merchant_scores.reason_shap_1 is 'TreeSHAP contribution of reason 1 in log-odds (always > 0)';
 comment on column credit.merchant_scores.model_version is 'Champion model version from credit.model_registry';
 comment on column credit.merchant_scores.run_id is 'Scoring run id (lineage)';
+comment on column credit.merchant_scores.merchant_id is 'Merchant id';
+comment on column credit.merchant_scores.as_of_date is 'Business date D the merchant was scored for (features of data before D)';
+comment on column credit.merchant_scores.reason_code_2 is 'Factor ranked 2 among those that raised PD (TreeSHAP > 0); NULL when fewer';
+comment on column credit.merchant_scores.reason_text_2 is 'Reason text of reason_code_2 with the merchant''s actual value';
+comment on column credit.merchant_scores.reason_shap_2 is 'TreeSHAP contribution of reason 2 in log-odds (always > 0)';
+comment on column credit.merchant_scores.reason_code_3 is 'Factor ranked 3 among those that raised PD (TreeSHAP > 0); NULL when fewer';
+comment on column credit.merchant_scores.reason_text_3 is 'Reason text of reason_code_3 with the merchant''s actual value';
+comment on column credit.merchant_scores.reason_shap_3 is 'TreeSHAP contribution of reason 3 in log-odds (always > 0)';
+comment on column credit.merchant_scores.reason_code_4 is 'Factor ranked 4 among those that raised PD (TreeSHAP > 0); NULL when fewer';
+comment on column credit.merchant_scores.reason_text_4 is 'Reason text of reason_code_4 with the merchant''s actual value';
+comment on column credit.merchant_scores.reason_shap_4 is 'TreeSHAP contribution of reason 4 in log-odds (always > 0)';

@@ -20,10 +20,11 @@ select
     count(*) filter (where decision = 'reduce') as reduced,
     count(*) filter (where decision = 'review') as in_review,
     count(*) filter (where decision = 'decline') as declined,
-    sum(limit_amount)::double as total_limit,
-    sum(expected_loss)::double as expected_loss,
-    sum(expected_loss)::double / nullif(sum(limit_amount), 0)::double as el_rate,
-    sum(outstanding_exposure)::double as outstanding_exposure,
+    -- money as published: DECIMAL(18, 2) (docs/publishing.md "Types")
+    sum(limit_amount)::decimal(18, 2) as total_limit,
+    sum(expected_loss)::decimal(18, 2) as expected_loss,
+    round(sum(expected_loss)::double / nullif(sum(limit_amount), 0)::double, 6) as el_rate,
+    sum(outstanding_exposure)::decimal(18, 2) as outstanding_exposure,
     count(*) filter (where guardrail_scale < 1) as guardrail_affected
 from limits_rows
 group by as_of_date, tier, category;
@@ -39,6 +40,6 @@ comment on column limits.portfolio_summary.in_review is 'Merchants sent to manua
 comment on column limits.portfolio_summary.declined is 'Merchants declined';
 comment on column limits.portfolio_summary.total_limit is 'Sum of limit_amount';
 comment on column limits.portfolio_summary.expected_loss is 'Sum of PD x LGD x limit';
-comment on column limits.portfolio_summary.el_rate is 'expected_loss / total_limit';
+comment on column limits.portfolio_summary.el_rate is 'expected_loss / total_limit, rounded to 6 decimal places';
 comment on column limits.portfolio_summary.outstanding_exposure is 'Sum of outstanding loan balances';
 comment on column limits.portfolio_summary.guardrail_affected is 'Merchants scaled by a portfolio guardrail';

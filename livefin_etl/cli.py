@@ -173,13 +173,14 @@ def sample(
     compress: Annotated[
         str | None, typer.Option(help="gzip: write CSV/JSON-lines exports as .gz files")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON")] = False,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
     from livefin_etl import pipeline
 
     if days is not None and days < 1:
         raise typer.BadParameter("--days must be at least 1")
-    _print_result(
+    result = _call(
         lambda: pipeline.simulate(
             scale,
             seed,
@@ -192,6 +193,28 @@ def sample(
             compress=compress,
         )
     )
+    if as_json:
+        counts = result.get("counts") or {}
+        console.print_json(json.dumps({k: v for k, v in result.items() if k not in counts}))
+        return
+    _print_sample_summary(result)
+
+
+def _print_sample_summary(r: dict[str, Any]) -> None:
+    """What `livefin sample` wrote, in a few readable lines (``--json`` for the full dict)."""
+    console.print(
+        f"[bold]sampled[/] the '{r['scale']}' platform, seed {r['seed']}: {r['start']} .. "
+        f"{r['end']} ({r['days']} days), {r['merchants']:,} merchants -> {escape(r['out'])}"
+    )
+    rows = ", ".join(f"{k} {v:,}" for k, v in (r.get("counts") or {}).items())
+    console.print(f"  rows: {rows}")
+    rate = r.get("default_rate_closed")
+    console.print(
+        f"  orders placed {r.get('orders_placed', 0):,}; {r.get('bytes', 0) / 1e6:,.1f} MB; "
+        f"loans closed {r.get('loans_closed', 0):,}, defaulted {r.get('defaults_closed', 0):,}"
+        + (f" ({rate:.1%})" if rate is not None else "")
+    )
+    console.print(f"  took {r.get('seconds', 0):.1f} s; ground truth in {escape(r['out'])}/_truth/")
 
 
 # --------------------------------------------------------------------------- ingest

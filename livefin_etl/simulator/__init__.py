@@ -43,7 +43,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not force:
             raise LivefinError(
-                f"output directory {out} is not empty; pass force=True (--force) to replace it"
+                f"output directory {out} is not empty; use --force to replace it"
             )
         resolved = out.resolve()
         if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():

@@ -131,3 +131,15 @@ def test_explain_unknown_merchant(tiny_run):
     cp = _livefin(["explain", "NOPE", "--date", last], tiny_run["home"])
     assert cp.returncode == 1
     assert "unknown merchant NOPE" in " ".join(cp.stderr.split()), cp.stderr
+
+
+def test_cli_start_up_imports_nothing_heavy():
+    """Heavy imports load inside commands (behind a spinner), never when the CLI starts."""
+    code = (
+        "import sys, livefin_etl.cli; "
+        "print([m for m in ('duckdb', 'polars', 'pandas', 'xgboost', 'great_expectations') "
+        "if m in sys.modules])"
+    )
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.strip() == "[]"

@@ -164,6 +164,18 @@ def run_stage(
     )
 
 
+def this_run() -> dict[str, Any]:
+    """The ``business_date`` task's XCom (business date + pipeline run id), pulled inside a
+    task rather than passed as an argument, so the graph draws only the real dependencies."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = get_current_context()["ti"].xcom_pull(task_ids="business_date")
+    if not run:
+        raise AirflowFailException("no business date: the business_date task did not succeed")
+    return run
+
+
 def as_of_date(run: dict[str, Any]) -> date:
     """The business date of this DAG run, from the ``business_date`` task's XCom: the one place
     where Airflow's ``business_date`` becomes the package's ``as_of_date``."""

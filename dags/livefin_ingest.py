@@ -22,6 +22,7 @@ from livefin_common import (
     list_sources,
     raw_asset,
     resolve_run,
+    this_run,
 )
 from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON
 
@@ -42,18 +43,17 @@ def livefin_ingest() -> None:
     def business_date() -> dict[str, Any]:
         return resolve_run(get_current_context())
 
-    run = business_date()
     ingests = []
     for source in list_sources():
         asset = raw_asset(source)
 
         @task(task_id=f"ingest_{source}", outlets=[asset], trigger_rule="all_done")
-        def ingest(run: dict[str, Any], source: str = source, asset=asset, **context) -> dict:
+        def ingest(source: str = source, asset=asset, **context) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
             from livefin_etl import pipeline
 
-            day = as_of_date(run)
+            day = as_of_date(this_run())
             result = guarded(pipeline.ingest_partition, source, day)
             checked = result.get("validate") or {}
             if checked.get("status") == "failed":
@@ -66,7 +66,7 @@ def livefin_ingest() -> None:
             }
             return result
 
-        ingests.append(ingest(run))
+        ingests.append(ingest())
 
     @task(trigger_rule="all_done")
     def check(**context) -> dict[str, Any]:
@@ -81,7 +81,8 @@ def livefin_ingest() -> None:
             raise AirflowFailException(f"sources not ingested for this date: {failed}")
         return {"sources": len(ids)}
 
-    chain(*ingests, check())
+    # Sources in contract order; each pulls the business date from XCom (no fan-out edges).
+    chain(business_date(), *ingests, check())
 
 
 livefin_ingest()

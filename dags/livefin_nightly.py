@@ -24,6 +24,7 @@ from livefin_common import (
     raw_asset,
     resolve_run,
     run_stage,
+    this_run,
 )
 
 ALL_RAW = reduce(and_, [raw_asset(s) for s in list_sources()])
@@ -64,46 +65,50 @@ def livefin_nightly() -> None:
         return run
 
     @task
-    def plan_shards(run: dict[str, Any]) -> list[list[int]]:
+    def plan_shards() -> list[list[int]]:
         """The mapped tasks' inputs: ``[[0, n], [1, n], ...]``."""
+        run = this_run()
         return [[i, run["shards"]] for i in range(run["shards"])]
 
     @task
-    def merchant_quality(run: dict[str, Any]) -> dict:
-        return run_stage(run, lambda p: p.merchant_quality)
+    def merchant_quality() -> dict:
+        return run_stage(this_run(), lambda p: p.merchant_quality)
 
     @task
-    def features(run: dict[str, Any]) -> dict:
-        return run_stage(run, lambda p: p.features)
+    def features() -> dict:
+        return run_stage(this_run(), lambda p: p.features)
 
     @task
-    def value(run: dict[str, Any]) -> dict:
-        return run_stage(run, lambda p: p.value)
+    def value() -> dict:
+        return run_stage(this_run(), lambda p: p.value)
 
     # Mapped shards share one DuckDB writer: one at a time (max_active_tis_per_dagrun=1).
     @task(max_active_tis_per_dagrun=1)
-    def score(run: dict[str, Any], shard: list[int]) -> dict:
-        return run_stage(run, lambda p: p.score, _shard(shard))
+    def score(shard: list[int]) -> dict:
+        return run_stage(this_run(), lambda p: p.score, _shard(shard))
 
     @task(max_active_tis_per_dagrun=1)
-    def limits(run: dict[str, Any], shard: list[int]) -> dict:
-        return run_stage(run, lambda p: p.limits, _shard(shard))
+    def limits(shard: list[int]) -> dict:
+        return run_stage(this_run(), lambda p: p.limits, _shard(shard))
 
     @task
-    def limits_finalize(run: dict[str, Any]) -> dict:
+    def limits_finalize() -> dict:
         """Portfolio guardrails over all shards; the unsharded limits stage already did them."""
+        run = this_run()
         if run["shards"] == 1:
             return {"stage": "limits_finalize", "skipped": "single shard"}
         return run_stage(run, lambda p: p.limits_finalize)
 
     @task
-    def monitor(run: dict[str, Any]) -> dict:
+    def monitor() -> dict:
         """Model monitoring (config/monitoring.yaml): `act` verdicts are logged as warnings, or
         fail this task (and hold back publish) with ``on_act: fail``."""
+        run = this_run()
         return run_stage(run, lambda p: p.monitor)
 
     @task(outlets=[PUBLISHED_LIMITS])
-    def publish(run: dict[str, Any], **context) -> dict:
+    def publish(**context) -> dict:
+        run = this_run()
         out = run_stage(run, lambda p: p.publish)
         context["outlet_events"][PUBLISHED_LIMITS].extra = {
             "business_date": run["business_date"],
@@ -111,19 +116,20 @@ def livefin_nightly() -> None:
         }
         return out
 
+    # Each stage pulls the run from business_date's XCom itself: edges are the real order only.
     run = business_date()
-    shards = plan_shards(run)
-    scored = score.partial(run=run).expand(shard=shards)
-    limited = limits.partial(run=run).expand(shard=shards)
+    shards = plan_shards()
+    run >> shards
     chain(
-        merchant_quality(run),
-        features(run),
-        value(run),
-        scored,
-        limited,
-        limits_finalize(run),
-        monitor(run),
-        publish(run),
+        run,
+        merchant_quality(),
+        features(),
+        value(),
+        score.expand(shard=shards),
+        limits.expand(shard=shards),
+        limits_finalize(),
+        monitor(),
+        publish(),
     )
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import click
-import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -42,9 +41,20 @@ app.add_typer(model_app, name="model")
 console = Console()
 err = Console(stderr=True)
 
-# Errors reported as one clear line (exit 1) rather than a traceback: livefin's own, the OS's
-# (full disk, permissions) and DuckDB's (I/O, corruption). Bugs still show their traceback.
-CLI_ERRORS = (LivefinError, OSError, duckdb.Error)
+
+def _is_cli_error(exc: BaseException) -> bool:
+    """Errors reported as one clear line (exit 1) rather than a traceback: livefin's own, the
+    OS's (full disk, permissions) and DuckDB's (I/O, corruption, an analyst's bad SQL). Bugs
+    still show their traceback. duckdb is imported here, not at start-up (a fast CLI)."""
+    if isinstance(exc, (LivefinError, OSError)):
+        return True
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.Error)
+
+
+def _loading(what: str = "loading…"):
+    """A spinner on stderr while the heavy imports (xgboost, pandas) load; silent off a tty."""
+    return err.status(what, spinner="dots")
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,7 +131,9 @@ def _call(fn: Callable[[], Any]) -> Any:
     """The one error wrapper: run a pipeline call, or print its error on one line and exit 1."""
     try:
         return fn()
-    except CLI_ERRORS as exc:
+    except Exception as exc:
+        if not _is_cli_error(exc):
+            raise
         err.print(f"[bold red]error:[/] {escape(scrub(exc))}")
         raise typer.Exit(code=1) from None
 
@@ -161,13 +173,14 @@ def sample(
     compress: Annotated[
         str | None, typer.Option(help="gzip: write CSV/JSON-lines exports as .gz files")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON")] = False,
 ) -> None:
     """Generate the simulated platform + lender as landing files (and ground truth in _truth/)."""
     from livefin_etl import pipeline
 
     if days is not None and days < 1:
         raise typer.BadParameter("--days must be at least 1")
-    _print_result(
+    result = _call(
         lambda: pipeline.simulate(
             scale,
             seed,
@@ -180,6 +193,28 @@ def sample(
             compress=compress,
         )
     )
+    if as_json:
+        counts = result.get("counts") or {}
+        console.print_json(json.dumps({k: v for k, v in result.items() if k not in counts}))
+        return
+    _print_sample_summary(result)
+
+
+def _print_sample_summary(r: dict[str, Any]) -> None:
+    """What `livefin sample` wrote, in a few readable lines (``--json`` for the full dict)."""
+    console.print(
+        f"[bold]sampled[/] the '{r['scale']}' platform, seed {r['seed']}: {r['start']} .. "
+        f"{r['end']} ({r['days']} days), {r['merchants']:,} merchants -> {escape(r['out'])}"
+    )
+    rows = ", ".join(f"{k} {v:,}" for k, v in (r.get("counts") or {}).items())
+    console.print(f"  rows: {rows}")
+    rate = r.get("default_rate_closed")
+    console.print(
+        f"  orders placed {r.get('orders_placed', 0):,}; {r.get('bytes', 0) / 1e6:,.1f} MB; "
+        f"loans closed {r.get('loans_closed', 0):,}, defaulted {r.get('defaults_closed', 0):,}"
+        + (f" ({rate:.1%})" if rate is not None else "")
+    )
+    console.print(f"  took {r.get('seconds', 0):.1f} s; ground truth in {escape(r['out'])}/_truth/")
 
 
 # --------------------------------------------------------------------------- ingest
@@ -301,6 +336,8 @@ def _print_run_summary(s, report) -> None:
 
 def _print_tiers(s) -> None:
     """Limits by tier for the latest date, read from the warehouse (read-only)."""
+    import duckdb
+
     from livefin_etl.warehouse import table_exists
 
     try:
@@ -347,7 +384,8 @@ def demo(
     console.print(stressed["text"])
     last = stressed["as_of_date"]
     console.print(
-        f"\nAnalysts: duckdb -readonly {s.published / 'livefin.duckdb'}\n"
+        f'\nAnalysts: livefin sql "select * from limits.current limit 10"  (or `livefin sql` '
+        f"for a shell on {s.published / 'livefin.duckdb'})\n"
         f"Try: `livefin explain <merchant_id> --date {last}`   |   "
         f"`livefin explain-value <merchant_id> --date {last}`"
     )
@@ -383,9 +421,11 @@ def explain(
     date_: Annotated[str, typer.Option("--date", help="Business date")],
 ) -> None:
     """Print a merchant's PD, score, grade and reasons with their SHAP values."""
-    from livefin_etl import pipeline
+    with _loading():
+        from livefin_etl import pipeline
 
-    console.print(_call(lambda: pipeline.explain(merchant, _date(date_))))
+        text = _call(lambda: pipeline.explain(merchant, _date(date_)))
+    console.print(text)
 
 
 @app.command("explain-value")
@@ -394,9 +434,11 @@ def explain_value(
     date_: Annotated[str, typer.Option("--date", help="Business date")],
 ) -> None:
     """Print the three valuation approaches for a merchant's data, their inputs and reconciliation."""
-    from livefin_etl import pipeline
+    with _loading():
+        from livefin_etl import pipeline
 
-    console.print(_call(lambda: pipeline.explain_value(merchant, _date(date_))))
+        text = _call(lambda: pipeline.explain_value(merchant, _date(date_)))
+    console.print(text)
 
 
 @model_app.command("train")
@@ -474,6 +516,29 @@ def publish(
 
 
 @app.command()
+def sql(
+    query: Annotated[
+        str | None, typer.Argument(help="SQL to run; none: an interactive shell (end with ';')")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Query the published snapshot (published/livefin.duckdb) read-only; never waits for a run."""
+    from livefin_etl import reads, sql_shell
+
+    if fmt not in sql_shell.FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(sql_shell.FORMATS)}")
+    if query is None:
+        con = _call(reads.connect_snapshot)
+        try:
+            sql_shell.shell(con, fmt, console, err)
+        finally:
+            con.close()
+        return
+    cols, rows = _call(lambda: reads.query(query))
+    sql_shell.render(cols, rows, fmt, sys.stdout, console)
+
+
+@app.command()
 def status(
     date_: Annotated[
         str | None, typer.Option("--date", help="Business date (default: latest)")
@@ -481,13 +546,15 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
     """A date's stages, publication and monitoring verdicts (watch / act), read-only."""
-    from livefin_etl import pipeline
+    with _loading():
+        from livefin_etl import pipeline
 
-    st = _call(lambda: pipeline.status(_date(date_) if date_ else None))
+        st = _call(lambda: pipeline.status(_date(date_) if date_ else None))
     if as_json:
         console.print_json(json.dumps(st, default=str))
         return
     console.print(f"[bold]date[/] {st['as_of_date']}   [bold]monitoring[/] {st['monitoring']}")
+    console.print(f"[bold]read from[/] {escape(st['source'])}")
     table = Table("stage", "status", "rows")
     for row in st["stages"]:
         table.add_row(row["stage"], row["status"], "" if row["rows"] is None else str(row["rows"]))

@@ -548,19 +548,17 @@ def stress(
 
 
 def explain(merchant_id: str, as_of_date: date, settings: Settings | None = None) -> str:
-    """A merchant's PD, score, grade and reasons with their SHAP values, as text."""
-    from livefin_etl import credit
+    """A merchant's PD, score, grade and SHAP reasons, as text; read-only (no writer lock)."""
+    from livefin_etl import reads
 
-    with session(settings) as (s, con):
-        return credit.explain(con, s, merchant_id, as_of_date)
+    return reads.explain(merchant_id, as_of_date, settings)
 
 
 def explain_value(merchant_id: str, as_of_date: date, settings: Settings | None = None) -> str:
-    """The three valuation approaches for a merchant's data, their inputs and reconciliation."""
-    from livefin_etl import valuation
+    """The three valuation approaches for a merchant's data; read-only (no writer lock)."""
+    from livefin_etl import reads
 
-    with session(settings) as (_s, con):
-        return valuation.explain_value(con, merchant_id, as_of_date)
+    return reads.explain_value(merchant_id, as_of_date, settings)
 
 
 def promote_model(version: str, settings: Settings | None = None) -> str:
@@ -580,10 +578,11 @@ def rollback_model(settings: Settings | None = None) -> str:
 
 
 def status(as_of_date: date | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """``livefin status``: a date's stages, publication and monitoring verdicts (read-only)."""
-    from livefin_etl.credit import monitor as mon
+    """``livefin status``: a date's stages, publication and verdicts; read-only, works while a
+    run writes the warehouse (then from the published snapshot)."""
+    from livefin_etl import reads
 
-    return mon.read_status(settings or get_settings(), as_of_date)
+    return reads.status(as_of_date, settings)
 
 
 def rollback_publication(settings: Settings | None = None) -> Path:

@@ -42,9 +42,7 @@ def _prepare_out(out: Path, force: bool) -> None:
         raise LivefinError(f"output path {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise LivefinError(
-                f"output directory {out} is not empty; pass force=True (--force) to replace it"
-            )
+            raise LivefinError(f"output directory {out} is not empty; use --force to replace it")
         resolved = out.resolve()
         if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
             raise LivefinError(f"refusing to clear {resolved}")

@@ -104,3 +104,18 @@ def test_bad_inputs_fail_loudly() -> None:
         ld.parse_date("yesterday")
     assert ld.parse_date("2025-03-10T02:00:00+08:00") == date(2025, 3, 10)
     assert ld.run_id_for(date(2025, 3, 9), "abcd1234") == "20250309-abcd1234"
+
+
+def test_manual_trigger_run_id_names_the_business_date() -> None:
+    """`tools.airflow_local trigger` names the run by business date, so the grid reads by it."""
+    import json
+    from datetime import UTC, date, datetime
+
+    from tools.airflow_local import trigger_args
+
+    args = trigger_args(
+        "livefin_nightly", date(2025, 12, 31), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    assert args[:3] == ["dags", "trigger", "livefin_nightly"]
+    assert json.loads(args[args.index("--conf") + 1]) == {"business_date": "2025-12-31"}
+    assert args[args.index("--run-id") + 1] == "bd_2025-12-31__manual_20260102T030405"

@@ -90,6 +90,13 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     ]
     for up, down in edges:
         assert down in nightly.task_dict[up].downstream_task_ids, (up, down)
+    # The graph shows the real order: business_date feeds the first stage only (each task
+    # pulls the run from its XCom), not an edge to every task.
+    assert nightly.task_dict["business_date"].downstream_task_ids == {
+        "merchant_quality",
+        "plan_shards",
+    }
+    assert ingest.task_dict["business_date"].downstream_task_ids == {f"ingest_{sources[0]}"}
     train = dagbag.dags["livefin_train_weekly"]
     assert [o.uri for o in train.task_dict.get("gate").outlets] == ["livefin://models/champion"]
     # Evaluation is inside the champion gate (credit), before promotion: no separate task.

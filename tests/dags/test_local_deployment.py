@@ -245,3 +245,51 @@ def test_ingest_asset_events_trigger_the_nightly(deployment: Deployment, tiny_ru
     # the nightly published a new run for that date, atomically replacing the old one
     after = published_run()
     assert len(after) == 1 and after != before
+
+
+def _tree(root: int) -> dict[int, int]:
+    """pid -> session id of ``root`` and every descendant (from /proc)."""
+    procs: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                procs[int(entry)] = (int(fields[1]), int(fields[3]))
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            tree[pid] = procs[pid][1]
+            todo.extend(p for p, (ppid, _) in procs.items() if ppid == pid)
+    return tree
+
+
+def test_sigterm_stops_every_process_within_30s(deployment: Deployment) -> None:
+    """Last in this module: SIGTERM to the `make airflow` process alone (as a service manager
+    or `kill` sends it) stops the whole tree it started, within 30 s; few workers started."""
+    from tools.airflow_local import session_pids
+
+    tree = _tree(deployment.proc.pid)
+    assert len(tree) > 3, f"airflow standalone has not started its components: {tree}"
+    # Start small: parallelism 1 (the pool's slots), one API worker, instead of ~38 processes.
+    assert len(tree) <= 20, f"{len(tree)} processes started"
+    sessions = set(tree.values())
+    t0 = time.monotonic()
+    os.kill(deployment.proc.pid, signal.SIGTERM)
+    left: list[int] = list(tree)
+    while time.monotonic() - t0 < 30:
+        left = [p for p in tree if Path(f"/proc/{p}").exists() and _tree(p)]
+        left += [p for sid in sessions for p in session_pids(sid)]
+        if not left and deployment.proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert not left, (
+        f"still running {time.monotonic() - t0:.0f} s after SIGTERM: {sorted(set(left))}"
+    )
+    assert deployment.proc.returncode == 0
+    port = deployment.base.rsplit(":", 1)[1]
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", int(port))) != 0, "the API still answers"

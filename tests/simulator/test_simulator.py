@@ -66,7 +66,9 @@ class Tiny:
         # every delivered row: an order's first delivery, then one row per later state change
         self.order_rows = o.with_columns(
             pl.col("status").replace_strict(status),
-            pl.col("category").replace_strict(category),
+            pl.col("category").replace_strict(
+                category["map"], default=category["default"], return_dtype=pl.String
+            ),
             *(
                 pl.col(c).str.to_datetime("%Y-%m-%d %H:%M:%S")
                 for c in ("order_ts", "update_ts", "after_sale_ts", "refund_ts")

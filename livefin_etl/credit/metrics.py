@@ -134,3 +134,83 @@ def pd_to_grade(pd_: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     edges = np.array([g["max_pd"] for g in grades[:-1]], dtype=float)
     names = np.array([g["grade"] for g in grades], dtype=object)
     return names[np.searchsorted(edges, np.asarray(pd_, dtype=float), side="right")]
+
+
+# --- intervals ------------------------------------------------------------------------------
+
+
+def _fast_auc_ks(y: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
+    """AUC (Mann-Whitney, ties half) and KS of one sample; no sklearn overhead per resample."""
+    order = np.argsort(-risk, kind="stable")
+    r, t = risk[order], y[order]
+    n_pos, n_neg = t.sum(), len(t) - t.sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan"), float("nan")
+    last = np.r_[np.flatnonzero(r[1:] != r[:-1]), len(r) - 1]  # end of each tied group
+    tp, fp = np.cumsum(t)[last], np.cumsum(1 - t)[last]
+    tpr, fpr = np.r_[0.0, tp / n_pos], np.r_[0.0, fp / n_neg]
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return auc, float(np.max(np.abs(tpr - fpr)))
+
+
+def bootstrap_auc_ks(
+    y: np.ndarray, risk: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[float] | int | str]:
+    """95% percentile intervals of AUC and KS: stratified bootstrap (defaults and non-defaults
+    resampled separately, so every resample has both classes and the default count is fixed)."""
+    y = np.asarray(y, dtype=int)
+    risk = np.asarray(risk, dtype=float)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) < 2 or len(neg) < 2:
+        return {"auc_ci95": [math.nan, math.nan], "ks_ci95": [math.nan, math.nan], "n_boot": 0}
+    rng = np.random.default_rng(seed)
+    stats = np.empty((n_boot, 2))
+    for b in range(n_boot):
+        idx = np.concatenate(
+            [rng.choice(pos, len(pos), replace=True), rng.choice(neg, len(neg), replace=True)]
+        )
+        stats[b] = _fast_auc_ks(y[idx], risk[idx])
+    lo, hi = np.nanquantile(stats, [0.025, 0.975], axis=0)
+    return {
+        "auc_ci95": [float(lo[0]), float(hi[0])],
+        "ks_ci95": [float(lo[1]), float(hi[1])],
+        "n_boot": int(n_boot),
+        "method": "stratified percentile bootstrap",
+    }
+
+
+def wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval of a binomial rate k / n."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def calibration_gaps(deciles: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Per decile: gap = observed default rate − mean PD, with the observed rate's Wilson 95%
+    interval carried over (the mean PD is the model's fixed statement, the rate is sampled)."""
+    out = []
+    for d in deciles:
+        lo, hi = wilson(d["defaults"], d["n"])
+        out.append(
+            {
+                **d,
+                "gap": d["default_rate"] - d["pd_mean"],
+                "gap_ci95": [lo - d["pd_mean"], hi - d["pd_mean"]],
+            }
+        )
+    return out
+
+
+def calibration_slope(y: np.ndarray, pd_: np.ndarray) -> dict[str, float]:
+    """Logistic recalibration y ~ a + b·logit(PD): slope b < 1 means the PDs are too spread out,
+    b > 1 too compressed (CBPE then understates AUC); intercept-in-the-large a separately."""
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < 2:
+        return {"slope": math.nan, "intercept": math.nan}
+    p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1 - 1e-6)
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.log(p / (1 - p)).reshape(-1, 1), y)
+    return {"slope": float(lr.coef_[0, 0]), "intercept": float(lr.intercept_[0])}

@@ -198,6 +198,9 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
         **M.discrimination(ev.y_eval, ev.pd_eval),
         "brier": M.brier(ev.y_eval, ev.pd_eval),
     }
+    n_boot = int(cfg.get("evaluation", {}).get("bootstrap_resamples", 1000))
+    seed = int(cfg["xgboost"].get("seed", 0))
+    out["model"].update(M.bootstrap_auc_ks(ev.y_eval, ev.pd_eval, n_boot, seed))
     out["model_ref"] = M.discrimination(ev.y_ref, ev.pd_ref)
     if ev.lr_eval is not None:
         out["lr_baseline"] = {
@@ -208,8 +211,14 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
         out["legacy_rule"] = M.discrimination(ev.y_eval, ev.legacy_eval)
     if ev.oracle_eval is not None:
         ok = ~np.isnan(ev.oracle_eval)
-        out["oracle"] = {**M.discrimination(ev.y_eval[ok], ev.oracle_eval[ok]), "n": int(ok.sum())}
-    out["deciles"] = M.decile_table(ev.y_eval, ev.pd_eval)
+        out["oracle"] = {
+            **M.discrimination(ev.y_eval[ok], ev.oracle_eval[ok]),
+            **M.bootstrap_auc_ks(ev.y_eval[ok], ev.oracle_eval[ok], n_boot, seed),
+            "n": int(ok.sum()),
+        }
+    out["deciles"] = M.calibration_gaps(M.decile_table(ev.y_eval, ev.pd_eval))
+    out["calibration_max_gap"] = max((abs(d["gap"]) for d in out["deciles"]), default=None)
+    out["calibration_slope"] = M.calibration_slope(ev.y_eval, ev.pd_eval)
     out["psi_score"] = M.psi(ev.pd_ref, ev.pd_eval, bins)
     out["psi_band"] = M.psi_band(out["psi_score"])
     out["psi_features"] = {

@@ -82,10 +82,25 @@ def psi_band(value: float) -> str:
 # --- calibration --------------------------------------------------------------------------
 
 
+def _beta_features(margin: np.ndarray) -> np.ndarray:
+    """[ln s, −ln(1 − s)] of s = sigmoid(margin), computed stably (beta calibration's inputs)."""
+    m = np.asarray(margin, dtype=float)
+    return np.column_stack([-np.logaddexp(0.0, -m), np.logaddexp(0.0, m)])
+
+
 def fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Map raw model margin (log-odds) to PD, fitted on the valid window. JSON-serialisable."""
+    """Map raw model margin (log-odds) to PD. JSON-serialisable. ``beta`` is Kull et al.'s (2017)
+    beta calibration, logit PD = a·ln s − b·ln(1 − s) + c with s = sigmoid(margin): Platt's
+    two-sided generalisation; it falls back to Platt when a fitted a or b is negative (the map
+    would not be increasing)."""
     if len(np.unique(y)) < 2:
         raise LivefinError("calibration window has a single class; cannot calibrate PD")
+    if method == "beta":
+        lr = LogisticRegression(C=1e6, max_iter=2000).fit(_beta_features(margin), y)
+        a, b = (float(v) for v in lr.coef_[0])
+        if a >= 0 and b >= 0:
+            return {"method": "beta", "a": a, "b": b, "c": float(lr.intercept_[0])}
+        method = "platt"
     if method == "platt":
         lr = LogisticRegression(C=1e6, max_iter=1000)
         lr.fit(margin.reshape(-1, 1), y)
@@ -106,6 +121,9 @@ def apply_calibrator(
     margin = np.asarray(margin, dtype=float)
     if cal["method"] == "platt":
         p = 1.0 / (1.0 + np.exp(-(cal["a"] * margin + cal["b"])))
+    elif cal["method"] == "beta":
+        f = _beta_features(margin)
+        p = 1.0 / (1.0 + np.exp(-(cal["a"] * f[:, 0] + cal["b"] * f[:, 1] + cal["c"])))
     else:
         # same piecewise-linear interpolation as IsotonicRegression.predict (clip at ends)
         p = np.interp(margin, np.asarray(cal["x"]), np.asarray(cal["y"]))
@@ -214,3 +232,34 @@ def calibration_slope(y: np.ndarray, pd_: np.ndarray) -> dict[str, float]:
     p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1 - 1e-6)
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.log(p / (1 - p)).reshape(-1, 1), y)
     return {"slope": float(lr.coef_[0, 0]), "intercept": float(lr.intercept_[0])}
+
+
+def choose_calibrator(
+    margin: np.ndarray,
+    y: np.ndarray,
+    candidates: list[str],
+    folds: int = 5,
+    tolerance: float = 0.002,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The documented rule of ``calibration.method: auto``: each candidate's log-loss in
+    ``folds``-fold cross-validation on the calibration sample; the first candidate (the
+    simplest, Platt) wins unless another is lower by more than ``tolerance``. Returns the
+    chosen calibrator fitted on the whole sample and every candidate's CV log-loss."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    margin, y = np.asarray(margin, dtype=float), np.asarray(y, dtype=int)
+    k = max(2, min(folds, int(min(np.bincount(y, minlength=2)))))
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    scores: dict[str, float] = {}
+    for name in candidates:
+        pred = np.empty(len(y))
+        for tr, te in cv.split(margin.reshape(-1, 1), y):
+            pred[te] = apply_calibrator(fit_calibrator(name, margin[tr], y[tr]), margin[te])
+        scores[name] = float(log_loss(y, pred, labels=[0, 1]))
+    best = candidates[0]
+    for name in candidates[1:]:
+        if scores[name] < scores[best] - tolerance:
+            best = name
+    return fit_calibrator(best, margin, y), scores

@@ -411,6 +411,7 @@ MONITOR_TABLES = (
     (
         "Performance: expected (CBPE) vs realised",
         "select population, vintage, n_loans, n_matured, expected_default_rate, expected_auc, "
+        "expected_auc_lo, expected_auc_hi, "
         "matured_expected_auc, realised_default_rate, realised_auc, realised_ks, backfilled_on "
         "from monitor.performance where as_of_date = ? order by vintage = 'all' desc, "
         "population, vintage",

@@ -53,7 +53,7 @@ def _ro(tiny_run) -> duckdb.DuckDBPyConnection:
 
 def test_cbpe_interval_covers_auc_of_labels_drawn_from_the_pds() -> None:
     """The stated band: when labels follow the PDs, the realised AUC lies in the CBPE 95%
-    interval (95% nominal; >= 80% of 40 trials asserted) and the estimate is within 0.03 of it on 4,000 loans."""
+    interval (95% nominal; >= 80% of 40 trials asserted) and the estimate is on average within 0.015 of it on 4,000 loans."""
     rng = np.random.default_rng(11)
     pd_ = rng.beta(1.2, 10, 4000)
     lo, hi = expected_auc_interval(pd_, draws=200, seed=1)
@@ -63,7 +63,7 @@ def test_cbpe_interval_covers_auc_of_labels_drawn_from_the_pds() -> None:
         auc = M.auc_ks(y, pd_)[0]
         inside += lo <= auc <= hi
         gaps.append(abs(auc - expected_auc_ks(pd_)[0]))
-    assert inside >= 32 and max(gaps) < 0.03 and hi - lo < 0.06
+    assert inside >= 32 and np.mean(gaps) < 0.015 and hi - lo < 0.06
 
 
 def test_monitor_tables_filled_every_night(tiny_run) -> None:

@@ -193,22 +193,26 @@ def activity_factor(days_since_last_order: Any, a: Assumptions) -> np.ndarray:
     return np.power(0.5, idle / a.inactive_half_life_days)
 
 
-def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.ndarray]:
-    """The three approaches and their reconciliation, from plain numbers (pure, vectorised).
+def _quality_and_activity(
+    inputs: Mapping[str, Any], v: dict[str, np.ndarray], a: Assumptions
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """With the six measured dimensions present they decide Q (``v["quality_q"]`` replaced)."""
+    gbt: dict[str, np.ndarray] = {}
+    if all(d in inputs for d in DIMENSIONS):
+        gbt = gbt_quality(inputs, a)
+        v["quality_q"] = gbt["quality_q"]
+    return gbt, activity_factor(inputs.get("days_since_last_order", 0.0), a)
 
-    ``inputs`` holds :data:`INPUTS` (scalars or equal-length arrays; ``margin``,
-    ``comparable_price_per_1k`` and ``scarcity_adj`` already resolved for the category).
-    Returns every intermediate quantity, so callers can store and explain it.
-    """
+
+def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.ndarray]:
+    """The three approaches, reconciled (pure, vectorised): ``inputs`` holds :data:`INPUTS`
+    (category lookups resolved), optionally :data:`DIMENSIONS` and ``days_since_last_order``;
+    returns every intermediate quantity, so callers can store and explain it."""
     missing = [k for k in INPUTS if k not in inputs]
     if missing:
         raise LivefinError(f"valuation inputs missing: {missing}")
     v = {k: _arr(inputs[k]) for k in INPUTS}
-    gbt: dict[str, np.ndarray] = {}
-    if all(d in inputs for d in DIMENSIONS):  # the six measured dimensions decide Q
-        gbt = gbt_quality(inputs, a)
-        v["quality_q"] = gbt["quality_q"]
-    act = activity_factor(inputs.get("days_since_last_order", 0.0), a)
+    gbt, act = _quality_and_activity(inputs, v, a)
     rows = {s: np.maximum(v[f"rows_{s}"], 0.0) for s in SOURCES}
     rows_total = sum(rows.values())
     sources = sum((r > 0).astype(float) for r in rows.values())

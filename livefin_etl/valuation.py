@@ -34,6 +34,12 @@ INPUTS = (
     "mean_record_age_days", "quality_q", "gmv_net_adj_365d", "tenure_days", "brushing_score",
     "margin", "comparable_price_per_1k", "scarcity_adj",
 )  # fmt: skip
+# GB/T 36344-2018 data-quality dimensions, each a measured share in [0, 1] (stg_valuation_inputs):
+# conformity 规范性, completeness 完整性, accuracy 准确性, consistency 一致性, timeliness 时效性,
+# accessibility 可访问性. Optional inputs: without them Q is the given quality_q.
+DIMENSIONS = (
+    "conformity", "completeness", "accuracy", "consistency", "timeliness", "accessibility",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,10 @@ class Assumptions:
     w_cost: float
     w_income: float
     w_market: float
+    dim_weights: dict[str, float]
+    dim_floors: dict[str, float]
+    inactive_grace_days: float
+    inactive_half_life_days: float
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Assumptions:
@@ -98,6 +108,10 @@ class Assumptions:
                 w_cost=float(w["cost"]),
                 w_income=float(w["income"]),
                 w_market=float(w["market"]),
+                dim_weights={d: float(cfg["quality"]["weights"][d]) for d in DIMENSIONS},
+                dim_floors={d: float(cfg["quality"]["floors"][d]) for d in DIMENSIONS},
+                inactive_grace_days=float(cfg["activity"]["grace_days"]),
+                inactive_half_life_days=float(cfg["activity"]["half_life_days"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LivefinError(
@@ -131,6 +145,12 @@ class Assumptions:
                    self.governance_per_source_year, self.usage_rights]  # fmt: skip
         if min(amounts) < 0:
             problems.append("unit costs and usage_rights must be >= 0")
+        if min(self.dim_weights.values()) < 0 or sum(self.dim_weights.values()) <= 0:
+            problems.append("quality.weights must be >= 0 with a positive sum")
+        if any(not 0 <= f < 1 for f in self.dim_floors.values()):
+            problems.append("quality.floors must be in [0, 1)")
+        if self.inactive_grace_days < 0 or self.inactive_half_life_days <= 0:
+            problems.append("activity: need grace_days >= 0 and half_life_days > 0")
         if problems:
             raise LivefinError("config/valuation.yaml: " + "; ".join(problems))
 
@@ -147,17 +167,52 @@ def _arr(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.ndarray]:
-    """The three approaches and their reconciliation, from plain numbers (pure, vectorised).
+def gbt_quality(dims: Mapping[str, Any], a: Assumptions) -> dict[str, np.ndarray]:
+    """Q from the six GB/T 36344 dimensions (pure): each measured share x is scored
+    (x - floor) / (1 - floor), clipped to [0, 1] (at or below its floor a dimension is worthless,
+    a perfect share scores 1), then weighted; a missing dimension counts as its floor (0).
+    Returns each dimension's score and ``quality_q``."""
+    total = sum(a.dim_weights.values())
+    out: dict[str, np.ndarray] = {}
+    q = 0.0
+    for d in DIMENSIONS:
+        x = np.nan_to_num(_arr(dims[d]), nan=a.dim_floors[d])
+        score = np.clip((x - a.dim_floors[d]) / (1.0 - a.dim_floors[d]), 0.0, 1.0)
+        out[f"{d}_score"] = score
+        q = q + a.dim_weights[d] * score
+    out["quality_q"] = np.asarray(q / total, dtype=float)
+    return out
 
-    ``inputs`` holds :data:`INPUTS` (scalars or equal-length arrays; ``margin``,
-    ``comparable_price_per_1k`` and ``scarcity_adj`` already resolved for the category).
-    Returns every intermediate quantity, so callers can store and explain it.
-    """
+
+def activity_factor(days_since_last_order: Any, a: Assumptions) -> np.ndarray:
+    """A merchant that stopped selling loses data value: 1 within ``grace_days`` of its last
+    order, then halving every ``half_life_days`` (stale history says less about the merchant,
+    and a churned merchant's data earns nothing). Unknown (never sold) counts as fully stale."""
+    days = np.nan_to_num(_arr(days_since_last_order), nan=np.inf)
+    idle = np.maximum(days - a.inactive_grace_days, 0.0)
+    return np.power(0.5, idle / a.inactive_half_life_days)
+
+
+def _quality_and_activity(
+    inputs: Mapping[str, Any], v: dict[str, np.ndarray], a: Assumptions
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """With the six measured dimensions present they decide Q (``v["quality_q"]`` replaced)."""
+    gbt: dict[str, np.ndarray] = {}
+    if all(d in inputs for d in DIMENSIONS):
+        gbt = gbt_quality(inputs, a)
+        v["quality_q"] = gbt["quality_q"]
+    return gbt, activity_factor(inputs.get("days_since_last_order", 0.0), a)
+
+
+def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.ndarray]:
+    """The three approaches, reconciled (pure, vectorised): ``inputs`` holds :data:`INPUTS`
+    (category lookups resolved), optionally :data:`DIMENSIONS` and ``days_since_last_order``;
+    returns every intermediate quantity, so callers can store and explain it."""
     missing = [k for k in INPUTS if k not in inputs]
     if missing:
         raise LivefinError(f"valuation inputs missing: {missing}")
     v = {k: _arr(inputs[k]) for k in INPUTS}
+    gbt, act = _quality_and_activity(inputs, v, a)
     rows = {s: np.maximum(v[f"rows_{s}"], 0.0) for s in SOURCES}
     rows_total = sum(rows.values())
     sources = sum((r > 0).astype(float) for r in rows.values())
@@ -174,7 +229,7 @@ def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.nd
     cost_processing = rows_total / 1000.0 * a.processing_per_1k
     cost_governance = sources * a.governance_per_source_year * history_years
     replacement = cost_collection + cost_storage + cost_processing + cost_governance
-    cost_value = replacement * (1.0 - delta) * qf
+    cost_value = replacement * (1.0 - delta) * qf * act
 
     # income: contribution share of the profit on clean (brushing-adjusted) net GMV
     tenure = np.nan_to_num(v["tenure_days"], nan=365.0)
@@ -187,7 +242,7 @@ def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.nd
         (1.0 - a.decay) ** (t - 1) / (1.0 + a.discount_rate) ** t
         for t in range(1, a.horizon_years + 1)
     )
-    income_value = cf1 * annuity
+    income_value = cf1 * annuity * act
 
     # market: comparable price per record, adjusted
     scale_adj = np.where(
@@ -200,11 +255,14 @@ def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.nd
     market_value = (
         np.maximum(v["comparable_price_per_1k"], 0.0) * rows_total / 1000.0
         * scale_adj * quality_adj * recency_adj * np.maximum(v["scarcity_adj"], 0.0)
-        * a.usage_rights
+        * a.usage_rights * act
     )  # fmt: skip
 
     reconciled = a.w_cost * cost_value + a.w_income * income_value + a.w_market * market_value
     return {
+        **{k: v for k, v in gbt.items() if k != "quality_q"},
+        "quality_q": np.asarray(q, dtype=float),
+        "activity_factor": act,
         "rows_total": rows_total,
         "sources_count": sources,
         "quality_factor": qf,
@@ -226,6 +284,19 @@ def compute_values(inputs: Mapping[str, Any], a: Assumptions) -> dict[str, np.nd
         "market_value": market_value,
         "reconciled_value": reconciled,
     }
+
+
+def partial_rank_correlation(x: Any, y: Any, control: Any) -> float:
+    """Spearman partial correlation of x and y given ``control`` (pure): the Pearson correlation
+    of the ranks of x and y after each is regressed (OLS) on the ranks of ``control``. Used to
+    check that the value carries information on true data quality beyond net GMV."""
+    from scipy.stats import rankdata
+
+    ranks = [rankdata(np.asarray(v, dtype=float)) for v in (x, y, control)]
+    design = np.column_stack([np.ones(len(ranks[2])), ranks[2]])
+    resid = [r - design @ np.linalg.lstsq(design, r, rcond=None)[0] for r in ranks[:2]]
+    den = float(np.linalg.norm(resid[0]) * np.linalg.norm(resid[1]))
+    return float(resid[0] @ resid[1] / den) if den > 0 else float("nan")
 
 
 def value_one(
@@ -282,6 +353,7 @@ def _assumption_columns(a: Assumptions) -> dict[str, Any]:
         "weight_cost": a.w_cost,
         "weight_income": a.w_income,
         "weight_market": a.w_market,
+        "activity_half_life_days": a.inactive_half_life_days,
         "assumptions_version": a.version,
     }
 
@@ -292,7 +364,8 @@ def _value_frame(df: pd.DataFrame, a: Assumptions) -> pd.DataFrame:
     df["margin"] = [a.for_category("margin", c) for c in cats]
     df["comparable_price_per_1k"] = [a.for_category("price_per_1k", c) for c in cats]
     df["scarcity_adj"] = [a.for_category("scarcity", c) for c in cats]
-    out = compute_values({k: df[k].to_numpy(dtype=float, na_value=np.nan) for k in INPUTS}, a)
+    cols = [*INPUTS, *DIMENSIONS, "days_since_last_order"]
+    out = compute_values({k: df[k].to_numpy(dtype=float, na_value=np.nan) for k in cols}, a)
     for k, v in out.items():
         df[k] = v
     for k, v in _assumption_columns(a).items():
@@ -308,6 +381,12 @@ def build_values(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
     _require_features(con, as_of_date)
     run_ddl(con, "valuation")
     ensure_table(con, table_spec("data_asset_values"))
+    dq = (
+        "stg_merchant_quality"
+        if table_exists(con, "dq.merchant_quality")
+        else "stg_merchant_quality_empty"
+    )
+    run_sql_file(con, SQL_DIR / "staging" / f"{dq}.sql", {})
     run_sql_file(
         con,
         SQL_DIR / "staging" / "stg_valuation_inputs.sql",

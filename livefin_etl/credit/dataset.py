@@ -204,9 +204,10 @@ def build_training_set(
     loans, burned = _drop_burn_in(con, loans, int(cfg["target"].get("burn_in_days", 0) or 0))
     _ensure_origination_features(con, loans, ensure_features)
     frame = _join_origination_features(con, loans)
-    frame["split"] = time_split(frame[TIME_COL], cfg["split"])
+    frame["split"], window = window_split(frame[TIME_COL], frame[LABEL], cfg["split"])
     frame.attrs.update(
         {
+            "oot_window": window,
             "as_of": str(as_of_date),
             "loans_matured": int(len(loans) + burned),
             "loans_in_burn_in": int(burned),
@@ -231,3 +232,55 @@ def time_split(times: pd.Series, fractions: dict[str, float]) -> np.ndarray:
     f_valid = f_train + float(fractions["valid"])
     out = np.where(start < f_train, "train", np.where(start < f_valid, "valid", "oot"))
     return out.astype(object)
+
+
+def window_split(
+    times: pd.Series, y: pd.Series, split_cfg: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """train/valid/oot with an out-of-time window of the last ``oot_days`` origination days.
+
+    Without ``oot_days`` (or when those days would hold more than ``max_oot_share`` of the
+    loans, i.e. the history is too short for the window asked) the ``oot`` fraction is used and
+    the window is reported as shortened. The rest is cut into train/valid by their fractions.
+    Returns the split and what the window holds (days, loans, defaults, targets)."""
+    t = pd.Series(pd.to_datetime(times)).reset_index(drop=True)
+    yv = np.asarray(y, dtype=int)
+    days = split_cfg.get("oot_days")
+    max_share = float(split_cfg.get("max_oot_share", 0.5))
+    split, shortened = None, False
+    if days:
+        is_oot = (t > t.max() - pd.Timedelta(days=int(days))).to_numpy()
+        if is_oot.mean() <= max_share:
+            head = np.flatnonzero(~is_oot)
+            f_tr = float(split_cfg["train"]) / (
+                float(split_cfg["train"]) + float(split_cfg["valid"])
+            )
+            split = np.full(len(t), "oot", dtype=object)
+            split[head] = time_split(t.iloc[head], {"train": f_tr, "valid": 1.0 - f_tr})
+        else:
+            shortened = True
+            log.warning(
+                "the %s-day out-of-time window would hold %.0f%% of the matured loans (more than "
+                "max_oot_share %.0f%%): the history is too short, using the oot fraction %s",
+                days, 100 * is_oot.mean(), 100 * max_share, split_cfg["oot"],
+            )  # fmt: skip
+    if split is None:
+        split = time_split(t, split_cfg)
+    oot = split == "oot"
+    span = (t[oot].max() - t[oot].min()).days + 1 if oot.any() else 0
+    info = {
+        "oot_days_target": int(days) if days else None,
+        "oot_days": int(span),
+        "oot_from": str(t[oot].min().date()) if oot.any() else None,
+        "oot_to": str(t[oot].max().date()) if oot.any() else None,
+        "oot_loans": int(oot.sum()),
+        "oot_defaults": int(yv[oot].sum()),
+        "min_oot_defaults": int(split_cfg.get("min_oot_defaults", 0)),
+        "shortened": shortened,
+    }
+    info["meets_target"] = bool(
+        not shortened
+        and (not days or span >= int(days) - 7)
+        and info["oot_defaults"] >= info["min_oot_defaults"]
+    )
+    return split, info

@@ -68,6 +68,20 @@ def expected_auc_ks(pd_: np.ndarray) -> tuple[float, float]:
     return auc, float(np.max(np.abs(tpr - fpr)))
 
 
+def expected_auc_interval(pd_: np.ndarray, draws: int = 200, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the AUC the loans would realise if the PDs are right: labels drawn from
+    the PDs (parametric bootstrap), ranked by the same PDs. A realised AUC outside it says the
+    PDs' spread is wrong; inside it, the gap to the CBPE estimate is sampling noise."""
+    p = np.asarray(pd_, dtype=float)
+    p = p[~np.isnan(p)]
+    if len(p) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    aucs = [M._fast_auc_ks((rng.random(len(p)) < p).astype(int), p)[0] for _ in range(draws)]
+    lo, hi = np.nanquantile(np.asarray(aucs, dtype=float), [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 # --------------------------------------------------------------------------- the loan frame
 
 
@@ -128,12 +142,15 @@ def _perf(group: pd.DataFrame) -> dict[str, Any]:
     y, p = mat["is_default"].to_numpy(), mat["pd"].to_numpy()
     auc, ks = M.auc_ks(y, p) if len(mat) else (float("nan"), float("nan"))
     e_auc, e_ks = expected_auc_ks(group["pd"].to_numpy())
+    lo, hi = expected_auc_interval(group["pd"].to_numpy())
     return {
         "n_loans": len(group),
         "n_matured": len(mat),
         "n_defaults": int(y.sum()),
         "expected_default_rate": float(group["pd"].mean()) if len(group) else None,
         "expected_auc": e_auc,
+        "expected_auc_lo": lo,
+        "expected_auc_hi": hi,
         "expected_ks": e_ks,
         "realised_default_rate": float(y.mean()) if len(mat) else None,
         "realised_auc": auc,
@@ -155,7 +172,8 @@ def performance_rows(night: Night, loans: pd.DataFrame) -> pd.DataFrame:
     ]
     rows += [{"population": "all", "vintage": v, **_perf(g)} for v, g in loans.groupby("vintage")]
     out = pd.DataFrame(rows)
-    for col in ("expected_auc", "expected_ks", "realised_auc", "realised_ks"):
+    cols = ("expected_auc", "expected_auc_lo", "expected_auc_hi", "expected_ks")
+    for col in (*cols, "realised_auc", "realised_ks"):
         out[col] = out[col].astype(float).where(np.isfinite(out[col].astype(float)))
     out["matured_expected_auc"] = out["matured_expected_auc"].astype(float)
     out["matured_expected_auc"] = out["matured_expected_auc"].where(

@@ -168,6 +168,12 @@ def register(
     ensure_tables(con)
     version = f"m-{as_of_date:%Y%m%d}-{fitted.hash[:8]}"
     extra = {"model_hash": fitted.hash, "metrics": fitted.metrics, "device": fitted.device}
+    # the intervals and the window travel in the printed result (`livefin train`), not only the file
+    mm = fitted.metrics["model"]
+    extra.update(auc_oot_ci95=mm.get("auc_ci95"), ks_oot_ci95=mm.get("ks_ci95"))
+    extra["oot_defaults"] = (
+        fitted.metrics.get("training_set", {}).get("oot_window", {}).get("oot_defaults")
+    )
     existing = _existing(con, version)
     if existing is not None:  # same data + seed -> same model: registering again is a no-op
         log.info("model %s already registered; nothing to do", version)

@@ -210,27 +210,43 @@ def _shap_section(fitted) -> list[str]:
 
 def _metric_rows(m: dict[str, Any]) -> list[list[Any]]:
     """XGBoost against its comparators on the evaluation window, and on its own train window."""
-    rows = [
-        [
-            "XGBoost (calibrated)",
-            m["model"]["auc"],
-            m["model"]["gini"],
-            m["model"]["ks"],
-            m["model"]["brier"],
-        ]
-    ]
+    rows = []
     for key, name in (
+        ("model", "XGBoost (calibrated)"),
         ("lr_baseline", "Logistic regression baseline"),
         ("legacy_rule", "Legacy rule"),
         ("oracle", "Oracle (simulator true PD)"),
     ):
         if key in m:
-            rows.append([name, m[key]["auc"], m[key]["gini"], m[key]["ks"], m[key].get("brier")])
+            r = m[key]
+            rows.append(
+                [name, r["auc"], _ci(r.get("auc_ci95")), r["gini"], r["ks"], _ci(r.get("ks_ci95"))]
+                + [r.get("brier")]
+            )
         else:
-            rows.append([name, None, None, None, None])
+            rows.append([name, None, None, None, None, None, None])
     ref = m["model_ref"]
-    rows.append(["XGBoost on train window", ref["auc"], ref["gini"], ref["ks"], None])
+    rows.append(["XGBoost on train window", ref["auc"], None, ref["gini"], ref["ks"], None, None])
     return rows
+
+
+def _ci(ci: list[float] | None) -> str | None:
+    return None if not ci or any(not math.isfinite(v) for v in ci) else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def _window_line(m: dict[str, Any]) -> str:
+    """What the out-of-time window holds against its targets (config split.oot_days etc.)."""
+    w = m.get("training_set", {}).get("oot_window")
+    if not w:
+        return ""
+    target = f"target {w['oot_days_target']} days" if w.get("oot_days_target") else "by fraction"
+    short = " (history too short: fell back to the oot fraction)" if w.get("shortened") else ""
+    met = "meets" if w.get("meets_target") else "<b>misses</b>"
+    return (
+        f"<p>Out-of-time window {w['oot_from']} → {w['oot_to']}: {w['oot_days']} days "
+        f"({target}){short}, {w['oot_loans']} loans, {w['oot_defaults']} defaults (target ≥ "
+        f"{w['min_oot_defaults']}): {met} the validation target.</p>"
+    )
 
 
 def _psi_rows(m: dict[str, Any]) -> list[list[Any]]:
@@ -286,6 +302,7 @@ def write_report(path: Path, *, title: str, fitted, version: str, decision=None)
     counts = fitted.counts
     dec_rows = [
         [str(d["decile"]), d["n"], d["pd_mean"], d["default_rate"], d["defaults"]]
+        + [d.get("gap"), _ci(d.get("gap_ci95"))]
         for d in m["deciles"]
     ]
     grade_rows = [[g["grade"], g["n"], g["default_rate"]] for g in m["grades"]]
@@ -298,9 +315,12 @@ def write_report(path: Path, *, title: str, fitted, version: str, decision=None)
         f"{counts['n_oot']} rows · eval default rate {m['default_rate_eval']:.3%} · "
         "<a href='monitoring.html'>nightly monitoring page</a> (once it has scored)</p>",
         "<h2>Metrics</h2>",
-        _table(["model", "AUC", "Gini", "KS", "Brier"], _metric_rows(m)),
+        _window_line(m),
+        _table(["model", "AUC", "AUC 95% CI", "Gini", "KS", "KS 95% CI", "Brier"], _metric_rows(m)),
         "<p>Gini = 2·AUC − 1. KS ≥ 0.2 usable, ≥ 0.3 strong; a suspiciously high KS suggests "
-        "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d).</p>",
+        "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d). 95% intervals: "
+        f"stratified percentile bootstrap ({m['model'].get('n_boot', 0)} resamples of the "
+        "evaluation loans, defaults and non-defaults resampled separately).</p>",
         scorecard_section(m, getattr(fitted, "scorecard", None)),  # byo/issue 17: challenger
         "<h2>ROC curve</h2>",
         _roc(ev),
@@ -308,7 +328,13 @@ def write_report(path: Path, *, title: str, fitted, version: str, decision=None)
         _ks(ev),
         "<h2>Calibration</h2>",
         _calibration(m["deciles"]),
-        _table(["decile", "n", "mean PD", "default rate", "defaults"], dec_rows),
+        _table(
+            ["decile", "n", "mean PD", "default rate", "defaults", "gap", "gap 95% CI"], dec_rows
+        ),
+        "<p>gap = observed default rate − mean PD; its interval is the observed rate's Wilson "
+        f"95% interval less the mean PD. Largest |gap| {_f(m.get('calibration_max_gap'))}; "
+        "calibration slope (logistic of outcome on logit PD; 1 = right spread, > 1 = PDs too "
+        f"compressed) {_f(m.get('calibration_slope', {}).get('slope'), '{:.2f}')}.</p>",
         "<h3>Master scale on the evaluation window</h3>",
         _table(["grade", "n", "default rate"], grade_rows),
         "<h2>Score distribution</h2>",
@@ -385,6 +411,7 @@ MONITOR_TABLES = (
     (
         "Performance: expected (CBPE) vs realised",
         "select population, vintage, n_loans, n_matured, expected_default_rate, expected_auc, "
+        "expected_auc_lo, expected_auc_hi, "
         "matured_expected_auc, realised_default_rate, realised_auc, realised_ks, backfilled_on "
         "from monitor.performance where as_of_date = ? order by vintage = 'all' desc, "
         "population, vintage",

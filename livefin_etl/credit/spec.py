@@ -34,8 +34,10 @@ def model_config(override: dict[str, Any] | None = None) -> dict[str, Any]:
     fr = [float(cfg["split"][k]) for k in ("train", "valid", "oot")]
     if any(f <= 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
         raise LivefinError(f"model config split fractions must be > 0 and sum to 1, got {fr}")
-    if cfg["calibration"].get("method", "platt") not in ("isotonic", "platt"):
-        raise LivefinError("model config calibration.method must be 'isotonic' or 'platt'")
+    if cfg["calibration"].get("method", "platt") not in ("isotonic", "platt", "beta", "auto"):
+        raise LivefinError(
+            "model config calibration.method must be 'platt', 'beta', 'isotonic' or 'auto'"
+        )
     bad = {k: v for k, v in (cfg["features"] or {}).items() if v not in (-1, 0, 1)}
     if bad:
         raise LivefinError(f"monotone directions must be -1, 0 or +1: {bad}")

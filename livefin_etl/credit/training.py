@@ -198,6 +198,9 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
         **M.discrimination(ev.y_eval, ev.pd_eval),
         "brier": M.brier(ev.y_eval, ev.pd_eval),
     }
+    n_boot = int(cfg.get("evaluation", {}).get("bootstrap_resamples", 1000))
+    seed = int(cfg["xgboost"].get("seed", 0))
+    out["model"].update(M.bootstrap_auc_ks(ev.y_eval, ev.pd_eval, n_boot, seed))
     out["model_ref"] = M.discrimination(ev.y_ref, ev.pd_ref)
     if ev.lr_eval is not None:
         out["lr_baseline"] = {
@@ -208,8 +211,14 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
         out["legacy_rule"] = M.discrimination(ev.y_eval, ev.legacy_eval)
     if ev.oracle_eval is not None:
         ok = ~np.isnan(ev.oracle_eval)
-        out["oracle"] = {**M.discrimination(ev.y_eval[ok], ev.oracle_eval[ok]), "n": int(ok.sum())}
-    out["deciles"] = M.decile_table(ev.y_eval, ev.pd_eval)
+        out["oracle"] = {
+            **M.discrimination(ev.y_eval[ok], ev.oracle_eval[ok]),
+            **M.bootstrap_auc_ks(ev.y_eval[ok], ev.oracle_eval[ok], n_boot, seed),
+            "n": int(ok.sum()),
+        }
+    out["deciles"] = M.calibration_gaps(M.decile_table(ev.y_eval, ev.pd_eval))
+    out["calibration_max_gap"] = max((abs(d["gap"]) for d in out["deciles"]), default=None)
+    out["calibration_slope"] = M.calibration_slope(ev.y_eval, ev.pd_eval)
     out["psi_score"] = M.psi(ev.pd_ref, ev.pd_eval, bins)
     out["psi_band"] = M.psi_band(out["psi_score"])
     out["psi_features"] = {
@@ -346,7 +355,7 @@ def _fit_on_split(
     booster = fit_booster(X[tr], y[tr], X[va], y[va], spec, cfg, threads, device)
     cal_cfg = cfg["calibration"]
     m_all = margins(booster, X, spec, threads)
-    cal = M.fit_calibrator(cal_cfg.get("method", "platt"), m_all[va], y[va])
+    cal, cal_info = _calibrate(X, y, tr | va, va, m_all, booster, spec, cfg, threads, device)
     pd_all = M.apply_calibrator(
         cal, m_all, cal_cfg.get("pd_floor", 3e-4), cal_cfg.get("pd_cap", 0.9997)
     )
@@ -372,10 +381,59 @@ def _fit_on_split(
     met["model_margin_auc_eval"] = M.auc_ks(y[oo], m_all[oo])[0]
     met["valid"] = {**M.discrimination(y[va], pd_all[va]), "brier": M.brier(y[va], pd_all[va])}
     met["best_iteration"] = booster.num_boosted_rounds()
+    met["calibration"] = cal_info
     counts = {"n_train": int(tr.sum()), "n_valid": int(va.sum()), "n_oot": int(oo.sum())}
     fp = frame_fingerprint(df[[*spec.source_columns, label]].assign(_split=split))
     sc = _scorecard(df if sc_frame is None else sc_frame, y, tr, oo, spec, cfg, met)
     return Fitted(booster, cal, spec, cfg, met, ev, counts, device, fp, sc)
+
+
+def crossfit_margins(
+    X: np.ndarray,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    cfg: dict[str, Any],
+    threads: int,
+    device: str,
+    rounds: int,
+    folds: int,
+) -> np.ndarray:
+    """Out-of-fold margins over time-ordered contiguous blocks: each block is predicted by a
+    booster with the final model's parameters and round count fitted on the other blocks."""
+    params = xgb_params(cfg, spec, threads, device)
+    out = np.empty(len(y))
+    for idx in np.array_split(np.arange(len(y)), folds):
+        rest = np.setdiff1d(np.arange(len(y)), idx)
+        d = xgb.DMatrix(X[rest], label=y[rest], feature_names=spec.xgb_columns, nthread=threads)
+        b = xgb.train(params, d, num_boost_round=rounds, verbose_eval=False)
+        b.set_param({"device": "cpu"})
+        out[idx] = margins(b, X[idx], spec, threads)
+    return out
+
+
+def _calibrate(X, y, fit_rows, va, m_all, booster, spec, cfg, threads, device):
+    """The PD map and how it was chosen (config ``calibration``): on the valid window's margins,
+    or (``sample: crossfit``) on out-of-fold margins of every pre-out-of-time loan, several
+    times the defaults of the valid window alone; ``method: auto`` picks by CV log-loss."""
+    c = cfg["calibration"]
+    sample = c.get("sample", "valid")
+    if sample == "crossfit":
+        rows = booster.num_boosted_rounds()
+        folds = int(c.get("folds", 5))
+        m_cal = crossfit_margins(X[fit_rows], y[fit_rows], spec, cfg, threads, device, rows, folds)
+        y_cal = y[fit_rows]
+    else:
+        m_cal, y_cal = m_all[va], y[va]
+    method, scores = c.get("method", "platt"), {}
+    if method == "auto":
+        cands = list(c.get("candidates", ["platt", "beta"]))
+        tol = float(c.get("tolerance", 0.002))
+        seed = int(cfg["xgboost"].get("seed", 0))
+        cal, scores = M.choose_calibrator(m_cal, y_cal, cands, tolerance=tol, seed=seed)
+    else:
+        cal = M.fit_calibrator(method, m_cal, y_cal)
+    info = {"sample": sample, "n": len(y_cal), "defaults": int(y_cal.sum())}
+    return cal, {**info, "method": cal["method"], "cv_logloss": scores}
 
 
 def _scorecard(df, y, tr, oo, spec: FeatureSpec, cfg: dict[str, Any], met: dict[str, Any]):

@@ -120,12 +120,20 @@ def _assign_tiers(df: pd.DataFrame, base_tier: pd.Series, policy: dict[str, Any]
 
 
 def _apply_caps(
-    df: pd.DataFrame, risk_principal: np.ndarray, tier_cap: np.ndarray, policy: dict[str, Any]
+    df: pd.DataFrame,
+    risk_principal: np.ndarray,
+    tier_cap: np.ndarray,
+    policy: dict[str, Any],
+    forecast: np.ndarray,
 ) -> Caps:
     """Proposed limit (risk-weighted capacity + collateral), capped by tier and sales share,
     less the exposure already outstanding."""
     value = np.maximum(_col(df, "data_asset_value", 0.0), 0.0)
-    collateral = policy["collateral"]["advance_rate"] * value
+    # Churn rule: data collateral only secures a merchant that still sells. With no net sales
+    # over the last 30 days the forecast is 0, so is the collateral: a churned merchant's
+    # proposed limit is 0 and it is declined (BELOW_MIN_LIMIT), whatever its data was worth.
+    selling = np.nan_to_num(forecast, nan=0.0) > 0
+    collateral = np.where(selling, policy["collateral"]["advance_rate"] * value, 0.0)
     proposed = risk_principal + collateral
     sales_12m = np.fmin(_col(df, "gmv_net_365d", 0.0), _col(df, "gmv_net_adj_365d"))
     sales_cap = policy["sales_cap_share"] * np.maximum(np.nan_to_num(sales_12m), 0.0)
@@ -283,7 +291,7 @@ def compute_limits(inputs: pd.DataFrame, policy: dict[str, Any]) -> pd.DataFrame
     forecast, capacity, principal = _forecast_capacity(df, policy)
     base_tier, mult = _grade_terms(grade, scored, policy["grades"])
     tiers = _assign_tiers(df, base_tier, policy)
-    caps = _apply_caps(df, principal * mult, tiers.cap, policy)
+    caps = _apply_caps(df, principal * mult, tiers.cap, policy, forecast)
     hard = _hard_declines(df, pd_, scored, policy["declines"])
     hard_any = np.logical_or.reduce(list(hard.values())) if len(df) else np.zeros(0, dtype=bool)
     offers = _guarded_offers(df, caps.available, hard_any, pd_, policy)

@@ -34,6 +34,11 @@ comment on column monitor.performance.vintage is 'Origination month YYYY-MM, or 
 comment on column monitor.performance.expected_auc is 'CBPE: AUC expected if each loan defaults with its calibrated PD (no labels needed)';
 comment on column monitor.performance.realised_auc is 'AUC on matured loans (default definition of config/model.yaml target); backfilled on earlier nights'' rows as loans mature';
 comment on column monitor.performance.matured_expected_auc is 'CBPE AUC on the matured loans of the row (compare with realised_auc)';
+-- added by monitoring-v2: the CBPE estimate's 95% interval (additive, for existing warehouses)
+alter table monitor.performance add column if not exists expected_auc_lo double;
+alter table monitor.performance add column if not exists expected_auc_hi double;
+comment on column monitor.performance.expected_auc_lo is 'CBPE: 2.5% quantile of the AUC realised when labels are drawn from the PDs (200 draws); a realised AUC inside [lo, hi] is consistent with the PDs';
+comment on column monitor.performance.expected_auc_hi is 'CBPE: 97.5% quantile of the AUC realised when labels are drawn from the PDs (200 draws)';
 comment on column monitor.performance.backfilled_on is 'Night whose run filled realised_* on this row (NULL: not matured yet, or filled the same night)';
 
 create table if not exists monitor.loss (

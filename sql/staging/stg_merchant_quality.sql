@@ -9,7 +9,13 @@ renamed as (
     select
         merchant_id,
         as_of_date,
-        quality_q
+        quality_q,
+        -- the measured dimensions, for the valuation's GB/T 36344 quality (stg_valuation_inputs)
+        completeness,
+        validity,
+        accuracy,
+        consistency,
+        timeliness
     from source
     where quality_q is not null
 )

@@ -4,5 +4,10 @@ create or replace temp view stg_merchant_quality as
 select
     cast(null as varchar) as merchant_id,
     cast(null as date) as as_of_date,
-    cast(null as double) as quality_q
+    cast(null as double) as quality_q,
+    cast(null as double) as completeness,
+    cast(null as double) as validity,
+    cast(null as double) as accuracy,
+    cast(null as double) as consistency,
+    cast(null as double) as timeliness
 where false

@@ -20,7 +20,7 @@ from livefin_etl import pipeline
 from livefin_etl.config import get_settings, livefin_env, load_config
 from livefin_etl.credit import metrics as M
 from livefin_etl.credit import monitor as mon
-from livefin_etl.credit.monitor_outcomes import expected_auc_ks
+from livefin_etl.credit.monitor_outcomes import expected_auc_interval, expected_auc_ks
 
 TABLES = ("stability", "performance", "loss", "vintage", "business", "reason_mix", "verdicts")
 
@@ -49,6 +49,21 @@ def test_cbpe_expected_auc_matches_labels_drawn_from_the_pds() -> None:
 
 def _ro(tiny_run) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(tiny_run["settings"].warehouse), read_only=True)
+
+
+def test_cbpe_interval_covers_auc_of_labels_drawn_from_the_pds() -> None:
+    """The stated band: when labels follow the PDs, the realised AUC lies in the CBPE 95%
+    interval (95% nominal; >= 80% of 40 trials asserted) and the estimate is on average within 0.015 of it on 4,000 loans."""
+    rng = np.random.default_rng(11)
+    pd_ = rng.beta(1.2, 10, 4000)
+    lo, hi = expected_auc_interval(pd_, draws=200, seed=1)
+    inside, gaps = 0, []
+    for _ in range(40):
+        y = (rng.random(len(pd_)) < pd_).astype(int)
+        auc = M.auc_ks(y, pd_)[0]
+        inside += lo <= auc <= hi
+        gaps.append(abs(auc - expected_auc_ks(pd_)[0]))
+    assert inside >= 32 and np.mean(gaps) < 0.015 and hi - lo < 0.06
 
 
 def test_monitor_tables_filled_every_night(tiny_run) -> None:
@@ -81,12 +96,16 @@ def test_monitor_tables_filled_every_night(tiny_run) -> None:
         assert [d[0] for d in dims] == ["grade", "tier", "vintage"]
         assert all(d[1] > 0 and d[2] > 0 for d in dims), dims
         perf = con.execute(
-            "select n_matured, expected_auc, realised_auc, matured_expected_auc "
+            "select n_matured, expected_auc, realised_auc, matured_expected_auc, "
+            "expected_auc_lo, expected_auc_hi "
             "from monitor.performance where as_of_date = ? and population = 'matured'",
             [nights[1]],
         ).fetchone()
-        print("tiny matured loans, expected vs realised AUC:", perf)
+        print("tiny matured loans, expected vs realised AUC, CBPE interval:", perf)
         assert perf[0] > 20 and 0.5 < perf[1] < 1 and 0.5 < perf[2] < 1
+        # the CBPE interval brackets its estimate; on tiny's 59 matured loans (a handful of
+        # defaults) the realised AUC is not inside it (docs/credit_model.md, "CBPE vs realised")
+        assert perf[4] < perf[1] < perf[5]
         # the snapshot carries the monitoring tables for analysts
         snap = tiny_run["settings"].published / "livefin.duckdb"
         pub = duckdb.connect(str(snap), read_only=True)

@@ -23,7 +23,8 @@ BASE = dict(
 
 
 def test_hand_computed_example() -> None:
-    got = valuation.value_one(A, "apparel", **BASE)
+    # the worked example of docs/valuation.md: Q given (no dimensions), f(Q) = Q (exponent 1)
+    got = valuation.value_one(dataclasses.replace(A, quality_exponent=1.0), "apparel", **BASE)
     rows = 3101
     delta = min(0.8, 0.25 * 182.5 / 365)  # 0.125
     replacement = (
@@ -151,12 +152,15 @@ def test_build_and_explain(tmp_path: Path) -> None:
     # M1: 14 orders, 3 sessions, 11 logistics events before D, plus its registry row
     assert (m1.rows_orders, m1.rows_traffic, m1.rows_fulfillment, m1.rows_total) == (14, 3, 11, 29)
     assert m1.history_days == 40 and m1.sources_count == 4  # first record 2025-01-20
-    assert m1.assumptions_version == "valuation-v1" and m1.currency == "CNY"
+    assert m1.assumptions_version == A.version and m1.currency == "CNY"
+    assert m1.quality_source == "gbt36344"
     assert m1.gmv_net_adj_365d == 400.0
     expect = valuation.value_one(
         A, "apparel", rows_merchants=1, rows_orders=14, rows_traffic=3, rows_fulfillment=11,
         history_days=40, mean_record_age_days=m1.mean_record_age_days, quality_q=0.8,
         gmv_net_adj_365d=400.0, tenure_days=59, brushing_score=m1.brushing_score,
+        days_since_last_order=m1.days_since_last_order,
+        **{d: m1[d] for d in valuation.DIMENSIONS},
     )  # fmt: skip
     assert math.isclose(m1.reconciled_value, expect["reconciled_value"], rel_tol=1e-12)
     assert math.isclose(
@@ -167,7 +171,7 @@ def test_build_and_explain(tmp_path: Path) -> None:
     )  # fmt: skip
     text = valuation.explain_value(con, "M1", D)
     for part in ("Reconciled value", "Cost approach", "Income approach", "Market approach",
-                 "valuation-v1", f"{m1.reconciled_value:,.2f}"):  # fmt: skip
+                 A.version, f"{m1.reconciled_value:,.2f}"):  # fmt: skip
         assert part in text
     with pytest.raises(LivefinError, match="no data-asset value"):
         valuation.explain_value(con, "NOPE", D)
@@ -177,3 +181,31 @@ def test_build_and_explain(tmp_path: Path) -> None:
     ).fetchone()
     assert comments[0] == 0 and comments[1] == len(features.table_spec("data_asset_values").columns)
     con.close()
+
+
+def test_gbt_dimensions_decide_q_and_a_stale_merchant_loses_value() -> None:
+    dims = {d: 1.0 for d in valuation.DIMENSIONS}
+    perfect = valuation.value_one(A, "apparel", **BASE, **dims, days_since_last_order=1)
+    assert perfect["quality_q"] == pytest.approx(1.0)
+    # a dimension at its floor is worth nothing: Q drops by that dimension's weight share
+    floor = {**dims, "timeliness": A.dim_floors["timeliness"]}
+    worse = valuation.value_one(A, "apparel", **BASE, **floor, days_since_last_order=1)
+    share = A.dim_weights["timeliness"] / sum(A.dim_weights.values())
+    assert worse["quality_q"] == pytest.approx(1.0 - share)
+    assert worse["reconciled_value"] < perfect["reconciled_value"]
+    # no order for grace + 2 half-lives: a quarter of the value; never sold: nothing
+    idle = A.inactive_grace_days + 2 * A.inactive_half_life_days
+    stale = valuation.value_one(A, "apparel", **BASE, **dims, days_since_last_order=idle)
+    assert stale["activity_factor"] == pytest.approx(0.25)
+    assert stale["reconciled_value"] == pytest.approx(0.25 * perfect["reconciled_value"])
+    never = valuation.value_one(A, "apparel", **BASE, **dims, days_since_last_order=float("nan"))
+    assert never["reconciled_value"] == 0.0
+
+
+def test_partial_rank_correlation_removes_the_control() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    gmv, q = rng.lognormal(0, 1, 3000), rng.random(3000)
+    assert abs(valuation.partial_rank_correlation(gmv * 1.01, q, gmv)) < 0.05
+    assert valuation.partial_rank_correlation(gmv * q**3, q, gmv) > 0.8

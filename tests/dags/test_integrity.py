@@ -70,6 +70,9 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     assert ingest.task_dict["check"].trigger_rule == "all_done"
     cond = nightly.timetable.asset_condition
     assert type(cond).__name__ == "AssetAll"
+    # Runs are keyed by business date: ingest's cron runs and the nightly runs its events start.
+    assert type(ingest.timetable).__name__ == "CronPartitionTimetable"
+    assert type(nightly.timetable).__name__ == "PartitionedAssetTimetable"
     assert {a.uri for a in cond.objects} == produced
     assert [o.uri for o in nightly.task_dict.get("publish").outlets] == [
         "livefin://published/limits"

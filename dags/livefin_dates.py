@@ -5,7 +5,8 @@ Rule, applied in this order by :func:`resolve_business_date`:
 1. the run's **partition key** (``YYYY-MM-DD``): scheduled and backfill runs of
    ``livefin_ingest`` (``CronPartitionTimetable``, key = the previous Shanghai day) and the
    ``livefin_nightly`` runs their asset events trigger (``PartitionedAssetTimetable``) carry the
-   business date as their partition key, so the UI and API show D on every run and scheduled /
+   business date as their partition key (``livefin_train_weekly``: the ISO week ``YYYY-Www``,
+   trained as of its Sunday), so the UI and API show D on every run and scheduled /
    backfill run ids contain it (``scheduled__<run_after>__<D>__<random>``). A conf / params
    ``business_date`` that disagrees with the key is an error, not a silent override;
 2. an explicit ``business_date`` in the run's conf / params (manual trigger, UI form, reruns);
@@ -40,6 +41,9 @@ LAG_DAYS = 1
 # Partition keys of the ingest timetable (run_offset=-1: the tick before the run, i.e. D at
 # 02:00, formatted in Asia/Shanghai) and of the nightly runs its asset events trigger.
 PARTITION_KEY_FORMAT = "%Y-%m-%d"
+# Weekly training is keyed by the ISO week it trains through: the run on Monday 2025-03-10 takes
+# the previous tick (Monday 03-03) as its partition, "2025-W10", i.e. as of Sunday 2025-03-09.
+WEEK_KEY_FORMAT = "%G-W%V"
 
 
 def parse_date(value: str | date | datetime) -> date:
@@ -52,6 +56,17 @@ def parse_date(value: str | date | datetime) -> date:
         return date.fromisoformat(str(value).strip()[:10])
     except ValueError:
         raise ValueError(f"business_date '{value}' is not a date (YYYY-MM-DD)") from None
+
+
+def date_from_partition_key(key: str) -> date:
+    """Business date of a partition key: ``YYYY-MM-DD``, or ``YYYY-Www`` (its Sunday)."""
+    text = str(key).strip()
+    if len(text) == 8 and text[4:6] == "-W" and text[:4].isdigit() and text[6:].isdigit():
+        try:
+            return date.fromisocalendar(int(text[:4]), int(text[6:]), 7)
+        except ValueError:
+            raise ValueError(f"partition key '{key}' is not an ISO week (YYYY-Www)") from None
+    return parse_date(text)
 
 
 def business_date_for(moment: datetime) -> date:
@@ -85,7 +100,7 @@ def resolve_business_date(
 ) -> tuple[date, str]:
     """Apply the rule; returns the date and which branch decided it (for the task log)."""
     if partition_key:
-        keyed = parse_date(partition_key)
+        keyed = date_from_partition_key(partition_key)
         if requested and parse_date(requested) != keyed:
             raise ValueError(
                 f"business_date {parse_date(requested)} disagrees with the run's partition key "

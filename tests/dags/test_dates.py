@@ -43,12 +43,32 @@ def test_ingest_tick_processes_previous_shanghai_day() -> None:
 
 
 def test_weekly_training_runs_as_of_sunday() -> None:
-    infos = _ticks(
-        ld.TRAIN_CRON, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 20, tzinfo=UTC)
+    """livefin_train_weekly's timetable: Monday's run is keyed by the ISO week that ended on the
+    Sunday before, and the key resolves to that Sunday (the date the old rule gave)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronPartitionTimetable
+
+    tt = CronPartitionTimetable(
+        ld.TRAIN_CRON, timezone=ld.BUSINESS_TZ_NAME, run_offset=-1, key_format=ld.WEEK_KEY_FORMAT
     )
-    days = [ld.business_date_for(i.logical_date) for i in infos]
+    restriction = TimeRestriction(
+        earliest=datetime(2025, 3, 1, tzinfo=UTC), latest=None, catchup=True
+    )
+    last, keys, days = None, [], []
+    for _ in range(3):
+        info = tt.next_dagrun_info_v2(last_dagrun_info=last, restriction=restriction)
+        day, rule = ld.resolve_business_date(
+            partition_key=info.partition_key, run_after=info.run_after
+        )
+        assert rule == "partition_key" and day == ld.business_date_for(info.run_after)
+        keys.append(info.partition_key)
+        days.append(day)
+        last = info
+    assert keys == ["2025-W09", "2025-W10", "2025-W11"]
     assert days == [date(2025, 3, 2), date(2025, 3, 9), date(2025, 3, 16)]
     assert all(d.weekday() == 6 for d in days)
+    with pytest.raises(ValueError, match="ISO week"):
+        ld.date_from_partition_key("2025-W60")
 
 
 def _ingest_timetable():

@@ -18,7 +18,7 @@ Rule, applied in this order by :func:`resolve_business_date`:
    Not for partitioned runs: a backfill run's ``run_after`` is its partition's own tick (D at
    02:00), which is why the key comes first.
 
-Why (3) does not use the data interval: with ``CronTriggerTimetable`` (what a cron string or
+Why (4) does not use the data interval: with ``CronTriggerTimetable`` (what a cron string or
 ``@daily`` becomes in Airflow 3) ``data_interval_start == data_interval_end == logical_date``,
 so "interval start" is *not* yesterday. The 02:00 Asia/Shanghai ingest run of 2025-03-10
 (``logical_date`` 2025-03-09T18:00Z) processes business date 2025-03-09: the platform delivers

@@ -3,9 +3,9 @@ for one business date.
 
 Scheduled on every ``livefin://raw/<source>`` asset (``&``) as partitioned assets: one run per
 business date D, started once every source has delivered a validated partition for D, with
-partition key D (the business date; see livefin_dates.py). A manual trigger may pass
-``business_date``. Score and limits can be
-sharded by merchant hash (param ``shards`` or env LIVEFIN_SHARDS); shards run one at a time.
+partition key D (see livefin_dates.py). A manual trigger may pass ``business_date``. Score and
+limits can be sharded by merchant hash (param ``shards`` or env LIVEFIN_SHARDS); shards run one
+at a time.
 """
 
 from __future__ import annotations

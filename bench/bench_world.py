@@ -21,7 +21,7 @@ from _common import CACHE, cached_sample, machine_line, sample_tag, write_sectio
 from livefin_etl.simulator import SIM_VERSION, WorldParams, generate
 from livefin_etl.simulator.audit import audit
 
-COMMAND = ".venv/bin/python bench/bench_world.py --scale small --seed 42 --write"
+COMMAND = ".venv/bin/python bench/bench_world.py --scale small --seed 42 --stress 5 --write"
 
 
 def stressed_sample(scale: str, seed: int, mult: float) -> Path:
@@ -29,7 +29,13 @@ def stressed_sample(scale: str, seed: int, mult: float) -> Path:
     out = CACHE / f"{sample_tag(scale, seed)}-stress{mult:g}" / "landing"
     if not (out / "_truth" / "params.json").exists():
         generate(
-            scale, seed, None, None, out, force=True, progress=False,
+            scale,
+            seed,
+            None,
+            None,
+            out,
+            force=True,
+            progress=False,
             params=WorldParams(pd_odds_mult=mult),
         )
     return out
@@ -43,26 +49,50 @@ def report(base: dict, stress: dict, mult: float, scale: str, seed: int, secs: f
     p, d, a, s = base["pnl"], base["delinquency"], base["applications"], base["sizes"]
     sp, sd = stress["pnl"], stress["delinquency"]
     rows = [
-        ("P&L on closed loans (collected − principal − cost of funds)",
-         f"{p['pnl']:,} CNY ({_pct(p['pnl_pct_principal'])} of {p['principal']:,} principal)", "≥ 0"),
-        ("  fees collected / principal lost / cost of funds",
-         f"{p['fees_collected']:,} / {p['principal_lost']:,} / {p['funding_cost']:,} CNY", ""),
+        (
+            "P&L on closed loans (collected − principal − cost of funds)",
+            f"{p['pnl']:,} CNY ({_pct(p['pnl_pct_principal'])} of {p['principal']:,} principal)",
+            "≥ 0",
+        ),
+        (
+            "  fees collected / principal lost / cost of funds",
+            f"{p['fees_collected']:,} / {p['principal_lost']:,} / {p['funding_cost']:,} CNY",
+            "",
+        ),
         ("  loss rate (principal lost / principal), closed loans", _pct(p["loss_rate"]), "≈ 1–5 %"),
-        (f"P&L under stress (PD odds × {mult:g})",
-         f"{sp['pnl']:,} CNY ({_pct(sp['pnl_pct_principal'])}); 60+ dpd {_pct(sd['dpd60_rate'])}",
-         "< 0 (honest)"),
-        ("60+ dpd within 180 days (closed windows)",
-         f"{_pct(d['dpd60_rate'])} ({d['defaults_60_180']} of {d['loans_closed_window']})", "2–8 %"),
+        (
+            f"P&L under stress (PD odds × {mult:g})",
+            f"{sp['pnl']:,} CNY ({_pct(sp['pnl_pct_principal'])}); 60+ dpd {_pct(sd['dpd60_rate'])}",
+            "< 0 (honest)",
+        ),
+        (
+            "60+ dpd within 180 days (closed windows)",
+            f"{_pct(d['dpd60_rate'])} ({d['defaults_60_180']} of {d['loans_closed_window']})",
+            "2–8 %",
+        ),
         ("30+ dpd loans that cure", _pct(d["cure_share_30"]), "≥ 20 %"),
-        ("roll rate 30 → 60 / 60 → 90", f"{_pct(d['roll_30_60'])} / {_pct(d['roll_60_90'])}", "< 100 %"),
-        ("median merchant net sales a day",
-         f"{s['net_sales_day_median']:,} CNY (p90 {s['net_sales_day_p90']:,}, p99 {s['net_sales_day_p99']:,})",
-         "≥ 500 CNY"),
-        ("median loan", f"{s['loan_median']:,} CNY (p90 {s['loan_p90']:,}, p99 {s['loan_p99']:,})",
-         "≥ 8,000 CNY"),
-        ("refused applications",
-         f"{_pct(a['refusal_share'])} ({a['refused']:,} of {a['applications']:,}: "
-         + ", ".join(f"{k} {v}" for k, v in a["refused_by_reason"].items()) + ")", "≥ 20 %"),
+        (
+            "roll rate 30 → 60 / 60 → 90",
+            f"{_pct(d['roll_30_60'])} / {_pct(d['roll_60_90'])}",
+            "< 100 %",
+        ),
+        (
+            "median merchant net sales a day",
+            f"{s['net_sales_day_median']:,} CNY (p90 {s['net_sales_day_p90']:,}, p99 {s['net_sales_day_p99']:,})",
+            "≥ 500 CNY",
+        ),
+        (
+            "median loan",
+            f"{s['loan_median']:,} CNY (p90 {s['loan_p90']:,}, p99 {s['loan_p99']:,})",
+            "≥ 8,000 CNY",
+        ),
+        (
+            "refused applications",
+            f"{_pct(a['refusal_share'])} ({a['refused']:,} of {a['applications']:,}: "
+            + ", ".join(f"{k} {v}" for k, v in a["refused_by_reason"].items())
+            + ")",
+            "≥ 20 %",
+        ),
         ("orders a day (placed)", f"{s['orders_per_day']:,}", ""),
     ]
     lines = [
@@ -78,7 +108,10 @@ def report(base: dict, stress: dict, mult: float, scale: str, seed: int, secs: f
         "",
         "| month | loans | closed | defaults |",
         "|---|---:|---:|---:|",
-        *(f"| {m['month']} | {m['loans']} | {m['closed']} | {m['defaults']} |" for m in base["monthly"]),
+        *(
+            f"| {m['month']} | {m['loans']} | {m['closed']} | {m['defaults']} |"
+            for m in base["monthly"]
+        ),
     ]
     return "\n".join(lines)
 
@@ -87,7 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="small")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--stress", type=float, default=3.0)
+    ap.add_argument("--stress", type=float, default=5.0)
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -95,9 +128,15 @@ def main() -> None:
     stress = audit(stressed_sample(args.scale, args.seed, args.stress), with_sales=False)
     body = report(base, stress, args.stress, args.scale, args.seed, time.perf_counter() - t0)
     print(body)
-    print(json.dumps({"base": {k: v for k, v in base.items() if k != "monthly"},
-                      "stress": {k: v for k, v in stress.items() if k != "monthly"}}),
-          file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "base": {k: v for k, v in base.items() if k != "monthly"},
+                "stress": {k: v for k, v in stress.items() if k != "monthly"},
+            }
+        ),
+        file=sys.stderr,
+    )
     if args.write:
         write_section("world", body)
 

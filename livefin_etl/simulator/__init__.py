@@ -333,7 +333,9 @@ def _application_truth(
     day, loan = a.view("day"), a.view("loan")
     approved = loan >= 0
     realised = loans["defaulted_180d"].to_numpy()
-    outcome = np.where(approved, realised[np.maximum(loan, 0)] if loan.size else False, a.view("default"))
+    outcome = np.where(
+        approved, realised[np.maximum(loan, 0)] if loan.size else False, a.view("default")
+    )
     return pl.DataFrame(
         {
             "application_id": application_ids(np.arange(a.n)),

@@ -57,11 +57,16 @@ def loan_paths(loans: pl.DataFrame, reps: pl.DataFrame, last: date) -> pl.DataFr
         "loan_id", "repay_date"
     )
     first30 = (
-        r.filter(pl.col("dpd") >= 30).group_by("loan_id").agg(pl.col("repay_date").min().alias("d30"))
+        r.filter(pl.col("dpd") >= 30)
+        .group_by("loan_id")
+        .agg(pl.col("repay_date").min().alias("d30"))
     )
     cured = (
         r.join(first30, on="loan_id")
-        .filter((pl.col("repay_date") > pl.col("d30")) & ((pl.col("dpd") == 0) | (pl.col("outstanding") == 0)))
+        .filter(
+            (pl.col("repay_date") > pl.col("d30"))
+            & ((pl.col("dpd") == 0) | (pl.col("outstanding") == 0))
+        )
         .select("loan_id")
         .unique()
         .with_columns(pl.lit(True).alias("cured30"))
@@ -151,11 +156,15 @@ def merchant_net_sales(landing: Path) -> pl.DataFrame:
         pl.when(pl.col("订单状态") == "已取消").then(0.0).otherwise(paid - refund).alias("net"),
         pl.col("下单时间").str.slice(0, 10).str.to_date().alias("day"),
     )
-    return o.group_by("商家ID").agg(
-        pl.col("net").sum().alias("net_sales"),
-        ((pl.col("day").max() - pl.col("day").min()).dt.total_days() + 1).alias("days"),
-        pl.len().alias("orders"),
-    ).with_columns((pl.col("net_sales") / pl.col("days")).alias("net_per_day"))
+    return (
+        o.group_by("商家ID")
+        .agg(
+            pl.col("net").sum().alias("net_sales"),
+            ((pl.col("day").max() - pl.col("day").min()).dt.total_days() + 1).alias("days"),
+            pl.len().alias("orders"),
+        )
+        .with_columns((pl.col("net_sales") / pl.col("days")).alias("net_per_day"))
+    )
 
 
 def sizes(per_merchant: pl.DataFrame, loans: pl.DataFrame, orders_per_day: float) -> dict[str, Any]:

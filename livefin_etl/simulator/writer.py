@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from . import names
 from .constants import DAY, U64
+from .lender import REASONS
 from .lifecycle import (
     AFTER_SALE_REASONS_ZH,
     AFTER_SALE_STATES_ZH,
@@ -28,7 +29,6 @@ from .lifecycle import (
     ORDER_STATES_ZH,
 )
 from .names import _num, _pick
-from .lender import REASONS
 from .params import CATEGORIES, CATEGORIES_ZH, EVENT_TYPES, SOURCES
 from .world import DayTables, World
 
@@ -434,9 +434,9 @@ class Writer:
                 self._mid(x["merchant"]),
                 _ts(secs),
                 _f64(x["requested"]),
-                pl.when(pl.lit(pl.Series(approved))).then(pl.lit("approved")).otherwise(
-                    pl.lit("refused")
-                ),
+                pl.when(pl.lit(pl.Series(approved)))
+                .then(pl.lit("approved"))
+                .otherwise(pl.lit("refused")),
                 _pick(REASONS, x["reason"]),
                 pl.when(pl.lit(pl.Series(approved))).then(
                     _ids("LN", np.maximum(x["loan"], 0) + 1, 7)

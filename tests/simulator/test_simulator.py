@@ -190,7 +190,7 @@ def test_gzip_delivery_is_the_plain_files_compressed(tmp_path: Path) -> None:
     )
     assert gz["counts"] == plain["counts"] and gz["bytes"] < plain["bytes"]
     files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("part-*"))
-    assert len(files) == 3 * 6
+    assert len(files) == 3 * len(SOURCES)
     for rel in files:
         if rel.suffix == ".parquet":  # compressed inside already
             assert (tmp_path / "gz" / rel).read_bytes() == (tmp_path / "plain" / rel).read_bytes()
@@ -215,6 +215,7 @@ def test_layout_every_source_every_date(tiny: Tiny) -> None:
         "fulfillment": "csv",
         "loans": "parquet",
         "repayments": "parquet",
+        "applications": "csv",
     }
     for source in SOURCES:
         folders = sorted(p.name for p in (tiny.out / source).iterdir())
@@ -222,7 +223,7 @@ def test_layout_every_source_every_date(tiny: Tiny) -> None:
         for d in tiny.dates:
             assert (tiny.out / source / f"dt={d}" / f"part-0.{ext[source]}").stat().st_size > 0
     assert tiny.traffic.group_by("dt").len().height == tiny.days  # >= 1 session every day
-    for name in ("merchants.parquet", "loans.parquet", "params.json"):
+    for name in ("merchants.parquet", "loans.parquet", "applications.parquet", "params.json"):
         assert (tiny.out / "_truth" / name).exists()
 
 
@@ -230,7 +231,7 @@ def test_headers_match_contracts(tiny: Tiny) -> None:
     d = tiny.dates[5]
     _, text = _decode_orders((tiny.out / "orders" / f"dt={d}" / "part-0.csv").read_bytes())
     assert text.splitlines()[0].split(",") == list(MAPPING["headers"])
-    for source, ext in (("merchants", "csv"), ("fulfillment", "csv")):
+    for source, ext in (("merchants", "csv"), ("fulfillment", "csv"), ("applications", "csv")):
         header = (
             (tiny.out / source / f"dt={d}" / f"part-0.{ext}")
             .read_text(encoding="utf-8")

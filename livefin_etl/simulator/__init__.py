@@ -42,6 +42,7 @@ __all__ = [
     "ScalePreset",
     "WorldParams",
     "generate",
+    "preset_params",
     "orders_encoding",
 ]
 
@@ -88,9 +89,7 @@ def generate(
     Output is a pure function of (scale, seed, start, days, merchants, params).
     """
     preset, days, n, start = _check_args(scale, start, days, merchants, compress)
-    p = params or dataclasses.replace(WorldParams(), **dict(preset.overrides))
-    # the preset's odds multiplier (tiny's stressed book) on top of the caller's stress
-    p = dataclasses.replace(p, pd_odds_mult=p.pd_odds_mult * preset.default_odds)
+    p = preset_params(preset, params)
     out = Path(out)
     _prepare_out(out, force)
 
@@ -117,6 +116,13 @@ def generate(
         "seconds_days": round(marks["days"], 2),
         "out": str(out),
     }
+
+
+def preset_params(preset: ScalePreset, params: WorldParams | None = None) -> WorldParams:
+    """The parameters a preset runs with: the caller's (else the defaults plus the preset's
+    overrides), with the preset's odds multiplier (tiny's stressed book) on top."""
+    p = params or dataclasses.replace(WorldParams(), **dict(preset.overrides))
+    return dataclasses.replace(p, pd_odds_mult=p.pd_odds_mult * preset.default_odds)
 
 
 def _check_args(

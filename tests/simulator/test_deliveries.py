@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from livefin_etl.config import CONFIG_DIR
-from livefin_etl.simulator import SCALES, WorldParams
+from livefin_etl.simulator import SCALES, preset_params
 from livefin_etl.simulator.lifecycle import EXPORT_HOUR, ORDER_STATES, TIMELINE
 from livefin_etl.simulator.world import World
 
@@ -56,7 +56,8 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def truth() -> pl.DataFrame:
     """Every order's true timeline, replayed from the world the files were written from."""
     preset = SCALES["tiny"]
-    w = World(WorldParams(), SEED, START, DAYS, MERCHANTS, preset.orders_per_merchant_day)
+    p = preset_params(preset)  # the parameters `livefin sample --scale tiny` runs with
+    w = World(p, SEED, START, DAYS, MERCHANTS, preset.orders_per_merchant_day)
     frames = []
     for t in range(-w.burn, DAYS):
         tables = w.step(t)

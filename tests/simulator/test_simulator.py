@@ -658,7 +658,7 @@ def test_same_seed_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     b = generate("tiny", 11, out=tmp_path / "b", **kw)
     c = generate("tiny", 12, out=tmp_path / "c", **kw)
     ha, hb, hc = (_tree_hashes(tmp_path / x) for x in "abc")
-    assert ha == hb and len(ha) == 6 * 12 + 3
+    assert ha == hb and len(ha) == len(SOURCES) * 12 + 4
     assert a["counts"] == b["counts"]
     differ = [k for k in ha if k.startswith("orders/") and ha[k] != hc[k]]
     assert len(differ) == 12 and c["counts"] != a["counts"]

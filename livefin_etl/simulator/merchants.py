@@ -148,6 +148,7 @@ def _lender_state(w: World, r: np.random.Generator) -> None:
     w.banned = np.zeros(n, dtype=bool)
     w.gross_win = np.zeros((30, n))
     w.net_win = np.zeros((30, n))
+    w.refund_win = np.zeros((30, n))
     w.net_ref = float(np.median(w.base_daily_gmv) * 30 * 0.7)
 
 

@@ -22,7 +22,15 @@ import numpy as np
 
 from .constants import DAY, NEVER, U64
 from .fulfilment import park_events, pop_events
-from .lender import LoanBook, empty_loans, empty_repayments, originate, repay
+from .lender import (
+    AppBook,
+    LoanBook,
+    empty_applications,
+    empty_loans,
+    empty_repayments,
+    originate,
+    repay,
+)
 from .lifecycle import TIMELINE, park_versions, pop_versions, timeline
 from .merchants import init_merchants, lifecycle
 from .orders import draw_orders
@@ -44,6 +52,7 @@ class DayTables:
     events: dict[str, np.ndarray]
     loans: dict[str, np.ndarray]
     repayments: dict[str, np.ndarray]
+    applications: dict[str, np.ndarray]
 
 
 class World:
@@ -58,6 +67,7 @@ class World:
         self.burn = p.burn_in_days
         self.season = season_table(p, start, -self.burn, days)
         self.loans = LoanBook()
+        self.apps = AppBook()
         self.pending: dict[int, list[dict[str, np.ndarray]]] = {}
         self.pending_versions: dict[int, list[dict[str, np.ndarray]]] = {}
         init_merchants(self, orders_per_day)
@@ -76,7 +86,9 @@ class World:
         self.ar = phi * self.ar + self.volatility * np.sqrt(1 - phi * phi) * rd.standard_normal(n)
         active = (self.onboard <= t) & (t < self.churn_day)
 
-        new_loans = originate(self, t, active) if t >= max(0, p.lend_start_day) else None
+        new_loans, apps = (None, None)
+        if t >= max(0, p.lend_start_day):
+            new_loans, apps = originate(self, t, active)
 
         orders, sessions = draw_orders(self, t, active, self._demand(t, active), rd)
         reps = self._book_sales(t, orders)
@@ -97,6 +109,7 @@ class World:
             events,
             new_loans or empty_loans(),
             reps or empty_repayments(),
+            apps or empty_applications(),
         )
 
     def _stars_leave(self, t: int) -> None:
@@ -117,10 +130,12 @@ class World:
         gross = np.bincount(om, weights=paid, minlength=self.N)
         real = ~fake
         net = np.bincount(om[real], weights=paid[real] - refund[real], minlength=self.N)
+        refunds = np.bincount(om, weights=refund, minlength=self.N)
         reps = repay(self, t, net) if self.loans.open_idx.size else None
         slot = (t + self.burn) % 30
         self.gross_win[slot] = gross
         self.net_win[slot] = net
+        self.refund_win[slot] = refunds  # what the lender sees refunded (fakes never are)
         return reps
 
     def _demand(self, t: int, active: np.ndarray) -> np.ndarray:

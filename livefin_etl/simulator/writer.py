@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from . import names
 from .constants import DAY, U64
+from .lender import REASONS
 from .lifecycle import (
     AFTER_SALE_REASONS_ZH,
     AFTER_SALE_STATES_ZH,
@@ -65,6 +66,15 @@ FULFILLMENT_HEADERS = (
     "carrier",
     "tracking_no",
     "parcel_weight_g",
+)
+APPLICATION_HEADERS = (
+    "application_id",
+    "merchant_id",
+    "applied_at",
+    "requested_amount",
+    "decision",
+    "decision_reason",
+    "loan_id",
 )
 LOAN_SCHEMA = pa.schema(
     [
@@ -123,6 +133,12 @@ def loan_ids(idx: np.ndarray) -> pl.Series:
     if not len(idx):
         return pl.Series([], dtype=pl.String)
     return pl.select(_ids("LN", np.asarray(idx) + 1, 7)).to_series()
+
+
+def application_ids(idx: np.ndarray) -> pl.Series:
+    if not len(idx):
+        return pl.Series([], dtype=pl.String)
+    return pl.select(_ids("AP", np.asarray(idx) + 1, 8)).to_series()
 
 
 def _empty_table(schema: pa.Schema) -> pa.Table:
@@ -200,6 +216,7 @@ class Writer:
         self._fulfillment(as_of_date, tables)
         self._loans(as_of_date, tables)
         self._repayments(as_of_date, tables)
+        self._applications(as_of_date, tables)
 
     # -------------------------------------------------------------- sources
     def _merchants(self, as_of_date: date, idx: np.ndarray) -> None:
@@ -403,3 +420,28 @@ class Writer:
         )
         self._put("repayments", as_of_date, "parquet", _parquet_bytes(table))
         self.counts["repayments"] += k
+
+    def _applications(self, as_of_date: date, tables: DayTables) -> None:
+        """Applications filed on the day, refused ones included, each with its same-day decision."""
+        x = tables.applications
+        k = x["app"].size
+        exprs = None
+        if k:
+            secs = self.epoch0 + tables.t * DAY + x["sec"]
+            approved = x["loan"] >= 0
+            exprs = [
+                _ids("AP", x["app"] + 1, 8),
+                self._mid(x["merchant"]),
+                _ts(secs),
+                _f64(x["requested"]),
+                pl.when(pl.lit(pl.Series(approved)))
+                .then(pl.lit("approved"))
+                .otherwise(pl.lit("refused")),
+                _pick(REASONS, x["reason"]),
+                pl.when(pl.lit(pl.Series(approved))).then(
+                    _ids("LN", np.maximum(x["loan"], 0) + 1, 7)
+                ),
+            ]
+        data = self._csv(APPLICATION_HEADERS, exprs, 2).encode("utf-8")
+        self._put("applications", as_of_date, "csv", data)
+        self.counts["applications"] += k

@@ -25,7 +25,7 @@ SOURCES = (
     "applications",
 )
 # Bumped whenever the simulated world changes: keys the bench caches and is written to params.json.
-SIM_VERSION = "sim-v3"  # v3: priced book, applications and refusals, delinquency paths, sizes
+SIM_VERSION = "sim-v4"  # v4: channels, shared streamers, subtle brushing; v3: priced book, applications and refusals, delinquency paths, sizes
 
 DEFAULT_START = date(2025, 1, 1)
 
@@ -77,7 +77,7 @@ class WorldParams:
 
     # --- demand
     size_sigma: float = 0.9  # lognormal dispersion of merchant audience
-    live_share: float = 0.85  # share of real orders placed inside live sessions
+    live_share: float = 0.55  # share of real orders placed inside live sessions (channels below)
     aov: tuple[float, ...] = (329.0, 149.0, 229.0, 379.0, 999.0)  # average order value per category
     aov_sigma: float = 0.45  # within-merchant order value dispersion
     conversion: tuple[float, ...] = (0.020, 0.030, 0.025, 0.022, 0.010)  # orders/viewer at q=0.5
@@ -124,6 +124,14 @@ class WorldParams:
     star_share: float = 0.85  # share of sessions the hired star hosts
     exit_mean_days: float = 400.0  # exponential waiting time until the star leaves
     exit_drop: tuple[float, float] = (0.60, 0.80)  # demand lost when the star leaves
+    # 达人 sell for many shops: every roster slot is drawn from a shared pool of
+    # (slots / streamer_slots_mean) streamers with gamma(streamer_pop_shape) popularity.
+    streamer_slots_mean: float = 3.0
+    streamer_pop_shape: float = 0.8
+
+    # --- channels (non-live orders: product card / shelf, short video, search)
+    channel_shares: tuple[float, float, float] = (0.50, 0.30, 0.20)
+    shelf_sigma: float = 0.6  # lognormal spread of a shop's shelf orders around the mean share
 
     # --- shocks
     penalty_rate: float = 1 / 1500  # platform penalty (traffic cut) hazard per day at q=0.5
@@ -137,10 +145,15 @@ class WorldParams:
     # --- brushing
     brushing_share: float = 0.08
     fake_share: tuple[float, float] = (0.20, 0.60)  # fake orders per real order (baseline)
-    ring_size: tuple[int, int] = (3, 8)  # buyer phones in a brushing ring
-    odd_hour_share: float = 0.70  # fake orders placed in a 0-5 am burst
-    fake_no_track: float = 0.55  # fake orders shipped without a tracking number
-    fake_empty_parcel: float = 0.90  # of tracked fake parcels: weight < 50 g
+    ring_size: tuple[int, int] = (3, 8)  # buyer accounts a ring cycles per merchant-month
+    ring_pool: tuple[int, int] = (20, 200)  # accounts in the ring's pool (shared across shops)
+    ring_new_account_share: float = 0.3  # fake orders from a never-seen account
+    odd_hour_share: tuple[float, float] = (0.0, 0.25)  # per ring: fakes in a 0-5 am burst
+    fake_live_share: float = 0.5  # fakes placed in one of the shop's live sessions that day
+    platform_buyers_per_merchant: int = 400  # one-off buyers come from a platform-wide pool
+    ring_crude_share: float = 0.25  # crude rings: no tracking / empty parcels / fast shipping
+    fake_no_track: float = 0.55  # crude ring: fake orders shipped without a tracking number
+    fake_empty_parcel: float = 0.90  # crude ring: of tracked fake parcels, weight < 50 g
     brush_ramp_days: int = 21  # fake volume ramps up this long before a loan application
     brush_ramp_mult: float = 3.0
 

@@ -114,9 +114,13 @@ class World:
 
     def _stars_leave(self, t: int) -> None:
         """Stars who leave today stop hosting; backups take over their share of sessions."""
-        leaving = self.exit_day == t
+        # A streamer who leaves stops hosting for every shop they sell for.
+        gone = (self.streamer_exit[self.streamer_id] == t) & (self.weights > 0)
+        leaving = gone.any(1)
         if leaving.any():
-            self.weights[leaving, 0] = 0.0
+            self.weights[gone] = 0.0
+            # a shop whose whole roster left keeps its first slot (a replacement host)
+            self.weights[leaving & (self.weights.sum(1) == 0), 0] = 1.0
             self.weights[leaving] /= np.maximum(self.weights[leaving].sum(1, keepdims=True), 1e-12)
 
     def _book_sales(self, t: int, orders: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -143,6 +147,9 @@ class World:
         m = self.season[self.cat, t + self.burn] * lifecycle(self, t)
         m *= np.exp(self.trend * t / 365.0 + self.ar - 0.5 * self.volatility**2)
         m *= np.where(t >= self.exit_day, 1 - self.exit_drop, 1.0)
+        # A shop that loses a shared streamer (not its own star) loses that streamer's share.
+        lost = (self.streamer_exit[self.streamer_id] <= t) * self.weights0
+        m *= np.where(self.dependent, 1.0, 1 - self.exit_drop * lost.sum(1))
         since = t - self.pen_day
         m *= np.where(
             since >= 0,

@@ -55,7 +55,9 @@ ORDER_HEADERS = (
     "售后原因",
     "售后申请时间",
     "退款时间",
+    "流量来源",
 )
+CHANNELS_ZH = ("直播", "商品卡", "短视频", "搜索")  # live, shelf, short video, search
 MERCHANT_HEADERS = ("merchant_id", "merchant_name", "category", "region", "onboard_date")
 FULFILLMENT_HEADERS = (
     "event_id",
@@ -276,6 +278,7 @@ class Writer:
                 pl.concat_str([_pick(AFTER_SALE_REASONS_ZH, v["reason"][lo:hi]), after]),
                 _ts_or_null(self.epoch0 + np.minimum(v["req_ts"][lo:hi], TS_CAP), status > 0),
                 _ts_or_null(self.epoch0 + np.minimum(v["refund_ts"][lo:hi], TS_CAP), status == 2),
+                _pick(CHANNELS_ZH, v["channel"][lo:hi]),
             ]
 
         # BOM (if any) only once, at the start of the file
@@ -322,7 +325,7 @@ class Writer:
         df = pl.select(
             session_id=_ids(f"LS{as_of_date.strftime('%Y%m%d')}", np.arange(ns), 7),
             merchant_id=self._mid(s["merchant"]),
-            streamer_id=_ids("ST", s["merchant"] * 5 + s["slot"] + 1, 7),
+            streamer_id=_ids("ST", self.w.streamer_id[s["merchant"], s["slot"]], 7),
             start_ts=_ts(base + s["start"]),
             end_ts=_ts(base + s["end"]),
             peak_viewers=_i64(s["peak"]),

@@ -414,14 +414,16 @@ def test_low_quality_defaults_more(tiny: Tiny) -> None:
 
 
 def test_brushing_signatures(tiny: Tiny) -> None:
+    """Brushing leaves weak traces on average (crude rings, night bursts, ring accounts), none
+    of them decisive: tests/simulator/test_brushing_channels.py bounds each share's AUC."""
     m = tiny.merchant_orders().join(
         tiny.merchant_logistics().select("merchant_id", "no_track"), on="merchant_id"
     )
     b, h = m.filter(pl.col("brushing")), m.filter(~pl.col("brushing"))
     assert b.height >= 5
-    assert b["top5_share"].mean() > 2 * h["top5_share"].mean()
-    assert b["no_track"].mean() > 0.1 > 5 * h["no_track"].mean()
-    assert b["odd_hour"].mean() > 0.1 > 3 * h["odd_hour"].mean()
+    assert b["top5_share"].mean() > h["top5_share"].mean()
+    assert b["no_track"].mean() > h["no_track"].mean()
+    assert b["odd_hour"].mean() > h["odd_hour"].mean()
     # fake orders never come back or get complained about: brushers' returns per order are lower
     ret = tiny.fulfillment.filter(pl.col("event_type") == "returned").group_by("merchant_id").len()
     rr = m.join(ret, on="merchant_id", how="left").with_columns(
@@ -448,11 +450,10 @@ def test_brushing_inflates_gmv_before_loans(tiny: Tiny) -> None:
     near, far = pl.col("lag").is_between(1, 21), pl.col("lag").is_between(22, 42)
     r = j.group_by("loan_id").agg(
         gmv_ratio=pl.col("gmv").filter(near).sum() / pl.col("gmv").filter(far).sum(),
-        odd_ratio=(pl.col("odd").filter(near).sum() + 1) / (pl.col("odd").filter(far).sum() + 1),
     )
     assert r.height >= 5
     assert r["gmv_ratio"].median() > 1.2
-    assert r["odd_ratio"].median() > 1.8
+    # rings now spread fakes over the day: the night count no longer ramps reliably
 
 
 def test_gmv_drops_after_streamer_exit(tiny: Tiny) -> None:

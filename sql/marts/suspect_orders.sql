@@ -1,6 +1,13 @@
 -- Orders that look brushed, for order days [start_day, end_day]. Needs stg_orders from
--- start_day - 29 so that each order sees its buyer's trailing 30 days. A flag uses only the
--- order's own day and earlier days, so it never changes once that day is complete.
+-- start_day - (ring_window_days - 1) so that each order sees its buyer's trailing window. A flag
+-- uses only the order's own day and earlier days, so it never changes once that day is complete.
+--
+-- Ring orders (is_ring) come from a buyer account that, in the ring_window_days up to the order
+-- day, either (a) ordered >= ring_min_orders times at this merchant within 30 days, or (b) is a
+-- repeat buyer here (>= ring_repeat_min orders) and also bought at another merchant (>=
+-- ring_elsewhere_min orders): brushing rings cycle one account pool through the shops that hire
+-- them, while a genuine loyal customer of a shop rarely repeats there and shows up elsewhere too.
+-- Two window passes over (merchant, buyer, day) counts: no buyer self-join.
 insert into features.suspect_orders
 with orders as (
     select * from stg_orders
@@ -23,15 +30,29 @@ buyer_rolling as (
             partition by merchant_id, buyer_key
             order by order_day
             range between interval 29 days preceding and current row
-        ) as orders_30d
+        ) as here_30d,
+        sum(orders) over (
+            partition by merchant_id, buyer_key
+            order by order_day
+            range between interval {{ ring_window_lag_days }} days preceding and current row
+        ) as here_window,
+        sum(orders) over (
+            partition by buyer_key
+            order by order_day
+            range between interval {{ ring_window_lag_days }} days preceding and current row
+        ) as everywhere_window
     from buyer_days
 ),
 
 ring_buyer_days as (
     select merchant_id, buyer_key, order_day
     from buyer_rolling
-    where orders_30d >= {{ ring_min_orders }}
-      and order_day >= cast({{ start_day }} as date)
+    where order_day >= cast({{ start_day }} as date)
+      and (
+          here_30d >= {{ ring_min_orders }}
+          or (here_window >= {{ ring_repeat_min }}
+              and everywhere_window - here_window >= {{ ring_elsewhere_min }})
+      )
 ),
 
 odd_hour_bursts as (

@@ -3,8 +3,8 @@
 Two layers:
 
 * **Daily building blocks**, filled incrementally: ``features.merchant_daily`` (one row per
-  merchant and day), ``features.merchant_streamer_daily``, ``features.platform_daily`` and
-  ``features.suspect_orders``. ``features.merchant_daily_log`` records which days are built from
+  merchant and day), ``features.merchant_streamer_daily``, ``features.platform_daily``,
+  ``features.buyer_daily`` (the buyer-shop graph) and ``features.suspect_orders``. ``features.merchant_daily_log`` records which days are built from
   which raw partitions; a day is rebuilt only when a partition that can hold its events changed
   (late rows, reloads) or the feature config version changed.
 * **As-of features** ``features.merchant_features``: windows summed from the daily blocks for the
@@ -50,7 +50,10 @@ MARTS = SQL_DIR / "marts"
 RAW_SOURCES = ("merchants", "orders", "traffic", "fulfillment")
 # raw table -> its event-time column (the day an event belongs to)
 EVENT_SOURCES = {"orders": "order_ts", "traffic": "start_ts", "fulfillment": "event_ts"}
-DAILY_TABLES = ("suspect_orders", "merchant_daily", "merchant_streamer_daily", "platform_daily")
+# built in this order: suspect_orders reads buyer_daily, merchant_daily reads suspect_orders
+DAILY_TABLES = (
+    "buyer_daily", "suspect_orders", "merchant_daily", "merchant_streamer_daily", "platform_daily",
+)  # fmt: skip
 FEATURES_TABLE = "features.merchant_features"
 SPINE_TABLE = "features.spine_features"
 
@@ -286,13 +289,8 @@ def _build_daily_range(
     con: duckdb.DuckDBPyConnection, a: date, b: date, stamps: dict[date, str]
 ) -> None:
     log.info("building daily feature blocks %s..%s", a, b)
-    # ring flags look back ring_window_days - 1 days from each order day
-    _run(
-        con,
-        STAGING / "stg_orders.sql",
-        start_day=a - timedelta(days=ring_window_days() - 1),
-        end_day=b,
-    )
+    # ring flags look back over features.buyer_daily, not over raw orders
+    _run(con, STAGING / "stg_orders.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_order_changes.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_fulfillment.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_traffic.sql", start_day=a, end_day=b)

@@ -125,7 +125,10 @@ def measure_score(landing: Path, min_orders: int = 30) -> dict:
             [truth, night, min_orders],
         ).fetchall()
         apps = con.execute(
-            q.format(t=features.SPINE_TABLE, w="join app_spine s on s.merchant_id = f.merchant_id and s.as_of_date = f.as_of_date",
+            q.format(
+                t=features.SPINE_TABLE,
+                w="join app_spine s on s.merchant_id = f.merchant_id "
+                "and s.as_of_date = f.as_of_date",
             ),
             [truth],
         ).fetchall()

@@ -40,10 +40,11 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
     mean = sum(daily_net.values()) / n90
     var = sum(v * v for v in daily_net.values()) / n90 - mean**2
     w = features._cfg()["brushing"]["score"]
+    scale = features._cfg()["brushing"]["ring_account_scale"]
     sigmoid_z = (
         w["intercept"]
         + w["ring_density"] * (1 / 12)
-        + w["ring_account"] * math.log(1 + features._cfg()["brushing"]["ring_account_scale"] / 13)  # R's 5th of 13 orders in 365 days
+        + w["ring_account"] * math.log(1 + scale / 13)  # R's 5th of 13 orders in 365 days
         + w["non_live_share"] * 1.0  # no order of the scenario came from a live session
         + w["no_track_share"] * 0.2
         + w["odd_hour_share"] * (4 / 12)

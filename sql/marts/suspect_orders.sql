@@ -2,12 +2,13 @@
 -- day and earlier days, so it never changes once that day is complete.
 --
 -- Ring orders (is_ring) come from a buyer account that, at the order day, either (a) ordered >=
--- ring_min_orders times at this merchant within 30 days, or (b) within ring_window_days is a repeat
--- buyer here (>= ring_repeat_min orders) and also bought at other merchants (>=
--- ring_elsewhere_min orders): a brushing ring cycles one account pool through every shop that
--- hires it, while a genuine customer repeats at one shop or buys once at many. The history is the
--- daily block features.buyer_daily (already holding [start_day, end_day]), read only for the
--- accounts that ordered in the range: two window passes, no buyer self-join.
+-- ring_min_orders times at this merchant within 30 days, or (b) is a repeat buyer here (>=
+-- ring_repeat_min orders within ring_window_days) and, within ring_window_days, was a repeat buyer
+-- at another merchant too: a brushing ring cycles one account pool through every shop that hires
+-- it, so its accounts repeat at several shops; a genuine customer mostly repeats at one shop, or
+-- buys once at many. The history is the daily block features.buyer_daily (already holding
+-- [start_day, end_day]), read only for the accounts that ordered in the range: window passes over
+-- (merchant, buyer, day) rows, no buyer self-join.
 insert into features.suspect_orders
 with orders as (
     select * from stg_orders
@@ -41,22 +42,33 @@ buyer_rolling as (
         sum(orders) over (
             partition by merchant_id, buyer_key order by day
             range between interval {{ ring_window_lag_days }} days preceding and current row
-        ) as here_window,
-        sum(orders) over (
+        ) as here_window
+    from history
+),
+
+repeat_rolling as (
+    -- days on which the account was a repeat buyer at a shop, here and at any shop
+    select
+        *,
+        sum(case when here_window >= {{ ring_repeat_min }} then 1 else 0 end) over (
+            partition by merchant_id, buyer_key order by day
+            range between interval {{ ring_window_lag_days }} days preceding and current row
+        ) as repeat_days_here,
+        sum(case when here_window >= {{ ring_repeat_min }} then 1 else 0 end) over (
             partition by buyer_key order by day
             range between interval {{ ring_window_lag_days }} days preceding and current row
-        ) as everywhere_window
-    from history
+        ) as repeat_days_anywhere
+    from buyer_rolling
 ),
 
 ring_buyer_days as (
     select merchant_id, buyer_key, day
-    from buyer_rolling
+    from repeat_rolling
     where day >= cast({{ start_day }} as date)
       and (
           here_30d >= {{ ring_min_orders }}
           or (here_window >= {{ ring_repeat_min }}
-              and everywhere_window - here_window >= {{ ring_elsewhere_min }})
+              and repeat_days_anywhere - repeat_days_here >= {{ ring_elsewhere_repeat_days }})
       )
 ),
 

@@ -259,23 +259,25 @@ def test_brushing_signals_rank_a_brushing_merchant(
 
 def test_ring_accounts_shared_across_shops(con: duckdb.DuckDBPyConnection) -> None:
     """A ring's accounts repeat at the shops that hire it: an order is a ring order once its
-    account is a repeat buyer here and has bought elsewhere, judged on its own day only. A loyal
-    buyer of one shop and a one-off buyer of many shops are not rings."""
+    account is a repeat buyer here and has been a repeat buyer at another shop, judged on its own
+    day only. A loyal buyer of one shop, a repeat buyer with one order elsewhere and a one-off
+    buyer of many shops are not rings."""
     r = Raw()
     for m in ("P1", "P2", "Q"):
         r.merchant(m, "food", "2024-06-01")
     expected = set()
-    for j in range(4):  # ring pool x0..x3, 2 orders at each shop (below ring_min_orders)
+    for j in range(4):  # ring pool x0..x3, below ring_min_orders at every shop
         r.order("P1", "2025-01-01 12:00:00", f"x{j}", 30)
-        r.order("P2", "2025-01-05 12:00:00", f"x{j}", 30)  # here 1: not yet a ring order
-        expected.add(r.order("P1", "2025-01-10 12:00:00", f"x{j}", 30))  # here 2, elsewhere 1
-        expected.add(r.order("P2", "2025-01-15 12:00:00", f"x{j}", 30))  # here 2, elsewhere 2
+        r.order("P2", "2025-01-05 12:00:00", f"x{j}", 30)
+        r.order("P1", "2025-01-10 12:00:00", f"x{j}", 30)  # repeat here, one order elsewhere
+        expected.add(r.order("P2", "2025-01-15 12:00:00", f"x{j}", 30))  # repeat at P1 too
+        expected.add(r.order("P1", "2025-01-20 12:00:00", f"x{j}", 30))
     for k in range(3):
         r.order("Q", f"2025-01-0{k + 2} 12:00:00", "loyal", 50)  # repeats at one shop only
         for m in ("P1", "P2", "Q"):
             r.order(m, f"2025-01-0{k + 2} 13:00:00", f"once{k}", 50)  # one order per shop
     r.write(con)
-    as_of = date(2025, 1, 20)
+    as_of = date(2025, 1, 25)
     features.build_features(con, as_of)
     flagged = {
         oid
@@ -285,7 +287,7 @@ def test_ring_accounts_shared_across_shops(con: duckdb.DuckDBPyConnection) -> No
     }
     assert flagged == expected
     got = rows(con)
-    assert close(got[("P1", as_of)]["ring_account_share_365d"], 4 / 11)
+    assert close(got[("P1", as_of)]["ring_account_share_365d"], 4 / 15)
     assert got[("Q", as_of)]["ring_account_share_365d"] == 0.0
     assert got[("P1", as_of)]["brushing_score"] > got[("Q", as_of)]["brushing_score"]
 

@@ -39,17 +39,10 @@ def require_state(settings: Settings) -> None:
 
 @contextmanager
 def _open(path: Path, settings: Settings) -> Generator[duckdb.DuckDBPyConnection, None, None]:
-    """A read-only connection that creates nothing (warehouse.connect would mkdir)."""
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            from livefin_etl.warehouse import WarehouseLocked
+    from livefin_etl.warehouse import connect
 
-            raise WarehouseLocked(f"cannot open {path} read-only: a run is writing it") from None
-        raise
+    con = connect(settings, read_only=True, path=path)
     try:
-        con.execute(f"SET threads = {settings.threads}")
         yield con
     finally:
         con.close()

@@ -51,12 +51,14 @@ def connect(
     """Open the working warehouse (or ``path``) with deliberate thread and memory settings."""
     settings = settings or get_settings()
     db = path or settings.warehouse
-    db.parent.mkdir(parents=True, exist_ok=True)
+    if not read_only:  # a reader creates nothing, not even the folder
+        db.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(db), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise WarehouseLocked(f"cannot open {db}: {exc}") from None
+            why = "read-only: a run is writing it" if read_only else str(exc)
+            raise WarehouseLocked(f"cannot open {db}: {why}") from None
         raise
     con.execute(f"SET threads = {settings.threads}")
     # Bounded memory on a shared 2-core/24 GB box; DuckDB spills to disk beyond it.

@@ -256,7 +256,7 @@ def test_realised_auc_is_backfilled_beside_the_earlier_estimate() -> None:
 
     con = duckdb.connect()
     run_ddl(con, "monitor")
-    row = "insert into monitor.performance values (?, 'm1', ?, 'v', 'all', '2025-06', ?, ?, 0.1, ?, 0.4, ?, ?, ?, ?, null)"
+    row = "insert into monitor.performance values (?, 'm1', ?, 'v', 'all', '2025-06', ?, ?, 0.1, ?, 0.4, ?, ?, ?, ?, null, null, null)"
     con.execute(row, [date(2025, 12, 1), "r1", 50, 20, 0.74, None, None, None, None])
     con.execute(row, [date(2026, 1, 5), "r2", 50, 50, 0.75, 0.12, 0.79, 0.45, 0.75])
     night = SimpleNamespace(con=con, as_of_date=date(2026, 1, 5), run_id="r2")

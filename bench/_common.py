@@ -27,8 +27,11 @@ def sample_compression(scale: str, days: int | None) -> str | None:
 def sample_tag(
     scale: str, seed: int = 42, days: int | None = None, merchants: int | None = None
 ) -> str:
+    # keyed by the simulator's version: a cache from an older world is never reused
+    from livefin_etl.simulator.params import SIM_VERSION
+
     gz = "-gz" if sample_compression(scale, days) else ""
-    return f"{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}{gz}"
+    return f"{SIM_VERSION}-{scale}-s{seed}-d{days or 'default'}-m{merchants or 'default'}{gz}"
 
 
 def cached_sample(

@@ -3,8 +3,8 @@
 Two layers:
 
 * **Daily building blocks**, filled incrementally: ``features.merchant_daily`` (one row per
-  merchant and day), ``features.merchant_streamer_daily``, ``features.platform_daily`` and
-  ``features.suspect_orders``. ``features.merchant_daily_log`` records which days are built from
+  merchant and day), ``features.merchant_streamer_daily``, ``features.platform_daily``,
+  ``features.buyer_daily`` (the buyer-shop graph) and ``features.suspect_orders``. ``features.merchant_daily_log`` records which days are built from
   which raw partitions; a day is rebuilt only when a partition that can hold its events changed
   (late rows, reloads) or the feature config version changed.
 * **As-of features** ``features.merchant_features``: windows summed from the daily blocks for the
@@ -50,10 +50,12 @@ MARTS = SQL_DIR / "marts"
 RAW_SOURCES = ("merchants", "orders", "traffic", "fulfillment")
 # raw table -> its event-time column (the day an event belongs to)
 EVENT_SOURCES = {"orders": "order_ts", "traffic": "start_ts", "fulfillment": "event_ts"}
-DAILY_TABLES = ("suspect_orders", "merchant_daily", "merchant_streamer_daily", "platform_daily")
+# built in this order: suspect_orders reads buyer_daily, merchant_daily reads suspect_orders
+DAILY_TABLES = (
+    "buyer_daily", "suspect_orders", "merchant_daily", "merchant_streamer_daily", "platform_daily",
+)  # fmt: skip
 FEATURES_TABLE = "features.merchant_features"
 SPINE_TABLE = "features.spine_features"
-RING_WINDOW_DAYS = 30
 
 # The required columns of docs/architecture.md (others may be added).
 REQUIRED_COLUMNS = (
@@ -155,6 +157,10 @@ def _params(**extra: object) -> dict[str, object]:
     params: dict[str, object] = {
         "feature_version": str(cfg["version"]),
         "ring_min_orders": int(b["ring_min_orders"]),
+        "ring_window_lag_days": ring_window_days() - 1,
+        "ring_repeat_min": int(b["ring_repeat_min"]),
+        "ring_elsewhere_repeat_days": int(b["ring_elsewhere_repeat_days"]),
+        "ring_account_scale": float(b["ring_account_scale"]),
         "odd_hour_start": int(b["odd_hour_start"]),
         "odd_hour_end": int(b["odd_hour_end"]),
         "burst_min_orders": int(b["burst_min_orders"]),
@@ -164,6 +170,8 @@ def _params(**extra: object) -> dict[str, object]:
         "spike_cap": float(b["spike_cap"]),
         "w_intercept": float(w["intercept"]),
         "w_ring_density": float(w["ring_density"]),
+        "w_ring_account": float(w["ring_account"]),
+        "w_non_live_share": float(w["non_live_share"]),
         "w_no_track_share": float(w["no_track_share"]),
         "w_odd_hour_share": float(w["odd_hour_share"]),
         "w_log_spike": float(w["log_spike"]),
@@ -174,6 +182,11 @@ def _params(**extra: object) -> dict[str, object]:
     }
     params.update({k: (v.isoformat() if isinstance(v, date) else v) for k, v in extra.items()})
     return params
+
+
+def ring_window_days() -> int:
+    """Days of buyer history a ring flag looks at (the order day and the days before it)."""
+    return int(_cfg()["brushing"]["ring_window_days"])
 
 
 def _run(con: duckdb.DuckDBPyConnection, path: Path, **params: object) -> None:
@@ -276,13 +289,8 @@ def _build_daily_range(
     con: duckdb.DuckDBPyConnection, a: date, b: date, stamps: dict[date, str]
 ) -> None:
     log.info("building daily feature blocks %s..%s", a, b)
-    # ring flags look back 29 days from each order day
-    _run(
-        con,
-        STAGING / "stg_orders.sql",
-        start_day=a - timedelta(days=RING_WINDOW_DAYS - 1),
-        end_day=b,
-    )
+    # ring flags look back over features.buyer_daily, not over raw orders
+    _run(con, STAGING / "stg_orders.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_order_changes.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_fulfillment.sql", start_day=a, end_day=b)
     _run(con, STAGING / "stg_traffic.sql", start_day=a, end_day=b)

@@ -35,6 +35,7 @@ COMPUTED = {
     "features.merchant_streamer_daily": "merchant_id, day, streamer_id",
     "features.platform_daily": "day",
     "features.suspect_orders": "order_id",
+    "features.buyer_daily": "merchant_id, buyer_key, day",
     "features.merchant_features": "merchant_id, as_of_date",
     "dq.merchant_quality": "merchant_id, as_of_date",
     "valuation.data_asset_values": "merchant_id, as_of_date",

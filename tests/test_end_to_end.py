@@ -145,13 +145,28 @@ def test_data_docs_and_model_report_exist(tiny_run):
         assert section in html, section
 
 
-def test_brushing_score_separates_true_brushers(tiny_run):
-    """The brushing score must recover the simulator's hidden brushing flag.
+def _night_auc(con, last, min_orders: int) -> tuple[float, int, int]:
+    from livefin_etl import features
 
-    Where it matters, at each loan application (brushers inflate GMV in the weeks before one),
-    the floor is 0.90. On an ordinary night, among merchants selling at least one order a day,
-    the floor is 0.70: brushers fake orders intermittently and stop once in distress, so a
-    30-day window sees some of them clean. 0.5 would be chance."""
+    rows = con.execute(
+        """select f.brushing_score, t.brushing from features.merchant_features f
+           join truth t using (merchant_id) where f.as_of_date = ? and f.orders_30d >= ?""",
+        [last, min_orders],
+    ).fetchall()
+    pos = [x for x, y in rows if y]
+    return features.auc(pos, [x for x, y in rows if not y]), len(pos), len(rows)
+
+
+def test_brushing_score_separates_true_brushers(tiny_run):
+    """The brushing score must recover the simulator's hidden brushing flag (issue 16: rings
+    buy real tracking numbers, ship like real orders and share account pools across shops).
+
+    On `small` seed 42 (bench/bench_brushing.py) the score reaches 0.96 on an ordinary night
+    (merchants with >= 30 orders in 30 days) and 0.97 at applications. On tiny (seed 7) it
+    measures 0.952 at its 289 loan originations (19 by brushers): floor 0.95. On tiny's last
+    night only 3 of its 21 brushers have >= 30 orders in 30 days (tiny brushers sell a median 7),
+    so one brusher moves that AUC by a third: it measures 0.829 (floor 0.80), and the >= 20-order
+    set (7 brushers) 0.908 (floor 0.90). 0.5 is chance."""
     from livefin_etl import features
 
     s, last = tiny_run["settings"], tiny_run["last"]
@@ -165,18 +180,16 @@ def test_brushing_score_separates_true_brushers(tiny_run):
                  on f.merchant_id = l.merchant_id and f.as_of_date = l.origination_date
                join truth t on t.merchant_id = l.merchant_id"""
         ).fetchall()
-        nightly = con.execute(
-            """select f.brushing_score, t.brushing from features.merchant_features f
-               join truth t using (merchant_id) where f.as_of_date = ? and f.orders_30d >= 30""",
-            [last],
-        ).fetchall()
+        night30, pos30, n30 = _night_auc(con, last, 30)
+        night20, pos20, n20 = _night_auc(con, last, 20)
     finally:
         con.close()
     at_application = features.auc([x for x, y in rows if y], [x for x, y in rows if not y])
-    on_night = features.auc([x for x, y in nightly if y], [x for x, y in nightly if not y])
     assert sum(1 for _, y in rows if y) >= 10 and len(rows) >= 200
-    assert at_application >= 0.90, at_application
-    assert on_night >= 0.70, on_night
+    assert pos30 >= 3 and n30 >= 50 and pos20 >= 5
+    assert at_application >= 0.95, at_application
+    assert night30 >= 0.80, (night30, pos30, n30)
+    assert night20 >= 0.90, (night20, pos20, n20)
 
 
 def test_model_beats_legacy_rule_and_oracle_is_ceiling(tiny_run):

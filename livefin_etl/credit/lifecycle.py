@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
 import duckdb
+import xgboost as xgb
 
-from livefin_etl.config import Settings
-from livefin_etl.credit import registry, training
+from livefin_etl.config import LivefinError, Settings
+from livefin_etl.credit import registry, reject, training
+
+log = logging.getLogger(__name__)
 
 
 def train(
@@ -24,4 +28,12 @@ def train(
     ``gate_failed`` and ``already_registered``.
     """
     fitted = training.fit(con, settings, as_of_date, **options)
+    try:
+        ri = reject.reject_inference(con, settings, as_of_date, fitted)
+    except (LivefinError, ValueError, xgb.core.XGBoostError) as exc:
+        # report-only: a failed challenger never blocks the model it would be compared with
+        log.warning("reject inference skipped: %s", exc)
+        ri = {"skipped": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    if ri is not None:  # the gate never reads it
+        fitted.metrics["reject_inference"] = ri
     return registry.register(con, settings, as_of_date, fitted)

@@ -108,8 +108,14 @@ def _build_reference(night: Night) -> pd.DataFrame:
     train = df[df["split"] == "train"]
     oot = df.loc[df["split"] == "oot", "origination_date"]
     variables = {SCORE_VARIABLE: model_pd(model, train, night.threads)}
+    # a feature blanked in training (lookback before the data start) has no reference: the
+    # model never split on it, so its drift cannot move the score
     variables.update(
-        {c: train[c].to_numpy(dtype=float, na_value=np.nan) for c in model.spec.numeric}
+        {
+            c: train[c].to_numpy(dtype=float, na_value=np.nan)
+            for c in model.spec.numeric
+            if train[c].notna().any()
+        }
     )
     bins = int(night.cfg["stability"].get("bins", 10))
     rows = []

@@ -249,6 +249,59 @@ def _window_line(m: dict[str, Any]) -> str:
     )
 
 
+def _oracle_line(m: dict[str, Any]) -> str:
+    o = m.get("oracle") or {}
+    if "model_share" not in o:
+        return ""
+    return (
+        f"<p>Against the oracle on the same {o['n']} loans: model AUC {o['model_auc']:.3f} is "
+        f"{o['model_share']:.1%} of the oracle's {o['auc']:.3f} (paired bootstrap 95% "
+        f"{o['model_share_ci95'][0]:.1%}–{o['model_share_ci95'][1]:.1%}; target ≥ 95%).</p>"
+    )
+
+
+def reject_section(m: dict[str, Any]) -> str:
+    """Reject inference (credit/reject.py): the fuzzy-augmented challenger against the funded-
+    loan (KGB) model on the through-the-door out-of-time population."""
+    ri = m.get("reject_inference")
+    if not ri:
+        return ""
+    if "skipped" in ri:
+        return f"<h2>Reject inference</h2><p>Skipped: {html.escape(ri['skipped'])}</p>"
+    rows = []
+    for key, name in (("approved_oot", "approved oot loans"), ("ttd_oot", "through-the-door oot")):
+        d = ri.get(key)
+        if not d:
+            continue
+        for mod in ("kgb", "fuzzy"):
+            r = d[mod]
+            rows.append(
+                [f"{name}: {mod.upper() if mod == 'kgb' else 'fuzzy'}", d["n"], d["defaults"]]
+                + [r["auc"], _ci(r.get("auc_ci95")), r["ks"], r["brier"], r["mean_pd"]]
+                + [d["default_rate"]]
+            )
+    ref = ri.get("refused_oot") or {}
+    extra = (
+        f" Refused oot applicants: {ref['n']}, true default rate {ref['default_rate_truth']:.1%}, "
+        f"mean PD {ref['kgb_mean_pd']:.1%} (KGB) vs {ref['fuzzy_mean_pd']:.1%} (fuzzy)."
+        if ref
+        else ""
+    )
+    return "".join(
+        [
+            "<h2>Reject inference (fuzzy augmentation, report-only)</h2>",
+            f"<p><b>{html.escape(ri['verdict'])}</b>.{extra} Refused applications added: "
+            f"{ri['refused']}. Outcomes of refused applicants come from the simulator's truth "
+            "and are used only here.</p>",
+            _table(
+                ["population: model", "n", "defaults", "AUC", "AUC 95% CI", "KS", "Brier"]
+                + ["mean PD", "default rate"],
+                rows,
+            ),
+        ]
+    )
+
+
 def _psi_rows(m: dict[str, Any]) -> list[list[Any]]:
     rows = [["score (PD)", m["psi_score"], M.psi_band(m["psi_score"])]]
     rows += [
@@ -321,7 +374,9 @@ def write_report(path: Path, *, title: str, fitted, version: str, decision=None)
         "leakage. Legacy rule ranks by −legacy limit (or −gross GMV 30d). 95% intervals: "
         f"stratified percentile bootstrap ({m['model'].get('n_boot', 0)} resamples of the "
         "evaluation loans, defaults and non-defaults resampled separately).</p>",
+        _oracle_line(m),
         scorecard_section(m, getattr(fitted, "scorecard", None)),  # byo/issue 17: challenger
+        reject_section(m),
         "<h2>ROC curve</h2>",
         _roc(ev),
         "<h2>KS curve</h2>",

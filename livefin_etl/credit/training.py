@@ -216,6 +216,11 @@ def evaluate(ev: EvalData, spec: FeatureSpec, cfg: dict[str, Any]) -> dict[str, 
             **M.bootstrap_auc_ks(ev.y_eval[ok], ev.oracle_eval[ok], n_boot, seed),
             "n": int(ok.sum()),
         }
+        # issue 16: the model's AUC as a share of the oracle's on the same loans (paired)
+        mo = M.auc_ks(ev.y_eval[ok], ev.pd_eval[ok])[0]
+        pair = M.paired_auc(ev.y_eval[ok], ev.oracle_eval[ok], ev.pd_eval[ok], n_boot, seed)
+        out["oracle"].update(model_auc=mo, model_share=mo / out["oracle"]["auc"])
+        out["oracle"].update(model_share_ci95=pair["ratio_ci95"], model_diff_ci95=pair["diff_ci95"])
     out["deciles"] = M.calibration_gaps(M.decile_table(ev.y_eval, ev.pd_eval))
     out["calibration_max_gap"] = max((abs(d["gap"]) for d in out["deciles"]), default=None)
     out["calibration_slope"] = M.calibration_slope(ev.y_eval, ev.pd_eval)
@@ -270,6 +275,7 @@ class Fitted:
     device: str
     fingerprint: str
     scorecard: Any = None  # the WoE scorecard challenger (credit.scorecard.Scorecard) or None
+    frame: Any = None  # the warehouse training set with its split (reject inference reads it)
 
     @property
     def hash(self) -> str:
@@ -504,6 +510,9 @@ def fit(
         "rows": len(df),
         "default_rate": float(df[label].mean()),
     }
+    if features_df is None:
+        fitted.frame = df.assign(split=split)
+        fitted.frame.attrs = attrs
     return fitted
 
 

@@ -30,21 +30,53 @@ def shock_inputs(
     gmv_shock: float,
     streamer_exit: bool,
     dependency_share: float,
+    streamer_shares: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Scenario inputs: every net GMV input x (1 + shock); with streamer_exit, merchants whose
-    top streamer carries >= dependency_share also lose that share (and the streamer)."""
+    """Scenario inputs: every net GMV input x (1 + shock). With streamer_exit, the top streamer
+    of every merchant whose top streamer carries >= dependency_share leaves, and every merchant
+    they sell for loses that streamer's share (``streamer_shares``: merchant_id, streamer_id,
+    share of the merchant's 90-day net GMV; without it, only the top streamers are known)."""
     _check_shock(gmv_shock)
     out = inputs.copy()
     factor = np.full(len(out), 1.0 + gmv_shock)
     if streamer_exit:
         share = pd.to_numeric(out["top_streamer_share_90d"], errors="coerce").fillna(0.0)
         dependent = (share >= dependency_share).to_numpy()
-        factor = np.where(dependent, factor * (1.0 - share.clip(0, 1).to_numpy()), factor)
-        out.loc[dependent, "top_streamer_share_90d"] = 0.0
-        out.loc[dependent, "top_streamer_id"] = None
+        leaving = set(out.loc[dependent, "top_streamer_id"].dropna())
+        if streamer_shares is None:  # only each merchant's top streamer is known
+            streamer_shares = pd.DataFrame(
+                {"merchant_id": out["merchant_id"], "streamer_id": out["top_streamer_id"]}
+            ).assign(share=share.to_numpy())
+        hit = streamer_shares[streamer_shares["streamer_id"].isin(leaving)]
+        lost = hit.groupby("merchant_id")["share"].sum().clip(0, 1)
+        lost_m = out["merchant_id"].map(lost).fillna(0.0).to_numpy()
+        factor = factor * (1.0 - lost_m)
+        gone = out["top_streamer_id"].isin(leaving).to_numpy()
+        out.loc[gone, "top_streamer_share_90d"] = 0.0
+        out.loc[gone, "top_streamer_id"] = None
     for c in GMV_COLUMNS:
         out[c] = pd.to_numeric(out[c], errors="coerce") * factor
     return out
+
+
+def _streamer_shares(con: duckdb.DuckDBPyConnection, as_of_date: date) -> pd.DataFrame | None:
+    """Each (merchant, streamer)'s share of the merchant's 90-day net GMV, as the features
+    define top_streamer_share_90d; None when the marts are missing."""
+    if not table_exists(con, "features.merchant_streamer_daily"):
+        return None
+    return con.execute(
+        """with s as (
+               select merchant_id, streamer_id, sum(gmv_net) as gmv
+               from features.merchant_streamer_daily
+               where day >= cast(? as date) - interval 90 days and day < cast(? as date)
+               group by all
+           )
+           select s.merchant_id, s.streamer_id, s.gmv / f.gmv_net_90d as share
+           from s join features.merchant_features as f
+             on f.merchant_id = s.merchant_id and f.as_of_date = cast(? as date)
+           where f.gmv_net_90d > 0""",
+        [as_of_date, as_of_date, as_of_date],
+    ).df()
 
 
 def _scenario_rows(
@@ -127,7 +159,11 @@ def stress(
     inputs = load_inputs(con, as_of_date, policy)
     before = compute_limits(inputs, policy)
     shocked = shock_inputs(
-        inputs, gmv_shock, streamer_exit, policy["stress"]["streamer_dependency_share"]
+        inputs,
+        gmv_shock,
+        streamer_exit,
+        policy["stress"]["streamer_dependency_share"],
+        _streamer_shares(con, as_of_date) if streamer_exit else None,
     )
     after = compute_limits(shocked, policy)
     scenario_id = f"{as_of_date.isoformat()}:gmv{gmv_shock:+.4f}:exit{int(streamer_exit)}"

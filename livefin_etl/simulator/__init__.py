@@ -21,17 +21,28 @@ import pyarrow.parquet as pq
 
 from ..config import LivefinError
 from .constants import NEVER
-from .params import CATEGORIES, DEFAULT_START, SCALES, SOURCES, ScalePreset, WorldParams
+from .lender import REASONS
+from .params import (
+    CATEGORIES,
+    DEFAULT_START,
+    SCALES,
+    SIM_VERSION,
+    SOURCES,
+    ScalePreset,
+    WorldParams,
+)
 from .world import World
-from .writer import COMPRESSIONS, Writer, loan_ids, orders_encoding
+from .writer import COMPRESSIONS, Writer, application_ids, loan_ids, orders_encoding
 
 __all__ = [
     "DEFAULT_START",
     "SCALES",
+    "SIM_VERSION",
     "SOURCES",
     "ScalePreset",
     "WorldParams",
     "generate",
+    "preset_params",
     "orders_encoding",
 ]
 
@@ -76,7 +87,7 @@ def generate(
     Output is a pure function of (scale, seed, start, days, merchants, params).
     """
     preset, days, n, start = _check_args(scale, start, days, merchants, compress)
-    p = params or WorldParams()
+    p = preset_params(preset, params)
     out = Path(out)
     _prepare_out(out, force)
 
@@ -103,6 +114,13 @@ def generate(
         "seconds_days": round(marks["days"], 2),
         "out": str(out),
     }
+
+
+def preset_params(preset: ScalePreset, params: WorldParams | None = None) -> WorldParams:
+    """The parameters a preset runs with: the caller's (else the defaults plus the preset's
+    overrides), with the preset's odds multiplier (tiny's stressed book) on top."""
+    p = params or dataclasses.replace(WorldParams(), **dict(preset.overrides))
+    return dataclasses.replace(p, pd_odds_mult=p.pd_odds_mult * preset.default_odds)
 
 
 def _check_args(
@@ -208,7 +226,10 @@ def _write_truth(
     pq.write_table(merchants.to_arrow(), tdir / "merchants.parquet", compression="zstd")
     loans = _loan_truth(world, writer, start, days - 1, p)
     pq.write_table(loans.to_arrow(), tdir / "loans.parquet", compression="zstd")
+    apps = _application_truth(world, writer, start, days - 1, p, loans)
+    pq.write_table(apps.to_arrow(), tdir / "applications.parquet", compression="zstd")
     params = {
+        "simulator_version": SIM_VERSION,
         "scale": scale,
         "seed": seed,
         "start": start.isoformat(),
@@ -288,5 +309,56 @@ def _loan_truth(
                 b.view("status").astype(np.int64)
             ),
             "closed_date": _dates(start, closed_day, closed_day < NEVER),
+            **_cash_flows(b),
+        }
+    )
+
+
+def _cash_flows(b: Any) -> dict[str, np.ndarray]:
+    """The lender's per-loan cash flows: principal out, collections in, the funding cost of the
+    outstanding principal; pnl = collected - principal - funding_cost (final once closed)."""
+    principal, collected = b.view("principal"), b.view("repaid")
+    funding = b.view("funding")
+    return {
+        "fee_amount": b.view("fee"),
+        "collected": np.round(collected, 2),
+        "funding_cost": np.round(funding, 2),
+        "principal_lost": np.round(np.maximum(principal - collected, 0.0), 2),
+        "pnl": np.round(collected - principal - funding, 2),
+    }
+
+
+def _application_truth(
+    world: World, writer: Writer, start: date, last: int, p: WorldParams, loans: pl.DataFrame
+) -> pl.DataFrame:
+    """Every application with the outcome it had (approved: the loan's realised label) or would
+    have had (refused: the same default model's draw), which the landing files never show."""
+    a = world.apps
+    day, loan = a.view("day"), a.view("loan")
+    approved = loan >= 0
+    realised = loans["defaulted_180d"].to_numpy()
+    outcome = np.where(
+        approved, realised[np.maximum(loan, 0)] if loan.size else False, a.view("default")
+    )
+    return pl.DataFrame(
+        {
+            "application_id": application_ids(np.arange(a.n)),
+            "merchant_id": writer.mids.gather(a.view("merchant")),
+            "applied_date": _dates(start, day),
+            "approved": approved,
+            "decision_reason": pl.Series(REASONS).gather(a.view("reason").astype(np.int64)),
+            "loan_id": loan_ids(np.maximum(loan, 0)).zip_with(
+                pl.Series(approved), pl.Series([None] * a.n, dtype=pl.String)
+            )
+            if a.n
+            else pl.Series([], dtype=pl.String),
+            "requested_amount": a.view("requested"),
+            "legacy_score": a.view("legacy_score"),
+            "gross_gmv_30d": np.round(a.view("gross30"), 2),
+            "net_gmv_30d": np.round(a.view("net30"), 2),
+            "true_pd": np.round(a.view("true_pd"), 6),
+            "pd_realised": np.round(a.view("pd_realised"), 6),
+            "defaulted_180d": outcome,
+            "window_closed": day + p.default_horizon_days <= last,
         }
     )

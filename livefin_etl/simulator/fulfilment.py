@@ -1,8 +1,8 @@
 """Logistics events of a day's orders: shipped, delivered, lost, returned, complaint.
 
 Every future event of an order is drawn on its order day and parked by event day, so a
-written day only pops what is due. Fake (brushing) parcels ship fast and are mostly untracked
-or empty: that is what the brushing features pick up.
+written day only pops what is due. Most brushing rings buy genuine tracking numbers and ship
+real-weight parcels; only crude rings' fakes ship fast, untracked or empty.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def park_events(w: World, t: int, o: Arrays) -> tuple[np.ndarray, Arrays]:
     times = _event_times(w, t, rf, o, sel, m)
     if sel.size == 0:
         return sel, times
-    carrier, weight = _parcels(w, rf, m, o["fake"][sel])
+    carrier, weight = _parcels(w, rf, m, o["fake"][sel] & w.ring_crude[m])
     ev = _stack_events(sel, m, times, carrier, weight)
     _park_by_day(w, t, ev)
     return sel, times
@@ -40,7 +40,8 @@ def _event_times(
     """Timestamps (epoch offsets from the start) and masks of each order's events."""
     p = w.p
     k = sel.size
-    fake = o["fake"][sel]
+    # Only crude rings ship fast; the rest ship and travel like the shop's real parcels.
+    fake = o["fake"][sel] & w.ring_crude[m]
     base = t * DAY + o["ts"][sel]
     delay_h = np.where(fake, rf.uniform(0.5, 6, k), rf.lognormal(np.log(w.ship_hours[m]), 0.6, k))
     ship = base + (delay_h * 3600).astype(np.int64)
@@ -78,7 +79,7 @@ def _event_times(
     refund_ts = np.where(ret, ret_ts, req) + (rf.uniform(0.5, 3, k) * DAY).astype(np.int64)
     refunded = ~fake & ((status == 2) | (status == 3))
     comp_p = w.complaint[m] * np.where(late, 3.0, 1.0) + np.where(lost, 0.3, 0.0)
-    comp = ~fake & (rf.random(k) < comp_p)
+    comp = ~o["fake"][sel] & (rf.random(k) < comp_p)  # no ring complains about itself
     comp_ts = np.where(lost, lost_ts, deliver) + (rf.uniform(0, 4, k) * DAY).astype(np.int64)
     return {
         "ship": ship,
@@ -98,7 +99,9 @@ def _event_times(
 def _parcels(
     w: World, rf: np.random.Generator, m: np.ndarray, fake: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Real parcels: a carrier, a tracking number and a real weight. Fake ones: mostly none."""
+    """Real parcels: a carrier, a tracking number and a real weight. ``fake`` marks a crude
+    ring's parcels: often untracked or empty. Skilled rings buy genuine tracking numbers and
+    ship real-weight parcels that couriers mark delivered."""
     p, k = w.p, m.size
     carrier = np.where(
         rf.random(k) < 0.8,

@@ -47,6 +47,7 @@ ROW_FIELDS = (
     "paid",
     "session",
     "streamer",
+    "channel",
     "status",
     "refund",
     "as_status",
@@ -135,7 +136,7 @@ def _rows(
     sess = o["session"][idx]
     si = np.maximum(sess, 0)
     streamer = (
-        np.where(sess >= 0, s["merchant"][si] * 5 + s["slot"][si] + 1, -1)
+        np.where(sess >= 0, w.streamer_id[s["merchant"][si], s["slot"][si]], -1)
         if s["merchant"].size
         else np.full(idx.size, -1)
     )
@@ -149,6 +150,7 @@ def _rows(
         "paid": o["paid"][idx],
         "session": sess,
         "streamer": streamer.astype(np.int64),
+        "channel": o["channel"][idx],
         "as_type": tl["as_type"][idx],
         "reason": tl["reason"][idx],
     }

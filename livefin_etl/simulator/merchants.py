@@ -60,6 +60,14 @@ def _brushing(w: World, r: np.random.Generator) -> None:
     w.brushing = r.random(n) < np.clip(2 * p.brushing_share * (1 - w.q), 0, 1)
     w.fake_share = r.uniform(*p.fake_share, size=n)
     w.ring_size = r.integers(p.ring_size[0], p.ring_size[1] + 1, size=n)
+    # Rings differ in sophistication: most buy genuine tracking numbers and ship real-weight
+    # parcels; a crude minority still sends empty or untracked ones. A ring's accounts come
+    # from its own pool, shared by every shop that hires it.
+    w.ring_crude = r.random(n) < p.ring_crude_share
+    w.ring_odd = r.uniform(*p.odd_hour_share, size=n)
+    n_rings = max(1, int(round(w.brushing.sum() / 2)))
+    w.ring_id = r.integers(0, n_rings, size=n)
+    w.ring_pool = r.integers(p.ring_pool[0], p.ring_pool[1] + 1, size=n_rings)
 
 
 def _streamers(w: World, r: np.random.Generator) -> None:
@@ -80,6 +88,7 @@ def _streamers(w: World, r: np.random.Generator) -> None:
     weights[dep, 0] = p.star_share
     weights[dep, 1:] = backups * (1 - p.star_share)
     w.weights = weights
+    w.weights0 = weights.copy()  # the roster before any exit
     w.exit_day = np.where(
         dep,
         np.maximum(w.onboard, 0)
@@ -87,6 +96,25 @@ def _streamers(w: World, r: np.random.Generator) -> None:
         NEVER,
     )
     w.exit_drop = r.uniform(*p.exit_drop, size=n)
+    _shared_streamers(w, r)
+
+
+def _shared_streamers(w: World, r: np.random.Generator) -> None:
+    """Roster slots point into one pool of 达人 who sell for many shops; a streamer leaves on one
+    day for every shop (a dependent merchant's star leaves on its own ``exit_day``)."""
+    p, n = w.p, w.N
+    slots = int(w.roster.sum())
+    pool = max(1, int(round(slots / p.streamer_slots_mean)))
+    pop = r.gamma(p.streamer_pop_shape, size=pool)
+    sid = r.choice(pool, size=(n, 5), p=pop / pop.sum())
+    w.streamer_id = (sid + 1).astype(np.int64)  # 0 is "no streamer" in the export
+    # Shops differ in how much sells off-live (mean 1 keeps the configured live share).
+    w.shelf_mult = r.lognormal(-0.5 * p.shelf_sigma**2, p.shelf_sigma, size=n)
+    w.streamer_exit = np.full(pool + 1, NEVER, dtype=np.int64)
+    star = w.dependent & (w.exit_day < NEVER)
+    # The star's exit day is the streamer's exit day for every shop they sell for.
+    np.minimum.at(w.streamer_exit, w.streamer_id[star, 0], w.exit_day[star])
+    w.exit_day = np.where(w.dependent, w.streamer_exit[w.streamer_id[:, 0]], NEVER)
 
 
 def _shocks(w: World, r: np.random.Generator, first_seen: np.ndarray) -> None:
@@ -148,6 +176,7 @@ def _lender_state(w: World, r: np.random.Generator) -> None:
     w.banned = np.zeros(n, dtype=bool)
     w.gross_win = np.zeros((30, n))
     w.net_win = np.zeros((30, n))
+    w.refund_win = np.zeros((30, n))
     w.net_ref = float(np.median(w.base_daily_gmv) * 30 * 0.7)
 
 

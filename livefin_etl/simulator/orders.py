@@ -87,12 +87,18 @@ def draw_orders(
     shelf_m, ts_shelf = _shelf_orders(w, ro, mult)
     fake_m, ts_fake = _fake_orders(w, t, active, ro)
     nf = fake_m.size
+    fake_sess, ts_fake = _fake_in_sessions(w, ro, sm, start, dur, fake_m, ts_fake)
     om = np.concatenate([sm[sess_idx], shelf_m, fake_m]).astype(np.int64)
-    osess = np.concatenate([sess_idx, np.full(shelf_m.size + nf, -1)]).astype(np.int64)
+    osess = np.concatenate([sess_idx, np.full(shelf_m.size, -1), fake_sess]).astype(np.int64)
     fake = np.concatenate(
         [np.zeros(sess_idx.size + shelf_m.size, dtype=bool), np.ones(nf, dtype=bool)]
     )
     ots = np.concatenate([ts_live, ts_shelf, ts_fake]).astype(np.int64)
+    # Fakes come in through the product card or search like shelf buyers.
+    channel = np.concatenate(
+        [np.zeros(sess_idx.size, np.int8), shelf_channels(w, t, shelf_m.size + nf)]
+    )
+    channel[osess >= 0] = 0
     item, paid = _amounts(w, ro, om, fake)
     status, refund, lost = _statuses(w, t, ro, om, fake, paid)
     buyer = _buyers(w, ro, om, fake)
@@ -109,6 +115,7 @@ def draw_orders(
         "refund": refund,
         "lost": lost,
         "buyer": buyer,
+        "channel": channel,
     }
     orders = {k: v[perm] for k, v in orders.items()}
     gmv_sess = np.bincount(
@@ -160,12 +167,12 @@ def _sessions(
 def _live_orders(
     ro: np.random.Generator, start: np.ndarray, dur: np.ndarray, so: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(session index, second of day) of each in-session order, inside its session."""
+    """(session index, second of day) of each in-session order. A late session runs past
+    midnight: its after-midnight orders fall in the small hours (the day's calendar is
+    stationary, so yesterday's late session stands in for today's)."""
     sess_idx = np.repeat(np.arange(start.size), so)
-    ts_live = start[sess_idx] + np.floor(
-        ro.random(sess_idx.size) * np.minimum(dur[sess_idx], DAY - 1 - start[sess_idx])
-    ).astype(np.int64)
-    return sess_idx, ts_live
+    ts_live = start[sess_idx] + np.floor(ro.random(sess_idx.size) * dur[sess_idx]).astype(np.int64)
+    return sess_idx, ts_live % DAY
 
 
 def _shelf_orders(
@@ -173,11 +180,20 @@ def _shelf_orders(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(merchant, second of day) of each shelf order (bought outside a live session)."""
     p = w.p
-    shelf_n = ro.poisson(w.audience * w.conv * mult * (1 - p.live_share) / p.live_share)
+    shelf_n = ro.poisson(
+        w.audience * w.conv * mult * w.shelf_mult * (1 - p.live_share) / p.live_share
+    )
     shelf_m = np.repeat(np.arange(w.N), shelf_n)
     hrs = ro.choice(24, size=shelf_m.size, p=SHELF_HOURS / SHELF_HOURS.sum())
     ts_shelf = hrs * 3600 + ro.integers(0, 3600, size=shelf_m.size)
     return shelf_m, ts_shelf
+
+
+def shelf_channels(w: World, t: int, n: int) -> np.ndarray:
+    """Channel (1 shelf, 2 short video, 3 search) of ``n`` non-live orders; own stream so the
+    order draws above keep their sequence."""
+    cs = np.array(w.p.channel_shares, dtype=float)
+    return (w.rng(9, t).choice(3, size=n, p=cs / cs.sum()) + 1).astype(np.int8)
 
 
 def _fake_orders(
@@ -197,13 +213,38 @@ def _fake_orders(
     fake_m = np.repeat(np.arange(n), fake_n)
     nf = fake_m.size
     burst = ro.integers(0, 5 * 3600 - 1800, size=n)  # one small-hours burst per merchant-day
-    odd = ro.random(nf) < p.odd_hour_share
+    odd = ro.random(nf) < w.ring_odd[fake_m]
+    # Most fakes follow the shop's own shelf hours, so the hour profile looks like real demand.
+    hrs = ro.choice(24, size=nf, p=SHELF_HOURS / SHELF_HOURS.sum())
     ts_fake = np.where(
         odd,
         burst[fake_m] + ro.integers(0, 1800, size=nf),
-        ro.integers(8 * 3600, 23 * 3600, size=nf),
+        hrs * 3600 + ro.integers(0, 3600, size=nf),
     )
     return fake_m, ts_fake
+
+
+def _fake_in_sessions(
+    w: World,
+    ro: np.random.Generator,
+    sm: np.ndarray,
+    start: np.ndarray,
+    dur: np.ndarray,
+    fake_m: np.ndarray,
+    ts_fake: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rings also buy inside the shop's live rooms (to lift its ranking): a share of fakes moves
+    into one of that day's sessions, which adds orders but no viewers."""
+    by_m = np.argsort(sm, kind="stable")
+    lo = np.searchsorted(sm[by_m], fake_m, "left")
+    cnt = np.searchsorted(sm[by_m], fake_m, "right") - lo
+    u, v = ro.random(fake_m.size), ro.random(fake_m.size)
+    into = (cnt > 0) & (u < w.p.fake_live_share)
+    pick = by_m[np.minimum(lo + np.floor(v * cnt).astype(np.int64), sm.size - 1)] if sm.size else lo
+    sess = np.where(into, pick, -1).astype(np.int64)
+    si = np.maximum(sess, 0)
+    ts_in = (start[si] + np.floor(ro.random(fake_m.size) * dur[si]).astype(np.int64)) % DAY
+    return sess, np.where(into, ts_in, ts_fake)
 
 
 def _amounts(
@@ -212,15 +253,17 @@ def _amounts(
     """(item amount, paid amount): paid <= item after rounding because rounding is monotone."""
     p, no = w.p, om.size
     aov = w.aov[om]
+    # Only crude rings buy the same basket at list price; the rest copy real baskets.
+    crude = fake & w.ring_crude[om]
     item = np.maximum(
         1.0,
         np.round(
-            aov * np.where(fake, ro.lognormal(0, 0.2, no), ro.lognormal(-0.1, p.aov_sigma, no)),
+            aov * np.where(crude, ro.lognormal(0, 0.2, no), ro.lognormal(-0.1, p.aov_sigma, no)),
             2,
         ),
     )
     disc = np.where(
-        ~fake & (ro.random(no) < p.discount_share), ro.uniform(0.02, p.discount_max, no), 0.0
+        ~crude & (ro.random(no) < p.discount_share), ro.uniform(0.02, p.discount_max, no), 0.0
     )
     return item, np.round(item * (1 - disc), 2)
 
@@ -260,12 +303,17 @@ def _buyers(w: World, ro: np.random.Generator, om: np.ndarray, fake: np.ndarray)
     """Buyer keys: loyal pool (repeat customers), new buyers, or the brushing ring."""
     no = om.size
     loyal = ro.random(no) < w.repeat[om]
-    k_pool = np.floor(ro.random(no) * np.where(fake, w.ring_size[om], w.pool[om])).astype(np.int64)
-    keyed = (
-        (np.where(fake, 2, 1).astype(U64) << U64(60))
-        | (om.astype(U64) << U64(30))
-        | k_pool.astype(U64)
-    )
+    # A ring draws its accounts from its own pool, shared by the shops that hire it; some
+    # fakes come from fresh accounts so repeat-buyer shares alone do not give the ring away.
+    ring_pool = w.ring_pool[w.ring_id[om]]
+    k_pool = np.floor(ro.random(no) * np.where(fake, ring_pool, w.pool[om])).astype(np.int64)
+    owner = np.where(fake, w.ring_id[om], om).astype(U64)
+    keyed = (np.where(fake, 2, 1).astype(U64) << U64(60)) | (owner << U64(30)) | k_pool.astype(U64)
+    fresh = fake & (ro.random(no) < w.p.ring_new_account_share)
+    loyal &= ~fake
     keyed = keyed ^ (U64(w.seed) << U64(20))
-    random_id = ro.integers(0, 1 << 62, size=no, dtype=np.int64).astype(U64)
-    return names.mix64(np.where(fake | loyal, keyed, random_id))
+    # One-off buyers come from a platform-wide pool, so real buyers also shop at several shops.
+    pool = max(1, w.p.platform_buyers_per_merchant * w.N)
+    random_id = (U64(3) << U64(60)) | ro.integers(0, pool, size=no, dtype=np.int64).astype(U64)
+    random_id = random_id ^ (U64(w.seed) << U64(20))
+    return names.mix64(np.where((fake & ~fresh) | loyal, keyed, random_id))

@@ -15,7 +15,17 @@ CATEGORIES_ZH = ("服装", "食品", "家居", "美妆", "数码")
 STATUSES = ("completed", "cancelled", "refunded", "partially_refunded")
 STATUSES_ZH = ("已完成", "已取消", "已退款", "部分退款")
 EVENT_TYPES = ("shipped", "delivered", "lost", "returned", "complaint")
-SOURCES = ("merchants", "orders", "traffic", "fulfillment", "loans", "repayments")
+SOURCES = (
+    "merchants",
+    "orders",
+    "traffic",
+    "fulfillment",
+    "loans",
+    "repayments",
+    "applications",
+)
+# Bumped whenever the simulated world changes: keys the bench caches and is written to params.json.
+SIM_VERSION = "sim-v4"  # v4: channels, shared streamers, subtle brushing; v3: priced book, applications and refusals, delinquency paths, sizes
 
 DEFAULT_START = date(2025, 1, 1)
 
@@ -27,11 +37,31 @@ class ScalePreset:
     days: int
     orders_per_merchant_day: float  # mean real orders of a mature merchant on an ordinary day
     description: str = ""
+    # Odds multiplier on every PD: 1 is the calibrated world; tiny runs a stressed book (3x the
+    # odds) so 200 merchants still give the credit tests enough defaults.
+    default_odds: float = 1.0
+    # WorldParams the preset changes (tiny: smaller, faster loans, so 300 days give >= 250
+    # matured loans); applied when generate() is called without params
+    overrides: tuple[tuple[str, float], ...] = ()
 
 
 SCALES: dict[str, ScalePreset] = {
-    "tiny": ScalePreset("tiny", 200, 300, 2.2, "CI: seconds to generate, >= 250 closed loans"),
-    "small": ScalePreset("small", 2_000, 365, 3.6, "demo: ~2.5 M orders, well under a minute"),
+    "tiny": ScalePreset(
+        "tiny",
+        200,
+        300,
+        2.2,
+        "CI: seconds to generate, >= 250 closed loans",
+        default_odds=3.0,
+        overrides=(
+            ("gmv_floor", 1500.0),
+            ("limit_multiple", 0.4),
+            ("apply_mean_days", 4.0),
+            ("renew_mean_days", 3.0),
+            ("legacy_cutoff", 3.5),
+        ),
+    ),
+    "small": ScalePreset("small", 2_000, 365, 4.0, "demo: ~2.9 M orders, about a minute"),
     "large": ScalePreset("large", 100_000, 365, 4.0, "benchmark: >= 300k orders/day, streamed"),
 }
 
@@ -46,9 +76,9 @@ class WorldParams:
     burn_in_days: int = 35  # simulated but not written, so day 0 has a 30-day history
 
     # --- demand
-    size_sigma: float = 1.0  # lognormal dispersion of merchant audience
-    live_share: float = 0.85  # share of real orders placed inside live sessions
-    aov: tuple[float, ...] = (129.0, 59.0, 89.0, 149.0, 399.0)  # average order value per category
+    size_sigma: float = 0.9  # lognormal dispersion of merchant audience
+    live_share: float = 0.55  # share of real orders placed inside live sessions (channels below)
+    aov: tuple[float, ...] = (329.0, 149.0, 229.0, 379.0, 999.0)  # average order value per category
     aov_sigma: float = 0.45  # within-merchant order value dispersion
     conversion: tuple[float, ...] = (0.020, 0.030, 0.025, 0.022, 0.010)  # orders/viewer at q=0.5
     conversion_q: float = 1.5  # d log(conversion) / dq
@@ -94,6 +124,14 @@ class WorldParams:
     star_share: float = 0.85  # share of sessions the hired star hosts
     exit_mean_days: float = 400.0  # exponential waiting time until the star leaves
     exit_drop: tuple[float, float] = (0.60, 0.80)  # demand lost when the star leaves
+    # 达人 sell for many shops: every roster slot is drawn from a shared pool of
+    # (slots / streamer_slots_mean) streamers with gamma(streamer_pop_shape) popularity.
+    streamer_slots_mean: float = 3.0
+    streamer_pop_shape: float = 0.8
+
+    # --- channels (non-live orders: product card / shelf, short video, search)
+    channel_shares: tuple[float, float, float] = (0.50, 0.30, 0.20)
+    shelf_sigma: float = 0.6  # lognormal spread of a shop's shelf orders around the mean share
 
     # --- shocks
     penalty_rate: float = 1 / 1500  # platform penalty (traffic cut) hazard per day at q=0.5
@@ -107,30 +145,43 @@ class WorldParams:
     # --- brushing
     brushing_share: float = 0.08
     fake_share: tuple[float, float] = (0.20, 0.60)  # fake orders per real order (baseline)
-    ring_size: tuple[int, int] = (3, 8)  # buyer phones in a brushing ring
-    odd_hour_share: float = 0.70  # fake orders placed in a 0-5 am burst
-    fake_no_track: float = 0.55  # fake orders shipped without a tracking number
-    fake_empty_parcel: float = 0.90  # of tracked fake parcels: weight < 50 g
+    ring_size: tuple[int, int] = (3, 8)  # buyer accounts a ring cycles per merchant-month
+    ring_pool: tuple[int, int] = (20, 200)  # accounts in the ring's pool (shared across shops)
+    ring_new_account_share: float = 0.3  # fake orders from a never-seen account
+    odd_hour_share: tuple[float, float] = (0.0, 0.25)  # per ring: fakes in a 0-5 am burst
+    fake_live_share: float = 0.5  # fakes placed in one of the shop's live sessions that day
+    platform_buyers_per_merchant: int = 400  # one-off buyers come from a platform-wide pool
+    ring_crude_share: float = 0.25  # crude rings: no tracking / empty parcels / fast shipping
+    fake_no_track: float = 0.55  # crude ring: fake orders shipped without a tracking number
+    fake_empty_parcel: float = 0.90  # crude ring: of tracked fake parcels, weight < 50 g
     brush_ramp_days: int = 21  # fake volume ramps up this long before a loan application
     brush_ramp_mult: float = 3.0
 
-    # --- legacy lending
+    # --- legacy lending (docs/simulator.md "Economics" and "Applications" cite the ranges)
     lend_start_day: int = 0
     min_tenure_days: int = 90
-    gmv_floor: float = 2000.0  # last-30-day gross GMV needed for an offer, CNY
-    limit_multiple: float = 0.4  # limit = multiple x last-30-day gross GMV
-    take_share: tuple[float, float] = (0.25, 1.0)  # share of the limit drawn
-    fee_rate_30d: float = 0.015  # flat fee per 30 days of term
+    gmv_floor: float = 4000.0  # last-30-day gross GMV needed for an offer, CNY
+    limit_multiple: float = 0.8  # limit = multiple x last-30-day gross GMV (about a month's sales)
+    take_share: tuple[float, float] = (0.5, 1.0)  # share of the limit requested and drawn
+    fee_rate_30d: float = 0.02  # flat fee per 30 days of term (factor 1.02-1.08)
     max_withhold: float = 0.30
-    terms: tuple[int, ...] = (30, 60, 90)  # the shortest term with withhold <= max_withhold ...
+    terms: tuple[int, ...] = (30, 60, 90)  # the shortest term with withhold <= max ...
     longer_term_share: float = 0.15  # ... or, for this share of borrowers, the next longer one
     apply_mean_days: float = 12.0  # waiting time to the first application
     apply_mean_days_brushing: float = 8.0  # (plus brush_ramp_days)
-    renew_mean_days: float = 3.0  # after a repaid loan
-    reapply_mean_days: float = 15.0  # after an ineligible application
+    renew_mean_days: float = 5.0  # after a repaid loan
+    reapply_mean_days: float = 45.0  # after a refused application
+    cost_of_funds: float = 0.04  # the lender's yearly funding rate on outstanding principal
+    # legacy refusal rule: refund share and the 30-day swing of gross sales it can see, plus a
+    # noisy judgement (the imperfect part); refused above the cut-off
+    legacy_refund_max: float = 0.65  # observed refunds / gross above this: refused outright
+    legacy_score: tuple[float, float, float] = (3.0, 1.2, 0.5)  # refund share, daily cv, new
+    legacy_noise: float = 0.8  # sd of the judgement noise in the legacy score
+    legacy_cutoff: float = 3.2  # refuse when the legacy score is above this
 
     # --- default model (logit of P(60+ dpd within 180 days))
-    pd_intercept: float = -3.1
+    pd_intercept: float = -4.2
+    pd_odds_mult: float = 1.0  # stress: multiplies every PD's odds (the preset's default_odds too)
     pd_quality: float = 6.0  # x (0.5 - q)
     pd_brushing: float = 1.5
     pd_dependent: float = 0.4  # still depends on a star at origination
@@ -142,7 +193,11 @@ class WorldParams:
     pd_new: float = 0.3  # tenure < 1 year
     pd_size: float = 0.1  # x (- ln(real net 30d / median))
     shock_window_days: int = 120
-    cure_dpd: tuple[int, ...] = (1, 1, 3, 7, 15, 30)  # non-defaulters top up at this dpd
+    # non-defaulters top up at this dpd: most early, some only after a 30+ episode (the cures)
+    cure_dpd: tuple[int, ...] = (1, 1, 3, 7, 15, 20, 30, 35, 40, 45, 50, 55)
+    distress_pay: float = 0.15  # share of the usual withholding a distressed borrower still pays
+    late_cure_share: float = 0.25  # defaulters (60+) that settle their arrears before charge-off
+    late_cure_dpd: tuple[int, int] = (62, 110)  # ... at a dpd drawn in this range
     default_dpd: int = 60
     default_horizon_days: int = 180
     chargeoff_dpd: int = 120

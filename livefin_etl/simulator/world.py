@@ -22,7 +22,15 @@ import numpy as np
 
 from .constants import DAY, NEVER, U64
 from .fulfilment import park_events, pop_events
-from .lender import LoanBook, empty_loans, empty_repayments, originate, repay
+from .lender import (
+    AppBook,
+    LoanBook,
+    empty_applications,
+    empty_loans,
+    empty_repayments,
+    originate,
+    repay,
+)
 from .lifecycle import TIMELINE, park_versions, pop_versions, timeline
 from .merchants import init_merchants, lifecycle
 from .orders import draw_orders
@@ -44,6 +52,7 @@ class DayTables:
     events: dict[str, np.ndarray]
     loans: dict[str, np.ndarray]
     repayments: dict[str, np.ndarray]
+    applications: dict[str, np.ndarray]
 
 
 class World:
@@ -58,6 +67,7 @@ class World:
         self.burn = p.burn_in_days
         self.season = season_table(p, start, -self.burn, days)
         self.loans = LoanBook()
+        self.apps = AppBook()
         self.pending: dict[int, list[dict[str, np.ndarray]]] = {}
         self.pending_versions: dict[int, list[dict[str, np.ndarray]]] = {}
         init_merchants(self, orders_per_day)
@@ -76,7 +86,9 @@ class World:
         self.ar = phi * self.ar + self.volatility * np.sqrt(1 - phi * phi) * rd.standard_normal(n)
         active = (self.onboard <= t) & (t < self.churn_day)
 
-        new_loans = originate(self, t, active) if t >= max(0, p.lend_start_day) else None
+        new_loans, apps = (None, None)
+        if t >= max(0, p.lend_start_day):
+            new_loans, apps = originate(self, t, active)
 
         orders, sessions = draw_orders(self, t, active, self._demand(t, active), rd)
         reps = self._book_sales(t, orders)
@@ -97,13 +109,18 @@ class World:
             events,
             new_loans or empty_loans(),
             reps or empty_repayments(),
+            apps or empty_applications(),
         )
 
     def _stars_leave(self, t: int) -> None:
         """Stars who leave today stop hosting; backups take over their share of sessions."""
-        leaving = self.exit_day == t
+        # A streamer who leaves stops hosting for every shop they sell for.
+        gone = (self.streamer_exit[self.streamer_id] == t) & (self.weights > 0)
+        leaving = gone.any(1)
         if leaving.any():
-            self.weights[leaving, 0] = 0.0
+            self.weights[gone] = 0.0
+            # a shop whose whole roster left keeps its first slot (a replacement host)
+            self.weights[leaving & (self.weights.sum(1) == 0), 0] = 1.0
             self.weights[leaving] /= np.maximum(self.weights[leaving].sum(1, keepdims=True), 1e-12)
 
     def _book_sales(self, t: int, orders: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -117,10 +134,12 @@ class World:
         gross = np.bincount(om, weights=paid, minlength=self.N)
         real = ~fake
         net = np.bincount(om[real], weights=paid[real] - refund[real], minlength=self.N)
+        refunds = np.bincount(om, weights=refund, minlength=self.N)
         reps = repay(self, t, net) if self.loans.open_idx.size else None
         slot = (t + self.burn) % 30
         self.gross_win[slot] = gross
         self.net_win[slot] = net
+        self.refund_win[slot] = refunds  # what the lender sees refunded (fakes never are)
         return reps
 
     def _demand(self, t: int, active: np.ndarray) -> np.ndarray:
@@ -128,6 +147,9 @@ class World:
         m = self.season[self.cat, t + self.burn] * lifecycle(self, t)
         m *= np.exp(self.trend * t / 365.0 + self.ar - 0.5 * self.volatility**2)
         m *= np.where(t >= self.exit_day, 1 - self.exit_drop, 1.0)
+        # A shop that loses a shared streamer (not its own star) loses that streamer's share.
+        lost = (self.streamer_exit[self.streamer_id] <= t) * self.weights0
+        m *= np.where(self.dependent, 1.0, 1 - self.exit_drop * lost.sum(1))
         since = t - self.pen_day
         m *= np.where(
             since >= 0,

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from . import names
 from .constants import DAY, U64
+from .lender import REASONS
 from .lifecycle import (
     AFTER_SALE_REASONS_ZH,
     AFTER_SALE_STATES_ZH,
@@ -54,7 +55,9 @@ ORDER_HEADERS = (
     "售后原因",
     "售后申请时间",
     "退款时间",
+    "流量来源",
 )
+CHANNELS_ZH = ("直播", "商品卡", "短视频", "搜索")  # live, shelf, short video, search
 MERCHANT_HEADERS = ("merchant_id", "merchant_name", "category", "region", "onboard_date")
 FULFILLMENT_HEADERS = (
     "event_id",
@@ -65,6 +68,15 @@ FULFILLMENT_HEADERS = (
     "carrier",
     "tracking_no",
     "parcel_weight_g",
+)
+APPLICATION_HEADERS = (
+    "application_id",
+    "merchant_id",
+    "applied_at",
+    "requested_amount",
+    "decision",
+    "decision_reason",
+    "loan_id",
 )
 LOAN_SCHEMA = pa.schema(
     [
@@ -123,6 +135,12 @@ def loan_ids(idx: np.ndarray) -> pl.Series:
     if not len(idx):
         return pl.Series([], dtype=pl.String)
     return pl.select(_ids("LN", np.asarray(idx) + 1, 7)).to_series()
+
+
+def application_ids(idx: np.ndarray) -> pl.Series:
+    if not len(idx):
+        return pl.Series([], dtype=pl.String)
+    return pl.select(_ids("AP", np.asarray(idx) + 1, 8)).to_series()
 
 
 def _empty_table(schema: pa.Schema) -> pa.Table:
@@ -200,6 +218,7 @@ class Writer:
         self._fulfillment(as_of_date, tables)
         self._loans(as_of_date, tables)
         self._repayments(as_of_date, tables)
+        self._applications(as_of_date, tables)
 
     # -------------------------------------------------------------- sources
     def _merchants(self, as_of_date: date, idx: np.ndarray) -> None:
@@ -259,6 +278,7 @@ class Writer:
                 pl.concat_str([_pick(AFTER_SALE_REASONS_ZH, v["reason"][lo:hi]), after]),
                 _ts_or_null(self.epoch0 + np.minimum(v["req_ts"][lo:hi], TS_CAP), status > 0),
                 _ts_or_null(self.epoch0 + np.minimum(v["refund_ts"][lo:hi], TS_CAP), status == 2),
+                _pick(CHANNELS_ZH, v["channel"][lo:hi]),
             ]
 
         # BOM (if any) only once, at the start of the file
@@ -305,7 +325,7 @@ class Writer:
         df = pl.select(
             session_id=_ids(f"LS{as_of_date.strftime('%Y%m%d')}", np.arange(ns), 7),
             merchant_id=self._mid(s["merchant"]),
-            streamer_id=_ids("ST", s["merchant"] * 5 + s["slot"] + 1, 7),
+            streamer_id=_ids("ST", self.w.streamer_id[s["merchant"], s["slot"]], 7),
             start_ts=_ts(base + s["start"]),
             end_ts=_ts(base + s["end"]),
             peak_viewers=_i64(s["peak"]),
@@ -403,3 +423,28 @@ class Writer:
         )
         self._put("repayments", as_of_date, "parquet", _parquet_bytes(table))
         self.counts["repayments"] += k
+
+    def _applications(self, as_of_date: date, tables: DayTables) -> None:
+        """Applications filed on the day, refused ones included, each with its same-day decision."""
+        x = tables.applications
+        k = x["app"].size
+        exprs = None
+        if k:
+            secs = self.epoch0 + tables.t * DAY + x["sec"]
+            approved = x["loan"] >= 0
+            exprs = [
+                _ids("AP", x["app"] + 1, 8),
+                self._mid(x["merchant"]),
+                _ts(secs),
+                _f64(x["requested"]),
+                pl.when(pl.lit(pl.Series(approved)))
+                .then(pl.lit("approved"))
+                .otherwise(pl.lit("refused")),
+                _pick(REASONS, x["reason"]),
+                pl.when(pl.lit(pl.Series(approved))).then(
+                    _ids("LN", np.maximum(x["loan"], 0) + 1, 7)
+                ),
+            ]
+        data = self._csv(APPLICATION_HEADERS, exprs, 2).encode("utf-8")
+        self._put("applications", as_of_date, "csv", data)
+        self.counts["applications"] += k

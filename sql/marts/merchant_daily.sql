@@ -25,7 +25,8 @@ ledger as (
         refund_amount,
         case when not is_cancelled
               and order_hour >= {{ odd_hour_start }} and order_hour < {{ odd_hour_end }}
-            then 1 else 0 end as odd_hour_orders
+            then 1 else 0 end as odd_hour_orders,
+        case when not is_cancelled and is_live then 1 else 0 end as live_orders
     from orders
     union all
     select
@@ -38,7 +39,8 @@ ledger as (
         0.0 as gmv_gross,
         paid_nc_delta as paid_nc,
         refund_delta as refund_amount,
-        0 as odd_hour_orders
+        0 as odd_hour_orders,
+        0 as live_orders  -- counted as first delivered
     from stg_order_changes
 ),
 
@@ -54,7 +56,8 @@ order_days as (
         sum(paid_nc::decimal(38, 9))::double as paid_nc,
         sum(refund_amount::decimal(38, 9))::double as refund_amount,
         sum(paid_nc::decimal(38, 9) - refund_amount::decimal(38, 9))::double as gmv_net,
-        sum(odd_hour_orders) as odd_hour_orders
+        sum(odd_hour_orders) as odd_hour_orders,
+        sum(live_orders) as live_orders
     from ledger
     group by all
 ),
@@ -134,6 +137,7 @@ joined as (
         coalesce(o.refund_amount, 0.0) as refund_amount,
         coalesce(o.gmv_net, 0.0) as gmv_net,
         coalesce(o.odd_hour_orders, 0) as odd_hour_orders,
+        coalesce(o.live_orders, 0) as live_orders,
         coalesce(s.ring_orders, 0) as ring_orders,
         coalesce(s.burst_orders, 0) as burst_orders,
         coalesce(s.suspect_orders, 0) as suspect_orders,

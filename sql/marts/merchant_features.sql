@@ -87,6 +87,9 @@ windows as (
         sum(refund_amount) filter (where age <= 30)::double as refund_amount_30d,
         sum(odd_hour_orders) filter (where age <= 30) as odd_hour_orders_30d,
         sum(ring_orders) filter (where age <= 30) as ring_orders_30d,
+        sum(ring_orders) as ring_orders_365d,
+        sum(orders_nc) as orders_365d,
+        sum(live_orders) filter (where age <= 30) as live_orders_30d,
         sum(sessions) filter (where age <= 30) as sessions_30d,
         sum(viewers) filter (where age <= 30) as viewers_30d,
         sum(watch_minutes) filter (where age <= 30)::double as watch_minutes_30d,
@@ -300,6 +303,10 @@ computed as (
         case when quality_date >= as_of_date - {{ quality_max_age_days }} then 'measured'
              else 'default' end as quality_source,
         case when orders_30d > 0 then ring_orders_30d / orders_30d end as brush_ring_density_30d,
+        case when orders_365d > 0 then ring_orders_365d / orders_365d end as ring_account_share_365d,
+        -- live orders later cancelled stay counted, so clamp at 0
+        case when orders_30d > 0 then greatest(orders_30d - live_orders_30d, 0) / orders_30d end
+            as non_live_share_30d,
         case when shipped_30d > 0 then empty_parcels_30d / shipped_30d end as no_track_share_30d,
         case when orders_30d > 0 then odd_hour_orders_30d / orders_30d end as odd_hour_share_30d,
         case when life_days_spike_base > 0 and gmv_net_spike_base > 0 then least(
@@ -319,6 +326,9 @@ scored as (
         1.0 / (1.0 + exp(-(
             {{ w_intercept }}
             + {{ w_ring_density }} * coalesce(brush_ring_density_30d, 0.0)
+            + {{ w_ring_account }}
+                * ln(1.0 + {{ ring_account_scale }} * coalesce(ring_account_share_365d, 0.0))
+            + {{ w_non_live_share }} * coalesce(non_live_share_30d, 0.0)
             + {{ w_no_track_share }} * coalesce(no_track_share_30d, 0.0)
             + {{ w_odd_hour_share }} * coalesce(odd_hour_share_30d, 0.0)
             + {{ w_log_spike }} * ln(greatest(coalesce(gmv_spike_ratio, 1.0), 1.0))

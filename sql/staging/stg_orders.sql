@@ -30,6 +30,7 @@ renamed as (
         _dt as delivered_day,
         hour(order_ts) as order_hour,
         streamer_id,
+        session_id is not null as is_live,  -- placed in a live session
         status = 'cancelled' as is_cancelled,
         paid_amount,
         case when status = 'cancelled' then 0.0 else paid_amount end as paid_nc_amount,

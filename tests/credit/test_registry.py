@@ -150,7 +150,9 @@ def _drifted(con):
     """A label the features explain (high AUC) whose driver shifts in the oot window (PSI)."""
     frame = _frame(con)
     oot = frame["split"] == "oot"
-    frame.loc[oot, "refund_rate_30d"] += 0.3
+    # a shift beyond the train range puts every oot loan in the top leaf (PSI ~0); 0.2 keeps
+    # the oot inside it, crowded at the top (model-v5 features: PSI 0.44)
+    frame.loc[oot, "refund_rate_30d"] += 0.2
     frame["is_default"] = (
         frame["refund_rate_30d"] > frame["refund_rate_30d"].quantile(0.8)
     ).astype(int)
@@ -190,8 +192,8 @@ def test_first_model_below_auc_floor_is_challenger_and_score_refuses(con, world,
 def test_first_model_with_unstable_psi_is_challenger_and_score_refuses(con, world, settings):
     cfg = small_config()
     r = _train_frame(con, settings, _drifted(con))
-    assert r["auc_oot"] >= cfg["champion_gate"]["auc_min"]  # it ranks well ...
-    assert r["psi_score"] >= cfg["champion_gate"]["psi_max"]  # ... but is not stable
+    assert r["auc_oot"] >= cfg["champion_gate"]["auc_min"], r["auc_oot"]  # it ranks well ...
+    assert r["psi_score"] >= cfg["champion_gate"]["psi_max"], r["psi_score"]  # ... not stable
     assert r["status"] == "challenger"
     assert r["gate_failed"] == [
         f"score PSI {r['psi_score']:.3f} not below 0.25 (unstable train -> oot)"

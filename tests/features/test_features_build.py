@@ -39,7 +39,17 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
     n90 = 59  # tenure: days of life inside the 90-day window
     mean = sum(daily_net.values()) / n90
     var = sum(v * v for v in daily_net.values()) / n90 - mean**2
-    sigmoid_z = -4 + 6 * (1 / 12) + 6 * 0.2 + 3 * (4 / 12) + math.log((250 / 14) / (250 / 45))
+    w = features._cfg()["brushing"]["score"]
+    scale = features._cfg()["brushing"]["ring_account_scale"]
+    sigmoid_z = (
+        w["intercept"]
+        + w["ring_density"] * (1 / 12)
+        + w["ring_account"] * math.log(1 + scale / 13)  # R's 5th of 13 orders in 365 days
+        + w["non_live_share"] * 1.0  # no order of the scenario came from a live session
+        + w["no_track_share"] * 0.2
+        + w["odd_hour_share"] * (4 / 12)
+        + w["log_spike"] * math.log((250 / 14) / (250 / 45))
+    )
     expected = {
         "category": "apparel",
         "tenure_days": 59,
@@ -74,6 +84,8 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
         "repeat_buyer_rate_90d": 2 / 8,  # A and R
         "quality_q": 0.9, "quality_source": "measured",
         "brush_ring_density_30d": 1 / 12,
+        "ring_account_share_365d": 1 / 13,
+        "non_live_share_30d": 1.0,
         "no_track_share_30d": 1 / 5,
         "odd_hour_share_30d": 4 / 12,
         "gmv_spike_ratio": (250 / 14) / (250 / 45),  # baseline: 59 - 14 = 45 days of life
@@ -81,7 +93,7 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
         "active_days_90d": 10,
         "days_since_last_order": 1,
         "suspect_gmv_share_30d": 1 - 200 / 300,
-        "feature_version": "features-v2",
+        "feature_version": "features-v3",
     }  # fmt: skip
     missing = [
         k
@@ -243,6 +255,41 @@ def test_brushing_signals_rank_a_brushing_merchant(
     )
     assert features.brushing_auc(con, truth, as_of) == 1.0
     assert features.auc([0.2, 0.5], [0.5, 0.1]) == 0.625
+
+
+def test_ring_accounts_shared_across_shops(con: duckdb.DuckDBPyConnection) -> None:
+    """A ring's accounts repeat at the shops that hire it: an order is a ring order once its
+    account is a repeat buyer here and has been a repeat buyer at another shop, judged on its own
+    day only. A loyal buyer of one shop, a repeat buyer with one order elsewhere and a one-off
+    buyer of many shops are not rings."""
+    r = Raw()
+    for m in ("P1", "P2", "Q"):
+        r.merchant(m, "food", "2024-06-01")
+    expected = set()
+    for j in range(4):  # ring pool x0..x3, below ring_min_orders at every shop
+        r.order("P1", "2025-01-01 12:00:00", f"x{j}", 30)
+        r.order("P2", "2025-01-05 12:00:00", f"x{j}", 30)
+        r.order("P1", "2025-01-10 12:00:00", f"x{j}", 30)  # repeat here, one order elsewhere
+        expected.add(r.order("P2", "2025-01-15 12:00:00", f"x{j}", 30))  # repeat at P1 too
+        expected.add(r.order("P1", "2025-01-20 12:00:00", f"x{j}", 30))
+    for k in range(3):
+        r.order("Q", f"2025-01-0{k + 2} 12:00:00", "loyal", 50)  # repeats at one shop only
+        for m in ("P1", "P2", "Q"):
+            r.order(m, f"2025-01-0{k + 2} 13:00:00", f"once{k}", 50)  # one order per shop
+    r.write(con)
+    as_of = date(2025, 1, 25)
+    features.build_features(con, as_of)
+    flagged = {
+        oid
+        for (oid,) in con.execute(
+            "select order_id from features.suspect_orders where is_ring"
+        ).fetchall()
+    }
+    assert flagged == expected
+    got = rows(con)
+    assert close(got[("P1", as_of)]["ring_account_share_365d"], 4 / 15)
+    assert got[("Q", as_of)]["ring_account_share_365d"] == 0.0
+    assert got[("P1", as_of)]["brushing_score"] > got[("Q", as_of)]["brushing_score"]
 
 
 def test_clear_errors(con: duckdb.DuckDBPyConnection, tmp_path) -> None:

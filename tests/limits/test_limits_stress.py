@@ -8,6 +8,8 @@ import pytest
 
 from livefin_etl import limits, warehouse
 from livefin_etl.config import LivefinError, get_settings
+from livefin_etl.limits.inputs import load_inputs
+from livefin_etl.limits.policy import validate_policy
 
 D = date(2026, 11, 20)
 
@@ -53,19 +55,27 @@ def test_gmv_shock_lowers_exposure_and_is_written(wh, policy):
     assert [c for _, c in counts] == [200, 200]
 
 
-def test_streamer_exit_hits_dependent_merchants_only(wh, policy):
+def test_streamer_exit_hits_every_shop_of_leaving_streamers(wh, policy):
+    """A dependent merchant's top streamer leaves every shop they sell for (issue 16): the
+    fixture's streamers are a Zipf pool, so shops that are not dependent are hit too, and shops
+    that never sold through a leaving streamer keep their limit."""
     settings, con = wh
     policy["guardrails"].update(max_streamer_share=1.0, max_category_share=1.0, el_budget=1e18)
     res = limits.stress(con, settings, D, gmv_shock=0.0, streamer_exit=True, policy=policy)
     dep = policy["stress"]["streamer_dependency_share"]
+    inputs = load_inputs(con, D, validate_policy(policy))
+    share = inputs["top_streamer_share_90d"].fillna(0.0)
+    leaving = set(inputs.loc[share >= dep, "top_streamer_id"].dropna())
+    hit = dict(zip(inputs["merchant_id"], inputs["top_streamer_id"].isin(leaving), strict=True))
+    dependent = dict(zip(inputs["merchant_id"], share >= dep, strict=True))
     rows = con.execute(
-        """select f.top_streamer_share_90d >= ? as dependent, s.limit_after - s.limit_before
-           from stress.stress_results s join features.merchant_features f using (merchant_id)
-           where s.scenario_id = ?""",
-        [dep, res["scenario_id"]],
+        "select merchant_id, limit_after - limit_before from stress.stress_results "
+        "where scenario_id = ?",
+        [res["scenario_id"]],
     ).fetchall()
-    assert all(delta == 0 for dependent, delta in rows if not dependent)
-    assert any(delta < 0 for dependent, delta in rows if dependent)
+    assert all(delta == 0 for m, delta in rows if not hit[m])
+    assert any(delta < 0 for m, delta in rows if dependent[m])
+    assert any(delta < 0 for m, delta in rows if hit[m] and not dependent[m])
     assert all(delta <= 0 for _, delta in rows)
 
 

@@ -19,6 +19,7 @@ def test_every_suite_loads():
         "fulfillment",
         "loans",
         "repayments",
+        "applications",
         "merchant_features",
     }
     for name in list_suites():
@@ -52,6 +53,10 @@ def test_contract_derived_expectations_appear():
     # compound key, and contract row checks as helper columns
     rep = load_suite("repayments")
     assert any(s.type == "expect_compound_columns_to_be_unique" for s in rep.rows)
+    apps = load_suite("applications")  # refused ones included; the decision is a closed set
+    assert ("expect_column_values_to_be_in_set", "decision") in {
+        (s.type, s.column) for s in apps.rows
+    }
     traffic = load_suite("traffic")
     assert {s.column for s in traffic.rows} >= {"_check_end_after_start", "_check_peak_le_total"}
 

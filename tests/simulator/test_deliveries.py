@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from livefin_etl.config import CONFIG_DIR
-from livefin_etl.simulator import SCALES, WorldParams
+from livefin_etl.simulator import SCALES, preset_params
 from livefin_etl.simulator.lifecycle import EXPORT_HOUR, ORDER_STATES, TIMELINE
 from livefin_etl.simulator.world import World
 
@@ -56,7 +56,8 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def truth() -> pl.DataFrame:
     """Every order's true timeline, replayed from the world the files were written from."""
     preset = SCALES["tiny"]
-    w = World(WorldParams(), SEED, START, DAYS, MERCHANTS, preset.orders_per_merchant_day)
+    p = preset_params(preset)  # the parameters `livefin sample --scale tiny` runs with
+    w = World(p, SEED, START, DAYS, MERCHANTS, preset.orders_per_merchant_day)
     frames = []
     for t in range(-w.burn, DAYS):
         tables = w.step(t)
@@ -115,7 +116,8 @@ def _times(frame: pl.DataFrame, source: str) -> list[pl.Series]:
 
 
 @pytest.mark.parametrize(
-    "source", ["merchants", "orders", "traffic", "fulfillment", "loans", "repayments"]
+    "source",
+    ["merchants", "orders", "traffic", "fulfillment", "loans", "repayments", "applications"],
 )
 def test_no_file_holds_an_event_after_its_export(landing: Path, source: str) -> None:
     checked = 0
@@ -194,3 +196,24 @@ def test_logistics_events_are_the_true_times(landing: Path, truth: pl.DataFrame)
     r = j.filter((pl.col("event_type") == "returned") & pl.col("true_refund_ts").is_not_null())
     assert r.height > 0
     assert ((r["event_ts"] > r["true_req_ts"]) & (r["event_ts"] < r["true_refund_ts"])).all()
+
+
+def test_applications_are_filed_on_their_day_with_the_same_day_decision(landing: Path) -> None:
+    """An application is delivered in its own day's file; an approved one names the loan funded
+    that day, a refused one names none (its outcome is never delivered)."""
+    n_refused = n_approved = 0
+    for i in range(DAYS):
+        d = START + timedelta(days=i)
+        apps = _read(landing, "applications", d)
+        loans = _read(landing, "loans", d)
+        if apps.height:
+            at = apps["applied_at"].str.to_datetime("%Y-%m-%d %H:%M:%S")
+            assert (at.dt.date() == d).all()
+        approved = apps.filter(pl.col("decision") == "approved")
+        refused = apps.filter(pl.col("decision") == "refused")
+        assert sorted(approved["loan_id"]) == sorted(loans["loan_id"])
+        assert refused["loan_id"].null_count() == refused.height
+        assert (refused["decision_reason"] != "approved").all()
+        n_refused += refused.height
+        n_approved += approved.height
+    assert n_refused > 0 and n_approved > 0

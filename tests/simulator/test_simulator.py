@@ -192,7 +192,7 @@ def test_gzip_delivery_is_the_plain_files_compressed(tmp_path: Path) -> None:
     )
     assert gz["counts"] == plain["counts"] and gz["bytes"] < plain["bytes"]
     files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("part-*"))
-    assert len(files) == 3 * 6
+    assert len(files) == 3 * len(SOURCES)
     for rel in files:
         if rel.suffix == ".parquet":  # compressed inside already
             assert (tmp_path / "gz" / rel).read_bytes() == (tmp_path / "plain" / rel).read_bytes()
@@ -217,6 +217,7 @@ def test_layout_every_source_every_date(tiny: Tiny) -> None:
         "fulfillment": "csv",
         "loans": "parquet",
         "repayments": "parquet",
+        "applications": "csv",
     }
     for source in SOURCES:
         folders = sorted(p.name for p in (tiny.out / source).iterdir())
@@ -224,7 +225,7 @@ def test_layout_every_source_every_date(tiny: Tiny) -> None:
         for d in tiny.dates:
             assert (tiny.out / source / f"dt={d}" / f"part-0.{ext[source]}").stat().st_size > 0
     assert tiny.traffic.group_by("dt").len().height == tiny.days  # >= 1 session every day
-    for name in ("merchants.parquet", "loans.parquet", "params.json"):
+    for name in ("merchants.parquet", "loans.parquet", "applications.parquet", "params.json"):
         assert (tiny.out / "_truth" / name).exists()
 
 
@@ -232,7 +233,7 @@ def test_headers_match_contracts(tiny: Tiny) -> None:
     d = tiny.dates[5]
     _, text = _decode_orders((tiny.out / "orders" / f"dt={d}" / "part-0.csv").read_bytes())
     assert text.splitlines()[0].split(",") == list(MAPPING["headers"])
-    for source, ext in (("merchants", "csv"), ("fulfillment", "csv")):
+    for source, ext in (("merchants", "csv"), ("fulfillment", "csv"), ("applications", "csv")):
         header = (
             (tiny.out / source / f"dt={d}" / f"part-0.{ext}")
             .read_text(encoding="utf-8")
@@ -413,14 +414,16 @@ def test_low_quality_defaults_more(tiny: Tiny) -> None:
 
 
 def test_brushing_signatures(tiny: Tiny) -> None:
+    """Brushing leaves weak traces on average (crude rings, night bursts, ring accounts), none
+    of them decisive: tests/simulator/test_brushing_channels.py bounds each share's AUC."""
     m = tiny.merchant_orders().join(
         tiny.merchant_logistics().select("merchant_id", "no_track"), on="merchant_id"
     )
     b, h = m.filter(pl.col("brushing")), m.filter(~pl.col("brushing"))
     assert b.height >= 5
-    assert b["top5_share"].mean() > 2 * h["top5_share"].mean()
-    assert b["no_track"].mean() > 0.1 > 5 * h["no_track"].mean()
-    assert b["odd_hour"].mean() > 0.1 > 3 * h["odd_hour"].mean()
+    assert b["top5_share"].mean() > h["top5_share"].mean()
+    assert b["no_track"].mean() > h["no_track"].mean()
+    assert b["odd_hour"].mean() > h["odd_hour"].mean()
     # fake orders never come back or get complained about: brushers' returns per order are lower
     ret = tiny.fulfillment.filter(pl.col("event_type") == "returned").group_by("merchant_id").len()
     rr = m.join(ret, on="merchant_id", how="left").with_columns(
@@ -447,11 +450,10 @@ def test_brushing_inflates_gmv_before_loans(tiny: Tiny) -> None:
     near, far = pl.col("lag").is_between(1, 21), pl.col("lag").is_between(22, 42)
     r = j.group_by("loan_id").agg(
         gmv_ratio=pl.col("gmv").filter(near).sum() / pl.col("gmv").filter(far).sum(),
-        odd_ratio=(pl.col("odd").filter(near).sum() + 1) / (pl.col("odd").filter(far).sum() + 1),
     )
     assert r.height >= 5
     assert r["gmv_ratio"].median() > 1.2
-    assert r["odd_ratio"].median() > 1.8
+    # rings now spread fakes over the day: the night count no longer ramps reliably
 
 
 def test_gmv_drops_after_streamer_exit(tiny: Tiny) -> None:
@@ -659,7 +661,7 @@ def test_same_seed_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     b = generate("tiny", 11, out=tmp_path / "b", **kw)
     c = generate("tiny", 12, out=tmp_path / "c", **kw)
     ha, hb, hc = (_tree_hashes(tmp_path / x) for x in "abc")
-    assert ha == hb and len(ha) == 6 * 12 + 3
+    assert ha == hb and len(ha) == len(SOURCES) * 12 + 4
     assert a["counts"] == b["counts"]
     differ = [k for k in ha if k.startswith("orders/") and ha[k] != hc[k]]
     assert len(differ) == 12 and c["counts"] != a["counts"]

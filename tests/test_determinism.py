@@ -68,21 +68,13 @@ def _night(home: Path, landing: Path, as_of_date: date) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory, tiny_landing) -> dict[str, Any]:
-    """The tiny history ingested once, then trained and run for its last date in two copies."""
-    from livefin_etl import pipeline
-    from livefin_etl.config import get_settings
-
+def twins(tmp_path_factory, tiny_ingested) -> dict[str, Any]:
+    """The tiny history ingested once (the session's ``tiny_ingested``, tests/conftest.py), then
+    trained and run for its last date in two copies."""
     root = tmp_path_factory.mktemp("determinism")
-    params = json.loads((tiny_landing / "_truth" / "params.json").read_text())
-    first = date.fromisoformat(str(params["start"]))
-    last = first + timedelta(days=int(params["days"]) - 1)
-    base = root / "base"
-    with livefin_env(base, LIVEFIN_LANDING=str(tiny_landing)):
-        with pipeline.session(get_settings()) as (s, con):
-            pipeline.ingest_range(con, s, pipeline.daterange(first, last))
+    base, landing, last = tiny_ingested.home, tiny_ingested.landing, tiny_ingested.last
     homes = [_copy_home(base, root / name) for name in ("first", "second")]
-    trained = [_night(home, tiny_landing, last) for home in homes]
+    trained = [_night(home, landing, last) for home in homes]
     return {"homes": homes, "trained": trained, "last": last}
 
 

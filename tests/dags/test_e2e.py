@@ -22,8 +22,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SEED = 7
-START = date(2025, 1, 1)
 # Columns that legitimately differ between two runs of the same date.
 VOLATILE = {"run_id", "created_at", "loaded_at", "updated_at", "published_at", "computed_at"}
 
@@ -150,29 +148,21 @@ def asset_event_keys(run_id: str) -> dict[str, str | None]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, airflow_db) -> dict:
-    """Sample landing + a warehouse with the history ingested (the expensive part, once).
+def world(tmp_path_factory, airflow_db, tiny_history, tiny_ingested) -> dict:
+    """Sample landing + a warehouse with the history ingested (the expensive part, shared with
+    the rest of the session: tests/conftest.py ``tiny_history``, ingested up to 20 days before
+    the last sample date).
 
     The simulator injects bad delivery days, so the Airflow dates are chosen, not assumed:
-    the latest four consecutive dates whose partitions all pass (found on a scratch copy).
-    Three are the Airflow backfill; the fourth is damaged on purpose in the blocking test.
+    the latest four consecutive dates whose partitions all pass (found on ``tiny_ingested``,
+    the same history with every date ingested). Three are the Airflow backfill; the fourth is
+    damaged on purpose in the blocking test.
     """
     from livefin_etl import pipeline
-    from livefin_etl import simulator as sample
 
     root = tmp_path_factory.mktemp("livefin-e2e")
-    landing = root / "landing"
-    summary = sample.generate("tiny", SEED, START, None, landing, progress=False)
-    last = date.fromisoformat(str(summary["end"]))
-    tail = last - timedelta(days=20)
-    base = root / "base"
-    with livefin_env(base, landing), pipeline.session() as (s, con):
-        pipeline.ingest_range(con, s, pipeline.daterange(START, tail - timedelta(days=1)))
-    scratch = copy_state(base, root / "scratch")
-    with livefin_env(scratch, landing), pipeline.session() as (s, con):
-        pipeline.ingest_range(con, s, pipeline.daterange(tail, last))
-    ok = passing_dates(scratch)
-    shutil.rmtree(scratch)
+    landing, tail, last = tiny_history.landing, tiny_history.tail, tiny_history.last
+    ok = passing_dates(tiny_ingested.home)
     windows = [
         [d + timedelta(days=k) for k in range(4)]
         for d in pipeline.daterange(tail, last - timedelta(days=3))
@@ -180,6 +170,7 @@ def world(tmp_path_factory, airflow_db) -> dict:
     good = [w for w in windows if all(d in ok for d in w)]
     assert good, f"no 4 consecutive passing dates in {tail}..{last}; passing: {sorted(ok)}"
     days = good[-1]
+    base = tiny_history.copy_to(root / "base")
     with livefin_env(base, landing), pipeline.session() as (s, con):
         if days[0] > tail:
             pipeline.ingest_range(con, s, pipeline.daterange(tail, days[0] - timedelta(days=1)))

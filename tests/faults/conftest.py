@@ -2,7 +2,8 @@
 
 The expensive part is built once per session and copied per test:
 
-* ``pre_l``   the tiny history ingested up to L-1 (L = last tiny date), nightly for L-1 run and
+* ``pre_l``   the tiny history ingested up to L-1 (L = last tiny date; a copy of the session's
+              ``tiny_history`` plus its tail, tests/conftest.py), nightly for L-1 run and
               published (so a previous publication exists), and the champion model retired so the
               next nightly has to train: every stage of ``livefin run --start L`` really runs.
 * ``after_l`` ``pre_l`` copied, then ``livefin run --start L`` uninterrupted (in-process): the
@@ -327,19 +328,20 @@ def fl():
 
 
 @pytest.fixture(scope="session")
-def pre_l(tmp_path_factory, tiny_landing) -> State:
+def pre_l(tmp_path_factory, tiny_history) -> State:
     from livefin_etl import pipeline
     from livefin_etl.config import get_settings
 
-    last = last_date(tiny_landing)
-    first = date.fromisoformat(
-        str(json.loads((tiny_landing / "_truth" / "params.json").read_text())["start"])
-    )
-    home = tmp_path_factory.mktemp("faults") / "pre_l"
-    with env(home, LIVEFIN_LANDING=str(tiny_landing)):
+    h = tiny_history  # tests/conftest.py: first..tail-1 already ingested, shared
+    last = h.last
+    # Without the history's GX validation results: every later Data Docs build of pre_l and
+    # its copies (after_l, the kill -9 rerun) renders the tail's results only. The fault tests
+    # compare the warehouse, the publication and exports, never the Data Docs pages.
+    home = h.copy_to(tmp_path_factory.mktemp("faults") / "pre_l", docs=False)
+    with env(home, LIVEFIN_LANDING=str(h.landing)):
         s = get_settings()
         report = pipeline.run_range(
-            last - timedelta(days=1), last - timedelta(days=1), s, ingest_from=first, retrain=True
+            last - timedelta(days=1), last - timedelta(days=1), s, ingest_from=h.tail, retrain=True
         )
         assert not report.blocked, report.blocked
         with pipeline.session(s) as (_s, con):
@@ -349,7 +351,7 @@ def pre_l(tmp_path_factory, tiny_landing) -> State:
                 "reason = 'fault tests: retired so the next nightly trains' "
                 "where status = 'champion'"
             )
-    return State(home, tiny_landing, last)
+    return State(home, h.landing, last)
 
 
 @pytest.fixture(scope="session")

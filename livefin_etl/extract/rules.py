@@ -288,23 +288,11 @@ def _tag(frame: pl.DataFrame, code: str, column: str, reason: str) -> pl.DataFra
     )
 
 
-def split_versions(
-    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Duplicates of a source with history. A key twice in one delivery is a duplicate (the
-    first row wins); a key delivered in an earlier partition is an update when its version
-    column is later than every earlier version, else the same version again (a duplicate). A
-    key never delivered before must lie within the partition's allowed lag.
-
-    The verdicts are worked out on the key, date and version columns alone; the wide frame is
-    filtered once into rows kept and rows quarantined (in their original order)."""
-    pk, vc, pc = list(contract.primary_key), version_column(contract), contract.partition_column
-    if not good.height:
-        return good, good.clear()
-    narrow = good.select(list(dict.fromkeys([*pk, "_dt", vc, pc]))).with_row_index("__row")
-    narrow = narrow.with_columns(pl.struct([*pk, "_dt"]).is_first_distinct().alias("__first"))
-    cand = narrow.filter(pl.col("__first"))
-    prior = _versions_loaded_elsewhere(con, contract, cand.select(pk), chunk_days)
+def _previous_versions(
+    cand: pl.DataFrame, prior: pl.DataFrame, pk: list[str], vc: str
+) -> pl.DataFrame:
+    """``cand`` (one row per key and date) with ``__has_prev`` (an earlier version exists, in
+    raw or earlier in this load) and ``__prev_max`` (the latest earlier version value)."""
     floor = datetime(1, 1, 1)
     prior = prior.cast({vc: cand.schema[vc]})
     again = cand.filter(pl.struct(pk).is_duplicated()).select(pk)  # on several days of the load
@@ -333,6 +321,27 @@ def split_versions(
             pl.lit(False).alias("__has_prev"),
             pl.lit(None, dtype=cand.schema[vc]).alias("__prev_max"),
         )
+    return cand
+
+
+def split_versions(
+    con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Duplicates of a source with history. A key twice in one delivery is a duplicate (the
+    first row wins); a key delivered in an earlier partition is an update when its version
+    column is later than every earlier version, else the same version again (a duplicate). A
+    key never delivered before must lie within the partition's allowed lag.
+
+    The verdicts are worked out on the key, date and version columns alone; the wide frame is
+    filtered once into rows kept and rows quarantined (in their original order)."""
+    pk, vc, pc = list(contract.primary_key), version_column(contract), contract.partition_column
+    if not good.height:
+        return good, good.clear()
+    narrow = good.select(list(dict.fromkeys([*pk, "_dt", vc, pc]))).with_row_index("__row")
+    narrow = narrow.with_columns(pl.struct([*pk, "_dt"]).is_first_distinct().alias("__first"))
+    cand = narrow.filter(pl.col("__first"))
+    prior = _versions_loaded_elsewhere(con, contract, cand.select(pk), chunk_days)
+    cand = _previous_versions(cand, prior, pk, vc)
     newer = pl.col(vc).is_not_null() & (pl.col(vc) > pl.col("__prev_max"))
     stale = pl.col("__has_prev") & ~newer.fill_null(False)
     lo = pl.col("_dt").cast(pl.Datetime("us")) - pl.duration(hours=contract.late_hours)

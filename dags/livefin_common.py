@@ -126,6 +126,7 @@ def resolve_run(context: Any, *, use_asset_events: bool = False) -> dict[str, An
     params = context.get("params") or {}
     conf = getattr(dag_run, "conf", None) or {}
     business_date, rule = resolve_business_date(
+        partition_key=getattr(dag_run, "partition_key", None),
         requested=conf.get("business_date") or params.get("business_date"),
         asset_events=asset_event_extras(context) if use_asset_events else None,
         logical_date=context.get("logical_date"),

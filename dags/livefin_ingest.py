@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, chain, dag, get_current_context, task
+from airflow.sdk import CronPartitionTimetable, chain, dag, get_current_context, task
 from livefin_common import (
     DAG_ARGS,
     TAGS,
@@ -24,12 +24,16 @@ from livefin_common import (
     resolve_run,
     this_run,
 )
-from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON
+from livefin_dates import BUSINESS_TZ_NAME, INGEST_CRON, PARTITION_KEY_FORMAT
 
 
 @dag(
     dag_id="livefin_ingest",
-    schedule=CronTriggerTimetable(INGEST_CRON, timezone=BUSINESS_TZ_NAME),
+    # Partitioned: the run at 02:00 on D + 1 gets partition key D (the previous tick, formatted
+    # in Shanghai time), shown in the UI/API and part of scheduled and backfill run ids.
+    schedule=CronPartitionTimetable(
+        INGEST_CRON, timezone=BUSINESS_TZ_NAME, run_offset=-1, key_format=PARTITION_KEY_FORMAT
+    ),
     **DAG_ARGS,
     max_active_tasks=1,  # one DuckDB writer
     tags=[*TAGS, "ingest"],
@@ -60,10 +64,11 @@ def livefin_ingest() -> None:
                 # Raise so the asset is not updated: D stays blocked for the nightly chain.
                 failed = checked.get("failed_critical") or checked.get("failed_expectations")
                 raise AirflowFailException(f"{source} {day} failed critical expectations: {failed}")
-            context["outlet_events"][asset].extra = {
-                "business_date": day.isoformat(),
-                "status": checked.get("status"),
-            }
+            event = context["outlet_events"][asset]
+            event.extra = {"business_date": day.isoformat(), "status": checked.get("status")}
+            # The event's partition key is D even for a run without one (manual, conf): the
+            # partitioned nightly ignores key-less events and starts once all sources have D.
+            event.add_partitions(day.isoformat())
             return result
 
         ingests.append(ingest())

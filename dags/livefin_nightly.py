@@ -1,10 +1,11 @@
 """livefin_nightly: merchant quality -> features -> value -> score -> limits -> monitor -> publish
 for one business date.
 
-Scheduled on every ``livefin://raw/<source>`` asset (``&``): it starts once each source has
-delivered a validated partition. The business date comes from the triggering events' extras
-(see livefin_dates.py); a manual trigger may pass ``business_date``. Score and limits can be
-sharded by merchant hash (param ``shards`` or env LIVEFIN_SHARDS); shards run one at a time.
+Scheduled on every ``livefin://raw/<source>`` asset (``&``) as partitioned assets: one run per
+business date D, started once every source has delivered a validated partition for D, with
+partition key D (see livefin_dates.py). A manual trigger may pass ``business_date``. Score and
+limits can be sharded by merchant hash (param ``shards`` or env LIVEFIN_SHARDS); shards run one
+at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import reduce
 from operator import and_
 from typing import Any
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Param, PartitionedAssetTimetable, chain, dag, get_current_context, task
 from livefin_common import (
     DAG_ARGS,
     PUBLISHED_LIMITS,
@@ -37,7 +38,8 @@ def _shard(shard: list[int]) -> tuple[int, int] | None:
 
 @dag(
     dag_id="livefin_nightly",
-    schedule=ALL_RAW,
+    # Identity mapping: the ingest events' partition key D becomes this run's partition key.
+    schedule=PartitionedAssetTimetable(assets=ALL_RAW),
     **DAG_ARGS,
     max_active_tasks=1,  # one DuckDB writer
     tags=[*TAGS, "nightly"],

@@ -12,7 +12,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronPartitionTimetable, Param, dag, get_current_context, task
 from livefin_common import (
     CHAMPION_MODEL,
     DAG_ARGS,
@@ -23,12 +23,15 @@ from livefin_common import (
     log,
     resolve_run,
 )
-from livefin_dates import BUSINESS_TZ_NAME, TRAIN_CRON
+from livefin_dates import BUSINESS_TZ_NAME, TRAIN_CRON, WEEK_KEY_FORMAT
 
 
 @dag(
     dag_id="livefin_train_weekly",
-    schedule=CronTriggerTimetable(TRAIN_CRON, timezone=BUSINESS_TZ_NAME),
+    # Partitioned by ISO week: Monday's run is "YYYY-Www" of the week that ended on Sunday.
+    schedule=CronPartitionTimetable(
+        TRAIN_CRON, timezone=BUSINESS_TZ_NAME, run_offset=-1, key_format=WEEK_KEY_FORMAT
+    ),
     **DAG_ARGS,
     tags=[*TAGS, "model"],
     params={

@@ -155,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("setup", help="airflow db migrate + the livefin_warehouse pool")
     sub.add_parser("env", help="print export lines for a shell")
-    bf = sub.add_parser("backfill", help="backfill livefin_ingest for business dates")
+    bf = sub.add_parser(
+        "backfill", help="backfill livefin_ingest: one run (partition key) per business date"
+    )
     bf.add_argument("--start", required=True, type=date.fromisoformat)
     bf.add_argument("--end", required=True, type=date.fromisoformat)
     bf.add_argument("--dry-run", action="store_true")

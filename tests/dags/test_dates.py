@@ -43,29 +43,100 @@ def test_ingest_tick_processes_previous_shanghai_day() -> None:
 
 
 def test_weekly_training_runs_as_of_sunday() -> None:
-    infos = _ticks(
-        ld.TRAIN_CRON, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 20, tzinfo=UTC)
+    """livefin_train_weekly's timetable: Monday's run is keyed by the ISO week that ended on the
+    Sunday before, and the key resolves to that Sunday (the date the old rule gave)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronPartitionTimetable
+
+    tt = CronPartitionTimetable(
+        ld.TRAIN_CRON, timezone=ld.BUSINESS_TZ_NAME, run_offset=-1, key_format=ld.WEEK_KEY_FORMAT
     )
-    days = [ld.business_date_for(i.logical_date) for i in infos]
+    restriction = TimeRestriction(
+        earliest=datetime(2025, 3, 1, tzinfo=UTC), latest=None, catchup=True
+    )
+    last, keys, days = None, [], []
+    for _ in range(3):
+        info = tt.next_dagrun_info_v2(last_dagrun_info=last, restriction=restriction)
+        day, rule = ld.resolve_business_date(
+            partition_key=info.partition_key, run_after=info.run_after
+        )
+        assert rule == "partition_key" and day == ld.business_date_for(info.run_after)
+        keys.append(info.partition_key)
+        days.append(day)
+        last = info
+    assert keys == ["2025-W09", "2025-W10", "2025-W11"]
     assert days == [date(2025, 3, 2), date(2025, 3, 9), date(2025, 3, 16)]
     assert all(d.weekday() == 6 for d in days)
+    with pytest.raises(ValueError, match="ISO week"):
+        ld.date_from_partition_key("2025-W60")
+
+
+def _ingest_timetable():
+    """livefin_ingest's timetable, built as the DAG file builds it."""
+    from airflow.timetables.trigger import CronPartitionTimetable
+
+    return CronPartitionTimetable(
+        ld.INGEST_CRON,
+        timezone=ld.BUSINESS_TZ_NAME,
+        run_offset=-1,
+        key_format=ld.PARTITION_KEY_FORMAT,
+    )
+
+
+def test_scheduled_ingest_runs_are_keyed_and_named_by_business_date() -> None:
+    """What the scheduler creates: the run at 02:00 Shanghai on D + 1 has partition key D and a
+    run id containing D (Airflow's CronPartitionTimetable.generate_run_id)."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.utils.types import DagRunType
+
+    tt = _ingest_timetable()
+    restriction = TimeRestriction(
+        earliest=datetime(2025, 3, 9, tzinfo=UTC), latest=None, catchup=True
+    )
+    last, keys = None, []
+    for _ in range(3):
+        info = tt.next_dagrun_info_v2(last_dagrun_info=last, restriction=restriction)
+        # The key is the date the old rule derived from the run's moment.
+        assert info.partition_key == ld.business_date_for(info.run_after).isoformat()
+        run_id = tt.generate_run_id(
+            run_type=DagRunType.SCHEDULED,
+            run_after=info.run_after,
+            data_interval=info.data_interval,
+            partition_key=info.partition_key,
+        )
+        assert run_id.startswith(f"scheduled__{info.run_after.isoformat()}__{info.partition_key}__")
+        keys.append(info.partition_key)
+        last = info
+    assert keys == ["2025-03-09", "2025-03-10", "2025-03-11"]
 
 
 def test_backfill_window_covers_exactly_the_business_dates() -> None:
     first, last = date(2025, 3, 1), date(2025, 3, 7)
     start, end = ld.backfill_window(first, last)
-    infos = _ticks(ld.INGEST_CRON, start, end)
-    assert [ld.business_date_for(i.logical_date) for i in infos] == [
-        first + timedelta(days=k) for k in range(7)
+    infos = list(_ingest_timetable().iter_partition_dagrun_infos(earliest=start, latest=end))
+    assert [i.partition_key for i in infos] == [
+        (first + timedelta(days=k)).isoformat() for k in range(7)
     ]
+    # A backfill run's run_after is its partition's own tick (D at 02:00), not D + 1: the
+    # moment-based fallback would be a day early, which is why the key comes first.
+    assert ld.business_date_for(infos[0].run_after) == first - timedelta(days=1)
+    assert ld.resolve_business_date(
+        partition_key=infos[0].partition_key, run_after=infos[0].run_after
+    ) == (first, "partition_key")
     with pytest.raises(ValueError):
         ld.backfill_window(last, first)
 
 
-def test_rule_precedence_conf_then_assets_then_logical_then_run_after() -> None:
+def test_rule_precedence_key_then_conf_then_assets_then_logical_then_run_after() -> None:
     la = datetime(2025, 3, 9, 18, 0, tzinfo=UTC)  # 02:00 Shanghai on 03-10
     ra = datetime(2025, 3, 10, 23, 0, tzinfo=UTC)  # 07:00 Shanghai on 03-11
     events = {"livefin://raw/orders": [{"business_date": "2025-03-05"}]}
+    # A partitioned run's key decides; a conf date may repeat it but not contradict it.
+    assert ld.resolve_business_date(
+        partition_key="2025-03-04", requested="2025-03-04", asset_events=events, logical_date=la
+    ) == (date(2025, 3, 4), "partition_key")
+    with pytest.raises(ValueError, match="disagrees with the run's partition key"):
+        ld.resolve_business_date(partition_key="2025-03-04", requested="2025-02-01")
     assert ld.resolve_business_date(
         requested="2025-02-01", asset_events=events, logical_date=la
     ) == (date(2025, 2, 1), "conf")

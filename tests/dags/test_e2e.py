@@ -131,6 +131,21 @@ def asset_events(run_id: str) -> dict[str, dict]:
     return {uri: dict(extra or {}) for uri, extra in rows}
 
 
+def asset_event_keys(run_id: str) -> dict[str, str | None]:
+    """Partition key of each asset event an Airflow run emitted: ``{uri: key}``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        rows = s.execute(
+            select(AssetModel.uri, AssetEvent.partition_key)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_run_id == run_id)
+        ).all()
+    return dict(rows)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -203,6 +218,11 @@ def test_backfill_three_dates_succeeds_and_publishes(backfilled) -> None:
         # Each source task emitted its asset event carrying the business date.
         events = asset_events(ingest_run_id)
         assert {u: e.get("business_date") for u, e in events.items()} == {
+            f"livefin://raw/{s}": day for s in list_sources()
+        }
+        # ... and partition key D, even in this key-less (conf) run: what the partitioned
+        # nightly needs to start one run for D.
+        assert asset_event_keys(ingest_run_id) == {
             f"livefin://raw/{s}": day for s in list_sources()
         }
         state, tis, nightly_run_id = run["nightly"]

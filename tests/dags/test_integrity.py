@@ -70,6 +70,9 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     assert ingest.task_dict["check"].trigger_rule == "all_done"
     cond = nightly.timetable.asset_condition
     assert type(cond).__name__ == "AssetAll"
+    # Runs are keyed by business date: ingest's cron runs and the nightly runs its events start.
+    assert type(ingest.timetable).__name__ == "CronPartitionTimetable"
+    assert type(nightly.timetable).__name__ == "PartitionedAssetTimetable"
     assert {a.uri for a in cond.objects} == produced
     assert [o.uri for o in nightly.task_dict.get("publish").outlets] == [
         "livefin://published/limits"
@@ -158,7 +161,8 @@ def test_dags_serialize_for_the_scheduler(dagbag) -> None:
 
 
 def test_backfill_helper_window_hits_exactly_the_business_dates(airflow_db, dagbag) -> None:
-    """`airflow_local backfill --dry-run` through the real `airflow backfill create`."""
+    """`airflow_local backfill --dry-run` through the real `airflow backfill create`: one run
+    per business date, its partition key the date (and part of the backfill run ids)."""
     import re
     from datetime import date, datetime, timedelta
 
@@ -188,6 +192,10 @@ def test_backfill_helper_window_hits_exactly_the_business_dates(airflow_db, dagb
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # One run per business date, keyed by it (the partition_key column of the dry run).
+    keys = re.findall(r"\|\s*\|\s*(\d{4}-\d\d-\d\d)\s*\|", proc.stdout)
+    assert keys == [str(first + timedelta(days=k)) for k in range(3)], proc.stdout[-2000:]
     stamps = re.findall(r"\|\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00)\s*\|", proc.stdout)
-    got = [ld.business_date_for(datetime.fromisoformat(s)) for s in stamps]
+    # partition_date is D at 02:00 Shanghai (the tick the scheduled run for D looks back to).
+    got = [ld.business_date_for(datetime.fromisoformat(s) + timedelta(days=1)) for s in stamps]
     assert got == [first + timedelta(days=k) for k in range(3)], proc.stdout[-2000:]

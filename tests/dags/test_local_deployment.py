@@ -169,8 +169,11 @@ def test_make_airflow_serves_livefin_dags(deployment: Deployment) -> None:
 
 
 def test_ingest_asset_events_trigger_the_nightly(deployment: Deployment, tiny_run) -> None:
-    """The scheduler, not a test harness, starts livefin_nightly from livefin_ingest's asset
-    events, and the nightly takes the business date from those events."""
+    """The scheduler, not a test harness, runs a backfill of livefin_ingest for D and starts
+    livefin_nightly from its asset events; every run is keyed (and the scheduled and backfill
+    runs named) by its business date."""
+    from datetime import datetime
+
     import duckdb
 
     from livefin_etl.contracts import list_sources
@@ -197,15 +200,35 @@ def test_ingest_asset_events_trigger_the_nightly(deployment: Deployment, tiny_ru
         )
         code, _ = deployment.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
         assert code == 200
-    code, run = deployment.api(
+    # A real backfill of one business date (what `tools.airflow_local backfill` creates): no
+    # conf, the date comes from the run's partition key alone.
+    import livefin_dates as ld
+
+    start, end = ld.backfill_window(tiny_run["last"], tiny_run["last"])
+    code, backfill = deployment.api(
         "POST",
-        "dags/livefin_ingest/dagRuns",
-        {"logical_date": None, "conf": {"business_date": day}},
+        "backfills",
+        {
+            "dag_id": "livefin_ingest",
+            "from_date": start.isoformat(),
+            "to_date": end.isoformat(),
+            "max_active_runs": 1,
+        },
     )
-    assert code in (200, 201), run
+    assert code in (200, 201), backfill
+
+    def backfill_run():
+        code, body = deployment.api("GET", "dags/livefin_ingest/dagRuns?limit=20")
+        runs = [r for r in (body or {}).get("dag_runs", []) if r["run_type"] == "backfill"]
+        return runs[0] if runs else None
+
+    run = deployment.wait("the backfill run", backfill_run, 120)
+    # Named and keyed by the business date, not by the cron tick.
+    assert run["partition_key"] == day, run
+    assert run["dag_run_id"].startswith("backfill__") and f"__{day}__" in run["dag_run_id"]
 
     # Unpausing also lets the cron timetable create its own latest run (a business date with
-    # no landing files here, so it fails); follow the run this test triggered.
+    # no landing files here, so it fails); follow the backfill run.
     def finished(dag_id: str, run_type: str | None = None, run_id: str | None = None):
         def check():
             code, body = deployment.api("GET", f"dags/{dag_id}/dagRuns?limit=20")
@@ -235,6 +258,15 @@ def test_ingest_asset_events_trigger_the_nightly(deployment: Deployment, tiny_ru
     code, body = deployment.api("GET", "dags/livefin_nightly/dagRuns?limit=10")
     # nothing else started it, and the failed cron ingest run updated no asset
     assert [r["run_type"] for r in body["dag_runs"]] == ["asset_triggered"]
+    # The nightly for D's raw assets is the partition D (shown in the grid and the API).
+    assert nightly["partition_key"] == day, nightly
+    code, body = deployment.api("GET", "dags/livefin_ingest/dagRuns?limit=20")
+    scheduled = [r for r in body["dag_runs"] if r["run_type"] == "scheduled"]
+    assert scheduled, body
+    for r in scheduled:  # the cron run: keyed by the day before its 02:00 Shanghai tick
+        expected = ld.business_date_for(datetime.fromisoformat(r["run_after"])).isoformat()
+        assert r["partition_key"] == expected, r
+        assert f"__{expected}__" in r["dag_run_id"], r
     code, events = deployment.api(
         "GET", f"dags/livefin_nightly/dagRuns/{nightly['dag_run_id']}/upstreamAssetEvents"
     )

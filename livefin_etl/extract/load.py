@@ -362,7 +362,7 @@ def _record_invalid_redeliveries(
                 [contract.name, as_of_date, b.name, b.sha256, b.size, n, 0, nq, b.encoding]
                 + [b.mapping, contract.version, "rejected", refused[as_of_date], at],
             )
-        insert_frame(con, "meta.quarantine", quarantine.to_arrow(), quarantine.columns)
+        insert_frame(con, "meta.quarantine", _arrow(quarantine), quarantine.columns)
 
 
 def _checked_batch(
@@ -524,12 +524,12 @@ def _commit(
         con.execute(
             f"delete from {quote_ident(contract.table)} where _dt in ({days_in})", chunk_days
         )
-        insert_frame(con, contract.table, out.to_arrow(), out.columns)
+        insert_frame(con, contract.table, _arrow(out), out.columns)
         con.execute(
             f"delete from meta.quarantine where source = ? and dt in ({days_in})",
             [source, *chunk_days],
         )
-        insert_frame(con, "meta.quarantine", quarantine.to_arrow(), quarantine.columns)
+        insert_frame(con, "meta.quarantine", _arrow(quarantine), quarantine.columns)
         con.execute(
             f"delete from meta.load_manifest where source = ? and dt in ({days_in})",
             [source, *chunk_days],
@@ -541,6 +541,12 @@ def _commit(
         )
         if shapes:
             con.executemany(SHAPE_INSERT, shapes)
+
+
+def _arrow(frame: pl.DataFrame) -> Any:
+    """The frame as Arrow without a copy: string views, which DuckDB reads directly (the
+    default large strings copy every text value)."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _result(source: str, as_of_date: date, stats: list[int], seconds: float) -> dict[str, Any]:

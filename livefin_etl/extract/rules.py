@@ -49,18 +49,19 @@ def apply_value_maps(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
 # --------------------------------------------------------------------------- typing
 
 
-def _parse(col: Column, fmt: str) -> pl.Expr:
-    src = pl.col(col.name)
+TIMESTAMP_FALLBACKS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f")
+
+
+def _parse(col: Column, fmt: str, fallbacks: bool = True) -> pl.Expr:
+    """``col`` parsed from its stripped source text ``__src_<col>``. A timestamp tries the
+    mapping's format, then the fallbacks (``fallbacks=False``: the mapping's format only)."""
+    as_str = pl.col(f"__src_{col.name}")
     target = POLARS_TYPES[col.type]
-    as_str = src.cast(pl.Utf8).str.strip_chars()
     if col.type == "VARCHAR":
         return as_str
     if col.type == "TIMESTAMP":
-        return pl.coalesce(
-            as_str.str.strptime(pl.Datetime("us"), fmt, strict=False),
-            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False),
-            as_str.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
-        )
+        formats = (fmt, *TIMESTAMP_FALLBACKS) if fallbacks else (fmt,)
+        return pl.coalesce(as_str.str.strptime(pl.Datetime("us"), f, strict=False) for f in formats)
     if col.type == "DATE":
         return as_str.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     if col.type == "BIGINT":
@@ -71,17 +72,32 @@ def _parse(col: Column, fmt: str) -> pl.Expr:
 
 
 def typed(frame: pl.DataFrame, contract: Contract, mapping_fmt: str) -> pl.DataFrame:
-    """Parse every canonical column; keep the source text beside it to detect type errors."""
-    exprs = []
-    for c in contract.columns.values():
-        exprs.append(pl.col(c.name).cast(pl.Utf8).str.strip_chars().alias(f"__src_{c.name}"))
+    """Parse every canonical column; keep the source text beside it to detect type errors.
+
+    The stripped text is computed once and parsed from; a timestamp column is parsed with the
+    fallback formats only when the mapping's format left a value unparsed (same result: the
+    coalesce takes the first format that parses)."""
+    cols = list(contract.columns.values())
+    frame = frame.with_columns(
+        pl.col(c.name).cast(pl.Utf8).str.strip_chars().alias(f"__src_{c.name}") for c in cols
+    )
+    exprs, retry = [], []
+    for c in cols:
         if frame.schema[c.name] == POLARS_TYPES[c.type] and c.type != "VARCHAR":
-            exprs.append(pl.col(c.name))  # already typed (Parquet)
-        elif frame.schema[c.name] == pl.Date and c.type == "TIMESTAMP":
+            continue  # already typed (Parquet)
+        if frame.schema[c.name] == pl.Date and c.type == "TIMESTAMP":
             exprs.append(pl.col(c.name).cast(pl.Datetime("us")))
         else:
-            exprs.append(_parse(c, mapping_fmt).alias(c.name))
-    return frame.with_columns(exprs)
+            exprs.append(_parse(c, mapping_fmt, fallbacks=False).alias(c.name))
+            if c.type == "TIMESTAMP":
+                retry.append(c)
+    frame = frame.with_columns(exprs)
+    again = [
+        c for c in retry if (frame[f"__src_{c.name}"].is_not_null() & frame[c.name].is_null()).any()
+    ]
+    if again:
+        frame = frame.with_columns(_parse(c, mapping_fmt).alias(c.name) for c in again)
+    return frame
 
 
 # --------------------------------------------------------------------------- row rules
@@ -153,18 +169,29 @@ def reason_exprs(contract: Contract, as_of_date: date) -> list[Check]:
 
 
 def first_failure(frame: pl.DataFrame, checks: list[Check]) -> pl.DataFrame:
-    """Attach the first failing check per row (precedence = list order)."""
-    code = pl.lit(None, dtype=pl.Utf8)
-    column = pl.lit(None, dtype=pl.Utf8)
-    reason = pl.lit(None, dtype=pl.Utf8)
-    for rc, colname, pred, msg in reversed(checks):
-        hit = pred.fill_null(False)
-        code = pl.when(hit).then(pl.lit(rc)).otherwise(code)
-        column = pl.when(hit).then(pl.lit(colname)).otherwise(column)
-        reason = pl.when(hit).then(pl.lit(msg)).otherwise(reason)
+    """Attach the first failing check per row (precedence = list order).
+
+    Each predicate is evaluated once, giving the index of the first failing check; its code,
+    column and message are looked up from that index."""
+    if not checks:
+        none = pl.lit(None, dtype=pl.Utf8)
+        return frame.with_columns(
+            none.alias("__reason_code"), none.alias("__column"), none.alias("__reason")
+        )
+    first = pl.lit(None, dtype=pl.UInt32)
+    for i, (_rc, _col, pred, _msg) in reversed(list(enumerate(checks))):
+        first = pl.when(pred.fill_null(False)).then(pl.lit(i, dtype=pl.UInt32)).otherwise(first)
+    frame = frame.with_columns(first.alias("__check"))
+    at = list(range(len(checks)))
+
+    def lookup(values: list[str | None]) -> pl.Expr:
+        return pl.col("__check").replace_strict(at, values, default=None, return_dtype=pl.Utf8)
+
     return frame.with_columns(
-        code.alias("__reason_code"), column.alias("__column"), reason.alias("__reason")
-    )
+        lookup([c[0] for c in checks]).alias("__reason_code"),
+        lookup([c[1] for c in checks]).alias("__column"),
+        lookup([c[3] for c in checks]).alias("__reason"),
+    ).drop("__check")
 
 
 def mark_malformed(frame: pl.DataFrame) -> pl.DataFrame:
@@ -261,58 +288,106 @@ def _tag(frame: pl.DataFrame, code: str, column: str, reason: str) -> pl.DataFra
     )
 
 
+def _previous_versions(
+    cand: pl.DataFrame, prior: pl.DataFrame, pk: list[str], vc: str
+) -> pl.DataFrame:
+    """``cand`` (one row per key and date) with ``__has_prev`` (an earlier version exists, in
+    raw or earlier in this load) and ``__prev_max`` (the latest earlier version value)."""
+    floor = datetime(1, 1, 1)
+    prior = prior.cast({vc: cand.schema[vc]})
+    again = cand.filter(pl.struct(pk).is_duplicated()).select(pk)  # on several days of the load
+    if prior.height and not again.height and prior["_dt"].max() < cand["_dt"].min():
+        # every earlier version of a key is in prior: no ordered scan needed
+        prev = prior.group_by(pk).agg(pl.col(vc).fill_null(floor).max().alias("__prev_max"))
+        cand = cand.join(prev, on=pk, how="left").with_columns(
+            pl.col("__prev_max").is_not_null().alias("__has_prev")
+        )
+    elif prior.height or again.height:
+        # only keys delivered before or on several days can have a previous version
+        touched = pl.concat([prior.select(pk), again]).unique()
+        sub = cand.join(touched, on=pk, how="semi")
+        seen = pl.concat(
+            [sub.select([*pk, "_dt", vc, "__row"]), prior], how="diagonal_relaxed"
+        ).sort([*pk, "_dt"])
+        seen = seen.with_columns(
+            (pl.col("_dt").cum_count().over(pk) > 1).alias("__has_prev"),
+            pl.col(vc).fill_null(floor).cum_max().shift(1).over(pk).alias("__prev_max"),
+        ).filter(pl.col("__row").is_not_null())
+        cand = cand.join(
+            seen.select("__row", "__has_prev", "__prev_max"), on="__row", how="left"
+        ).with_columns(pl.col("__has_prev").fill_null(False))
+    else:  # no key was delivered before
+        cand = cand.with_columns(
+            pl.lit(False).alias("__has_prev"),
+            pl.lit(None, dtype=cand.schema[vc]).alias("__prev_max"),
+        )
+    return cand
+
+
 def split_versions(
     con: duckdb.DuckDBPyConnection, contract: Contract, good: pl.DataFrame, chunk_days: list[date]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Duplicates of a source with history. A key twice in one delivery is a duplicate (the
     first row wins); a key delivered in an earlier partition is an update when its version
     column is later than every earlier version, else the same version again (a duplicate). A
-    key never delivered before must lie within the partition's allowed lag."""
-    pk, vc = list(contract.primary_key), version_column(contract)
+    key never delivered before must lie within the partition's allowed lag.
+
+    The verdicts are worked out on the key, date and version columns alone; the wide frame is
+    filtered once into rows kept and rows quarantined (in their original order)."""
+    pk, vc, pc = list(contract.primary_key), version_column(contract), contract.partition_column
     if not good.height:
         return good, good.clear()
-    good = good.with_row_index("__row").with_columns(
-        pl.struct([*pk, "_dt"]).is_first_distinct().alias("__first")
-    )
-    twice = _tag(
-        good.filter(~pl.col("__first")),
-        "duplicate_key",
-        ",".join(pk),
-        "duplicate primary key within the partition",
-    )
-    cand = good.filter(pl.col("__first"))
+    narrow = good.select(list(dict.fromkeys([*pk, "_dt", vc, pc]))).with_row_index("__row")
+    narrow = narrow.with_columns(pl.struct([*pk, "_dt"]).is_first_distinct().alias("__first"))
+    cand = narrow.filter(pl.col("__first"))
     prior = _versions_loaded_elsewhere(con, contract, cand.select(pk), chunk_days)
-    floor = datetime(1, 1, 1)
-    seen = pl.concat(
-        [cand.select([*pk, "_dt", vc, "__row"]), prior.cast({vc: cand.schema[vc]})],
-        how="diagonal_relaxed",
-    ).sort([*pk, "_dt"])
-    seen = seen.with_columns(
-        (pl.col("_dt").cum_count().over(pk) > 1).alias("__has_prev"),
-        pl.col(vc).fill_null(floor).cum_max().shift(1).over(pk).alias("__prev_max"),
-    ).filter(pl.col("__row").is_not_null())
-    cand = cand.join(seen.select("__row", "__has_prev", "__prev_max"), on="__row", how="left")
+    cand = _previous_versions(cand, prior, pk, vc)
     newer = pl.col(vc).is_not_null() & (pl.col(vc) > pl.col("__prev_max"))
     stale = pl.col("__has_prev") & ~newer.fill_null(False)
     lo = pl.col("_dt").cast(pl.Datetime("us")) - pl.duration(hours=contract.late_hours)
-    pc = contract.partition_column
     too_old = ~pl.col("__has_prev") & (pl.col(pc).cast(pl.Datetime("us")) < lo).fill_null(False)
-    dup = _tag(
-        cand.filter(stale),
-        "duplicate_key",
-        ",".join(pk),
+    pk_text = ",".join(pk)
+    verdict = cand.select(
+        "__row",
+        pl.when(stale)
+        .then(pl.lit(1, dtype=pl.UInt8))
+        .when(too_old)
+        .then(pl.lit(2, dtype=pl.UInt8))
+        .alias("__verdict"),
+    )
+    # 0: a key twice in one delivery, 1: same or older version again, 2: too old for a new key
+    verdict = (
+        narrow.select("__row", "__first")
+        .join(verdict, on="__row", how="left", maintain_order="left")
+        .select(
+            pl.when(~pl.col("__first"))
+            .then(pl.lit(0, dtype=pl.UInt8))
+            .otherwise(pl.col("__verdict"))
+            .alias("__verdict")
+        )
+        .to_series()
+    )
+    codes = ["duplicate_key", "duplicate_key", "outside_partition"]
+    columns = [pk_text, pk_text, pc]
+    reasons = [
+        "duplicate primary key within the partition",
         f"primary key already loaded in another partition with the same or a later {vc}",
-    )
-    old = _tag(
-        cand.filter(too_old),
-        "outside_partition",
-        pc,
         f"{pc} before the partition day by more than {contract.late_hours} h and not a known key",
+    ]
+    is_bad = verdict.is_not_null()
+    keep = good.filter(~is_bad)
+    bad = good.filter(is_bad)
+    v = verdict.filter(is_bad)
+
+    def pick(values: list[str]) -> pl.Series:
+        return v.replace_strict([0, 1, 2], values, return_dtype=pl.Utf8)
+
+    bad = bad.with_columns(
+        pick(codes).alias("__reason_code"),
+        pick(columns).alias("__column"),
+        pick(reasons).alias("__reason"),
     )
-    keep = cand.filter(~stale & ~too_old)
-    helpers = ["__row", "__first", "__has_prev", "__prev_max"]
-    bad = pl.concat([twice, dup, old], how="diagonal_relaxed").sort("__row")
-    return keep.drop(helpers), bad.drop(helpers, strict=False)
+    return keep, bad
 
 
 def _first_delivery(
@@ -342,14 +417,20 @@ def split_unknown_references(
     for col, target in contract.references.items():
         table, tcol = target.split(".")
         known = _first_delivery(con, good, col, table, tcol)
-        joined = good.join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")
-        hit = pl.col(col).is_not_null() & (
-            pl.col("__ref_dt").is_null() | (pl.col("__ref_dt") > pl.col("_dt"))
+        # the verdict on the two columns it needs; the wide frame is only filtered
+        hit = (
+            good.select(col, "_dt")
+            .join(known, left_on=col, right_on="__ref", how="left", maintain_order="left")
+            .select(
+                pl.col(col).is_not_null()
+                & (pl.col("__ref_dt").is_null() | (pl.col("__ref_dt") > pl.col("_dt")))
+            )
+            .to_series()
         )
+        if not hit.any():
+            continue
         bad_parts.append(
-            joined.filter(hit)
-            .drop("__ref_dt")
-            .with_columns(
+            good.filter(hit).with_columns(
                 pl.lit("unknown_reference").alias("__reason_code"),
                 pl.lit(col).alias("__column"),
                 pl.format(
@@ -357,7 +438,7 @@ def split_unknown_references(
                 ).alias("__reason"),
             )
         )
-        good = joined.filter(~hit).drop("__ref_dt")
+        good = good.filter(~hit)
     bad = [b for b in bad_parts if b.height]
     return good, (pl.concat(bad, how="diagonal_relaxed") if bad else good.clear())
 
@@ -371,14 +452,19 @@ def hash_values(values: pl.Series, key: bytes) -> pl.Series:
     Values are hashed from polars' own UTF-8 bytes and hex-encoded by polars, so Python only
     runs the digest; repeated values (names, addresses) are hashed once.
     """
-    k = key[:64]
-    blake = hashlib.blake2b
+    # copying a keyed state skips re-processing the key block for every value (~2x faster)
+    fresh = hashlib.blake2b(key=key[:64], digest_size=16).copy
 
     def digest(s: pl.Series) -> pl.Series:
-        out = [
-            None if v is None else blake(v, key=k, digest_size=16).digest()
-            for v in s.cast(pl.Binary).to_list()
-        ]
+        out: list[bytes | None] = []
+        append = out.append
+        for v in s.cast(pl.Binary).to_list():
+            if v is None:
+                append(None)
+            else:
+                h = fresh()
+                h.update(v)
+                append(h.digest())
         return pl.Series(out, dtype=pl.Binary).bin.encode("hex")
 
     uniq = values.drop_nulls().unique()

@@ -114,34 +114,28 @@ def run_dag(dagbag, dag_id: str, conf: dict):
     return str(dr.state), tis, dr.run_id
 
 
-def asset_events(run_id: str) -> dict[str, dict]:
-    """Asset events an Airflow run emitted: ``{uri: extra}``."""
+def _asset_event_rows(run_id: str) -> list[tuple]:
+    """``(uri, extra, partition_key)`` of every asset event an Airflow run emitted."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as s:
-        rows = s.execute(
-            select(AssetModel.uri, AssetEvent.extra)
+        return s.execute(
+            select(AssetModel.uri, AssetEvent.extra, AssetEvent.partition_key)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetEvent.source_run_id == run_id)
         ).all()
-    return {uri: dict(extra or {}) for uri, extra in rows}
+
+
+def asset_events(run_id: str) -> dict[str, dict]:
+    """Asset events an Airflow run emitted: ``{uri: extra}``."""
+    return {uri: dict(extra or {}) for uri, extra, _ in _asset_event_rows(run_id)}
 
 
 def asset_event_keys(run_id: str) -> dict[str, str | None]:
     """Partition key of each asset event an Airflow run emitted: ``{uri: key}``."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as s:
-        rows = s.execute(
-            select(AssetModel.uri, AssetEvent.partition_key)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetEvent.source_run_id == run_id)
-        ).all()
-    return dict(rows)
+    return {uri: key for uri, _, key in _asset_event_rows(run_id)}
 
 
 # --------------------------------------------------------------------------- fixtures

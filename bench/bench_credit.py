@@ -3,6 +3,13 @@ and train() vs a bare ``xgboost.train`` on the same matrix.
 
     .venv/bin/python bench/bench_credit.py [--merchants 100000] [--loans 60000] [--threads N]
                                            [--device cuda] [--write]
+    LIVEFIN_HOME=<copy of a demo home> .venv/bin/python bench/bench_credit.py \
+        --calibration-home --as-of 2025-12-29
+
+``--calibration-home`` judges the PDs of the home's training run against the simulator's truth
+(``_truth/loans.parquet``): the configured model and the model-v5 rule (min_child_weight 10), on
+the out-of-time loans, on every loan originated after them and on the burn-in loans. It builds
+missing origination-date features in that home's warehouse, so run it on a copy.
 
 Synthetic data (known logistic signal, ~40 model columns); everything runs in a temp dir.
 ``--write`` replaces the section between <!-- bench:credit --> and <!-- /bench:credit -->
@@ -59,6 +66,105 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# --------------------------------------------------------------------------- against the truth
+
+
+def truth_slope(pd_: np.ndarray, true_pd: np.ndarray) -> tuple[float, float]:
+    """Calibration slope and intercept with the true PDs as soft labels (no label noise)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.log(pd_ / (1 - pd_)).reshape(-1, 1)
+    lr = LogisticRegression(C=1e6, max_iter=2000).fit(
+        np.vstack([x, x]),
+        np.r_[np.ones(len(x)), np.zeros(len(x))],
+        sample_weight=np.r_[true_pd, 1 - true_pd],
+    )
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def truth_expected_auc(rank: np.ndarray, true_pd: np.ndarray) -> float:
+    """AUC the ranking realises on average when loan i defaults with probability true_pd[i]."""
+    _, inv = np.unique(rank, return_inverse=True)
+    neg = np.bincount(inv, weights=1 - true_pd)
+    below = np.cumsum(neg) - neg
+    num = np.sum(true_pd * (below[inv] + 0.5 * (neg[inv] - (1 - true_pd))))
+    return float(num / np.sum(true_pd * (neg.sum() - (1 - true_pd))))
+
+
+def _judge(name: str, g: pd.DataFrame) -> str:
+    from livefin_etl.credit import metrics as M
+    from livefin_etl.credit.monitor_outcomes import expected_auc_ks
+
+    p, q = g["pd"].to_numpy(), g["true_pd"].to_numpy()
+    order = np.array_split(np.argsort(p, kind="stable"), 10)
+    gaps = [100 * (q[i].mean() - p[i].mean()) for i in order]
+    mat = g["window_closed"].to_numpy(bool)
+    y = g["defaulted_180d"].to_numpy(int)
+    real = M.auc_ks(y[mat], p[mat])[0] if mat.sum() > 10 and 0 < y[mat].sum() else float("nan")
+    return (
+        f"| {name} | {len(g):,} | {int(mat.sum()):,} / {int(y[mat].sum())} | "
+        f"{truth_slope(p, q)[0]:.2f} | {100 * p.mean():.2f} / {100 * q.mean():.2f} | "
+        f"{min(gaps):+.2f} … {max(gaps):+.2f} | {expected_auc_ks(p)[0]:.3f} | "
+        f"{truth_expected_auc(p, q):.3f} | {real:.3f} | {truth_expected_auc(q, q):.3f} |"
+    )
+
+
+def calibration_home(as_of: date) -> None:
+    import copy
+
+    from livefin_etl.config import get_settings
+    from livefin_etl.credit import metrics as M
+    from livefin_etl.credit.training import fit, margins
+    from livefin_etl.features import build_features_for_spine
+    from livefin_etl.warehouse import connect
+
+    s = get_settings()
+    con = connect(s)
+    con.execute(
+        "create or replace temp table _cal_spine as select distinct merchant_id, "
+        "origination_date as as_of_date from raw.loans l where not exists (select 1 from "
+        "features.merchant_features f where f.merchant_id = l.merchant_id "
+        "and f.as_of_date = l.origination_date)"
+    )
+    print(f"origination-date features built: {build_features_for_spine(con, '_cal_spine')}")
+    truth = pd.read_parquet(s.landing / "_truth" / "loans.parquet")
+    loans = con.execute(
+        "select l.loan_id, f.* exclude (merchant_id) from raw.loans l join "
+        "features.merchant_features f on f.merchant_id = l.merchant_id "
+        "and f.as_of_date = l.origination_date"
+    ).df()
+    loans = loans.merge(truth[["loan_id", "true_pd", "defaulted_180d", "window_closed"]])
+    v5 = copy.deepcopy(load_config("model"))
+    v5["tuning"] = {"min_child_weight": []}
+    v5["xgboost"]["min_child_weight"] = 10
+    head = "| loans | n | matured / defaults | slope vs truth | mean PD / true % | decile gap pp | CBPE | truly expected AUC | realised AUC | oracle expected |"
+    for label, cfg in (("configured", None), ("model-v5 rule (min_child_weight 10)", v5)):
+        f = fit(con, s, as_of, config=cfg, ensure_features=None)
+        oot = f.frame[f.frame["split"] == "oot"]
+        c = f.cfg["calibration"]
+        m = margins(f.booster, f.spec.matrix(loans), f.spec, s.threads)
+        g = loans.assign(pd=M.apply_calibrator(f.calibrator, m, c["pd_floor"], c["pd_cap"]))
+        t = pd.to_datetime(g["as_of_date"])
+        first, last = pd.to_datetime(oot["origination_date"]).agg(["min", "max"])
+        met = f.metrics
+        print(
+            f"\n{label}: tuning {met.get('tuning')}, oot AUC {met['model']['auc']:.3f} "
+            f"{met['model']['auc_ci95']}, oracle share {met['oracle']['model_share']:.3f} "
+            f"{met['oracle']['model_share_ci95']}, calibration slope (labels) "
+            f"{met['calibration_slope']['slope']:.2f}\n\n{head}\n|---|" + "---:|" * 9
+        )
+        for name, part in (
+            ("out-of-time", g[g["loan_id"].isin(oot["loan_id"])]),
+            ("after the out-of-time window", g[t > last]),
+            ("out-of-time and after", g[t >= first]),
+            (
+                "burn-in (censored features)",
+                g[t < pd.to_datetime(f.frame["origination_date"]).min()],
+            ),
+        ):
+            print(_judge(name, part))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--merchants", type=int, default=100_000)
@@ -70,7 +176,11 @@ def main() -> None:
     )
     ap.add_argument("--device", default=None)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--calibration-home", action="store_true")
+    ap.add_argument("--as-of", type=date.fromisoformat, default=date(2025, 12, 29))
     args = ap.parse_args()
+    if args.calibration_home:
+        return calibration_home(args.as_of)
 
     cfg = load_config("model")
     names = list(cfg["features"])

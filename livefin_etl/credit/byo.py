@@ -317,6 +317,7 @@ def _time_split_fit(df, raw, label, time_col, spec, cfg, threads, device, settin
         best = tune_xgb(X[tr], y[tr], spec, cfg, threads, seed)
         cfg = {**cfg, "xgboost": {**cfg["xgboost"], **{k: best[k] for k in GRID[0]}}}
         cfg["xgboost"]["n_estimators"] = int(best["n_rounds"] * 1.5)
+        cfg["tuning"] = {}  # min_child_weight is BYO's inner-CV choice, not the warehouse grid's
     fitted = _fit_on_split(df, label, split, spec, cfg, threads, device, settings, sc_frame=raw)
     return fitted, fitted.scorecard
 

@@ -364,6 +364,8 @@ def write_report(path: Path, *, title: str, fitted, version: str, decision=None)
         *_verdict(fitted, decision),
         f"<p>Version <b>{html.escape(version)}</b> · model sha256 <code>{fitted.hash}</code> · "
         f"device {html.escape(fitted.device)} · rounds {m.get('best_iteration')} · "
+        f"min_child_weight {fitted.cfg['xgboost'].get('min_child_weight')}"
+        f"{' (chosen on valid log-loss)' if m.get('tuning') else ''} · "
         f"train {counts['n_train']} / valid {counts['n_valid']} / {html.escape(ev.eval_name)} "
         f"{counts['n_oot']} rows · eval default rate {m['default_rate_eval']:.3%} · "
         "<a href='monitoring.html'>nightly monitoring page</a> (once it has scored)</p>",

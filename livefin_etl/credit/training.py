@@ -132,6 +132,44 @@ def fit_booster(
     return booster
 
 
+def tune_booster(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_va: np.ndarray,
+    y_va: np.ndarray,
+    spec: FeatureSpec,
+    cfg: dict[str, Any],
+    threads: int,
+    device: str = "cpu",
+) -> tuple[xgb.Booster, dict[str, Any], dict[str, Any]]:
+    """:func:`fit_booster` for each ``tuning.min_child_weight`` (config order, most regularised
+    first); the lowest early-stopping valid log-loss wins, a later value only when strictly
+    lower. min_child_weight bounds a leaf's hessian, Σ p(1 − p), i.e. roughly the expected
+    defaults in the leaf: a fixed 10 at a 5 % default rate needs ~200 loans per leaf and cannot
+    isolate the riskiest merchants, which compresses the PDs at the top. Returns the booster,
+    the config with the chosen value (the cross-fit and reject inference reuse it) and the record.
+    """
+    grid = list((cfg.get("tuning") or {}).get("min_child_weight") or [])
+    if not grid:
+        return fit_booster(X_tr, y_tr, X_va, y_va, spec, cfg, threads, device), cfg, {}
+    best, losses = None, {}
+    for mcw in grid:
+        c = {**cfg, "xgboost": {**cfg["xgboost"], "min_child_weight": float(mcw)}}
+        b = fit_booster(X_tr, y_tr, X_va, y_va, spec, c, threads, device)
+        loss = float(np.mean(_logloss(y_va, margins(b, X_va, spec, threads))))
+        losses[str(mcw)] = loss
+        if best is None or loss < best[0]:
+            best = (loss, b, c, mcw)
+    _, booster, chosen_cfg, mcw = best
+    info = {"min_child_weight": float(mcw), "valid_logloss": losses}
+    return booster, chosen_cfg, {**info, "rounds": booster.num_boosted_rounds()}
+
+
+def _logloss(y: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Per-row log-loss of raw margins (stable: log(1 + e^m) − y·m)."""
+    return np.logaddexp(0.0, margin) - np.asarray(y, dtype=float) * margin
+
+
 def margins(booster: xgb.Booster, X: np.ndarray, spec: FeatureSpec, threads: int) -> np.ndarray:
     d = xgb.DMatrix(X, feature_names=spec.xgb_columns, nthread=threads)
     return booster.predict(d, output_margin=True).astype(float)
@@ -358,7 +396,7 @@ def _fit_on_split(
     for w, m in masks.items():
         _need_both(y[m], w)
     tr, va, oo = masks["train"], masks["valid"], masks["oot"]
-    booster = fit_booster(X[tr], y[tr], X[va], y[va], spec, cfg, threads, device)
+    booster, cfg, tuning = tune_booster(X[tr], y[tr], X[va], y[va], spec, cfg, threads, device)
     cal_cfg = cfg["calibration"]
     m_all = margins(booster, X, spec, threads)
     cal, cal_info = _calibrate(X, y, tr | va, va, m_all, booster, spec, cfg, threads, device)
@@ -388,6 +426,7 @@ def _fit_on_split(
     met["valid"] = {**M.discrimination(y[va], pd_all[va]), "brier": M.brier(y[va], pd_all[va])}
     met["best_iteration"] = booster.num_boosted_rounds()
     met["calibration"] = cal_info
+    met["tuning"] = tuning
     counts = {"n_train": int(tr.sum()), "n_valid": int(va.sum()), "n_oot": int(oo.sum())}
     fp = frame_fingerprint(df[[*spec.source_columns, label]].assign(_split=split))
     sc = _scorecard(df if sc_frame is None else sc_frame, y, tr, oo, spec, cfg, met)

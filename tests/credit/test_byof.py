@@ -11,6 +11,7 @@ import pytest
 
 from livefin_etl.config import LivefinError
 from livefin_etl.credit import train_from_file
+from livefin_etl.credit.byo import GRID
 from livefin_etl.testing.credit_world import small_config
 
 
@@ -60,6 +61,11 @@ def test_time_split_when_time_column_given(tmp_path, settings):
     assert r["n_train"] + r["n_valid"] + r["n_oot"] == 900
     assert "applied_on" not in r["features"]
     assert Path(r["artifact_path"]).parent == settings.models / "byof"
+    # BYO's inner-CV choice of min_child_weight stands; the warehouse grid is not applied on top
+    art = Path(r["artifact_path"])
+    used = json.loads((art / "config.json").read_text())["xgboost"]["min_child_weight"]
+    assert used in {g["min_child_weight"] for g in GRID}
+    assert json.loads((art / "metrics.json").read_text())["tuning"] == {}
 
 
 def test_bool_label_is_accepted(tmp_path, settings):

@@ -8,10 +8,10 @@ loaded plus rows quarantined.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
+from contextlib import closing
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,28 +20,16 @@ import duckdb
 import polars as pl
 
 from livefin_etl.config import LivefinError, Settings, fault_point, pii_key
-from livefin_etl.contracts import Contract, load_contract, load_mappings
-from livefin_etl.extract.read import (
-    FORMAT_EXT,
-    FileBatch,
-    FileRejected,
-    landing_files,
-    partition_dir,
-    read_file,
-)
+from livefin_etl.contracts import Contract, load_contract
+from livefin_etl.extract.prepare import manifest_snapshot, prepared_partitions
+from livefin_etl.extract.read import FileBatch
 from livefin_etl.extract.rules import (
-    Check,
-    first_failure,
     hash_pii,
-    mark_malformed,
-    reason_exprs,
     split_duplicates,
     split_unknown_references,
     split_versions,
-    typed,
     version_column,
 )
-from livefin_etl.extract.shape import mark_problems
 from livefin_etl.extract.tables import ensure_tables
 from livefin_etl.privacy import scrub
 from livefin_etl.warehouse import insert_frame, quote_ident, transaction
@@ -62,7 +50,6 @@ QUARANTINE_SCHEMA = {
 }
 MANIFEST_INSERT = "insert into meta.load_manifest values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 SHAPE_INSERT = "insert into meta.load_shape values (?,?,?,?,?,?,?,?,?)"
-DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 Pending = list[tuple[date, list[FileBatch]]]
 # (as_of_date, batch, rows read) per file of a chunk
@@ -85,13 +72,6 @@ class ExtractErrors(LivefinError):
 class PartitionRefused(LivefinError):
     """One partition's delivery was refused (unreadable, missing, or no valid row over a
     partition that had some); the partition is left unchanged."""
-
-
-class _Refused(Exception):
-    """A partition that cannot be loaded this run; it is left unchanged."""
-
-    def __init__(self, message: str):
-        super().__init__(scrub(message))
 
 
 # quarantine rows of a re-delivery refused because none of its rows is valid
@@ -138,20 +118,25 @@ def extract_partitions(
     errors: dict[date, str] = {}
     pending: Pending = []
     pending_bytes = 0
-    for as_of_date in sorted(set(as_of_dates)):
-        try:
-            prepared = _prepare(con, settings, contract, as_of_date, force)
-        except _Refused as exc:
-            errors[as_of_date] = f"{source} {as_of_date}: {exc}"
-            continue
-        if isinstance(prepared, dict):  # unchanged since the last load
-            results[as_of_date] = prepared
-            continue
-        pending.append((as_of_date, prepared))
-        pending_bytes += sum(b.data_bytes for b in prepared)
-        if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
-            _merge(_load_chunk(con, contract, pending, key), results, errors)
-            pending, pending_bytes = [], 0
+    dates = sorted(set(as_of_dates))
+    manifest = None if force else manifest_snapshot(con, source, dates)
+    # the next chunk is read and checked on a worker thread while this one is written
+    stream = prepared_partitions(settings, contract, dates, manifest, ahead_bytes=chunk_bytes)
+    with closing(stream):
+        for p in stream:
+            if p.refused is not None:
+                if p.refused.rejection is not None:
+                    _record_rejection(con, contract, p.as_of_date, *p.refused.rejection)
+                errors[p.as_of_date] = f"{source} {p.as_of_date}: {p.refused}"
+                continue
+            if p.skipped is not None:  # unchanged since the last load
+                results[p.as_of_date] = p.skipped
+                continue
+            pending.append((p.as_of_date, p.batches or []))
+            pending_bytes += p.data_bytes
+            if len(pending) >= chunk_days or pending_bytes >= chunk_bytes:
+                _merge(_load_chunk(con, contract, pending, key), results, errors)
+                pending, pending_bytes = [], 0
     if pending:
         _merge(_load_chunk(con, contract, pending, key), results, errors)
     ordered = [results[d] for d in sorted(results)]
@@ -167,59 +152,6 @@ def _merge(chunk: ChunkOutcome, results: dict, errors: dict[date, str]) -> None:
 
 
 # --------------------------------------------------------------------------- one partition
-
-
-def _prepare(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    contract: Contract,
-    as_of_date: date,
-    force: bool,
-) -> dict[str, Any] | list[FileBatch]:
-    """The partition's files read under the contract, or its ``skipped`` result when every file
-    is unchanged since the last load; :class:`_Refused` if it cannot be loaded."""
-    source = contract.name
-    folder = partition_dir(settings, source, as_of_date)
-    if not folder.is_dir():
-        raise _Refused(f"landing folder does not exist: {folder}")
-    paths = landing_files(folder, contract)
-    if not paths:
-        raise _Refused(f"no {'/'.join(FORMAT_EXT[contract.format])}[.gz] files in {folder}")
-    # each file is read and checksummed once: the manifest check and the parse share it
-    raws = {p.name: p.read_bytes() for p in paths}
-    checksums = {name: hashlib.sha256(raw).hexdigest() for name, raw in raws.items()}
-    if not force and _manifest_unchanged(con, source, as_of_date, checksums):
-        log.info("extract %s %s: unchanged, skipped", source, as_of_date)
-        return {
-            "source": source,
-            "dt": as_of_date.isoformat(),
-            "skipped": True,
-            "files": len(paths),
-        }
-    batches: list[FileBatch] = []
-    for p in paths:
-        try:
-            batches.append(read_file(p.name, raws.pop(p.name), checksums[p.name], contract))
-        except FileRejected as exc:
-            _record_rejection(con, contract, as_of_date, p, checksums[p.name], str(exc))
-            raise _Refused(f"{exc}; partition left unchanged") from None
-    return batches
-
-
-def _manifest_unchanged(
-    con: duckdb.DuckDBPyConnection, source: str, as_of_date: date, files: dict[str, str]
-) -> bool:
-    """The delivered files are the ones loaded and no refusal of this partition is on record.
-
-    After a refused re-delivery, the good files sent again must be loaded again: the reload
-    clears the refusal's records, which would otherwise keep the date's gate closed."""
-    rows = con.execute(
-        "select file, sha256, status from meta.load_manifest where source=? and dt=?",
-        [source, as_of_date],
-    ).fetchall()
-    loaded = {f: sha for f, sha, status in rows if status == "loaded"}
-    refused = any(status == "rejected" for _f, _sha, status in rows)
-    return bool(loaded) and loaded == files and not refused
 
 
 def _record_rejection(
@@ -298,7 +230,7 @@ def _invalid_redeliveries(
 ) -> dict[date, str]:
     """Dates of the chunk whose delivery has no valid row while raw already holds rows for
     them: loading would wipe a good partition, so the delivery is refused instead."""
-    loaded = set(good["_dt"].to_list()) if good.height else set()
+    loaded = set(good["_dt"].unique().to_list()) if good.height else set()
     empty = sorted({d for d, _, _ in per_file} - loaded)
     if not empty:
         return {}
@@ -365,23 +297,6 @@ def _record_invalid_redeliveries(
         insert_frame(con, "meta.quarantine", _arrow(quarantine), quarantine.columns)
 
 
-def _checked_batch(
-    contract: Contract, batch: FileBatch, as_of_date: date, checks: list[Check]
-) -> pl.DataFrame:
-    """A file's rows typed, each with its first failing check (``__reason_code``) or none."""
-    frame = batch.frame
-    malformed = "_malformed" in frame.columns
-    mapping_fmt = next(
-        (m.timestamp_format for m in load_mappings(contract.name) if m.name == batch.mapping),
-        DEFAULT_TIMESTAMP_FORMAT,
-    )
-    frame = first_failure(typed(frame, contract, mapping_fmt), checks)
-    if malformed:
-        frame = mark_malformed(frame)
-    frame = mark_problems(frame)
-    return frame.with_columns(pl.lit(batch.name).alias("_file"), pl.lit(as_of_date).alias("_dt"))
-
-
 def _checked_rows(
     con: duckdb.DuckDBPyConnection, contract: Contract, pending: Pending
 ) -> tuple[pl.DataFrame, pl.DataFrame, PerFile]:
@@ -389,9 +304,8 @@ def _checked_rows(
     then unknown references), with each file's rows read."""
     good_parts, bad_parts, per_file = [], [], []
     for as_of_date, batches in pending:
-        checks = reason_exprs(contract, as_of_date)
-        for b in batches:
-            frame = _checked_batch(contract, b, as_of_date, checks)
+        for b in batches:  # checked when prepared (prepare.checked_batch)
+            frame = b.frame
             per_file.append((as_of_date, b, frame.height))
             good_parts.append(frame.filter(pl.col("__reason_code").is_null()))
             bad_parts.append(frame.filter(pl.col("__reason_code").is_not_null()))

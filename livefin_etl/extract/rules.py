@@ -288,6 +288,33 @@ def _tag(frame: pl.DataFrame, code: str, column: str, reason: str) -> pl.DataFra
     )
 
 
+def _earlier_versions(seen: pl.DataFrame, pk: list[str], vc: str, floor: datetime) -> pl.DataFrame:
+    """``seen`` (sorted by key, then ``_dt``) with ``__has_prev`` (an earlier row of the key)
+    and ``__prev_max`` (the latest ``vc`` of the key's earlier rows, nulls as ``floor``).
+
+    A timestamp version is scanned without a window over the key (the slow part of a month's
+    orders): keys are contiguous, so each row's group number times a span larger than every
+    value, plus the value, grows across groups, and one running max over that Int128 sum
+    restarts at every key. Other types take the window."""
+    start = pl.int_range(pl.len()) == 0
+    for k in pk:
+        start = start | ~pl.col(k).eq_missing(pl.col(k).shift(1))
+    dtype = seen.schema[vc]
+    if not isinstance(dtype, pl.Datetime) or not seen.height:
+        return seen.with_columns(
+            (pl.col("_dt").cum_count().over(pk) > 1).alias("__has_prev"),
+            pl.col(vc).fill_null(floor).cum_max().shift(1).over(pk).alias("__prev_max"),
+        )
+    value = pl.col(vc).fill_null(pl.lit(floor).cast(dtype)).to_physical()
+    lo, hi = seen.select(value.min().alias("lo"), value.max().alias("hi")).row(0)
+    group = start.cum_sum().cast(pl.Int128) * (hi - lo + 1)
+    running = (group + (value - lo).cast(pl.Int128)).cum_max().shift(1)
+    return seen.with_columns(
+        (~start).alias("__has_prev"),
+        pl.when(~start).then((running - group + lo).cast(pl.Int64).cast(dtype)).alias("__prev_max"),
+    )
+
+
 def _previous_versions(
     cand: pl.DataFrame, prior: pl.DataFrame, pk: list[str], vc: str
 ) -> pl.DataFrame:
@@ -309,10 +336,7 @@ def _previous_versions(
         seen = pl.concat(
             [sub.select([*pk, "_dt", vc, "__row"]), prior], how="diagonal_relaxed"
         ).sort([*pk, "_dt"])
-        seen = seen.with_columns(
-            (pl.col("_dt").cum_count().over(pk) > 1).alias("__has_prev"),
-            pl.col(vc).fill_null(floor).cum_max().shift(1).over(pk).alias("__prev_max"),
-        ).filter(pl.col("__row").is_not_null())
+        seen = _earlier_versions(seen, pk, vc, floor).filter(pl.col("__row").is_not_null())
         cand = cand.join(
             seen.select("__row", "__has_prev", "__prev_max"), on="__row", how="left"
         ).with_columns(pl.col("__has_prev").fill_null(False))

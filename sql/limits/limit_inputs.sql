@@ -79,15 +79,21 @@ exposure as (
 ),
 
 latest_orders as (
-    -- each order as the latest version delivered before D (raw.orders keeps every version)
-    select merchant_id, streamer_id, status, paid_amount, refund_amount
+    -- each order as the latest version delivered before D (raw.orders keeps every version);
+    -- arg_max per order is the window's row_number() = 1 by (_dt, _line) desc without sorting
+    -- every version (the window was ~90 % of this query)
+    select unnest(arg_max(
+        {
+            'merchant_id': merchant_id, 'streamer_id': streamer_id, 'status': status,
+            'paid_amount': paid_amount, 'refund_amount': refund_amount
+        },
+        {'dt': _dt, 'line': _line}
+    ))
     from raw.orders
     where order_ts >= ({{ as_of_date }}::date - interval {{ streamer_window_days }} day)
         and order_ts < {{ as_of_date }}::date
         and _dt < {{ as_of_date }}::date
-    qualify row_number() over (
-        partition by order_id order by _dt desc, _line desc
-    ) = 1
+    group by order_id
 ),
 
 streamer_gmv as (

@@ -213,9 +213,15 @@ def _run_suites(
         prof = batches.profile_batch(con, spec, dates)
         for rec in prof.to_dict("records"):
             profile_rows[pd.Timestamp(rec["dt"]).date()] = rec
-        per = _validate_suite(
-            docs, spec.profile_name, spec.profile, spec.fingerprint, prof, "dt", dates, run_ids
+        per = (
+            sqlcheck.validate_profile(con, docs, spec, prof, dates, run_ids)
+            if ROW_ROUTE == "duckdb"
+            else None
         )
+        if per is None:
+            per = _validate_suite(
+                docs, spec.profile_name, spec.profile, spec.fingerprint, prof, "dt", dates, run_ids
+            )
         observed = {d: _profile_observed(o, profile_rows.get(d)) for d, o in per.items()}
         suites.append((spec.profile_name, observed))
     return n_rows, suites, profile_rows

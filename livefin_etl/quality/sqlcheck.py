@@ -15,17 +15,19 @@ the whole suite back to the GX route, so nothing is approximated.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from livefin_etl.quality import batches, gx_runner
 from livefin_etl.quality.gx_runner import SCHEMA_LEVEL, Outcome, Template
 from livefin_etl.quality.suites import Spec, SuiteSpec
-from livefin_etl.warehouse import quote_ident, quote_literal
+from livefin_etl.warehouse import quote_ident, quote_literal, registered
 
 _FLOAT = ("DOUBLE", "FLOAT", "REAL")
 _NUMERIC = (*_FLOAT, "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER")
@@ -199,7 +201,8 @@ def count_by_date(
                 unexpected.append(int(next(it)))
                 n = next(it)
                 nonnull.append(None if n is None else int(n))
-        out[row[0]] = DateCounts(int(row[1]), unexpected, nonnull)
+        key = row[0].date() if isinstance(row[0], datetime) else row[0]
+        out[key] = DateCounts(int(row[1]), unexpected, nonnull)
     return out
 
 
@@ -223,6 +226,61 @@ def _summed(
     return sum(c.rows for c in have), nonnull
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A suite's rows for some dates: one SQL query (grouped here) and the frames GX sees."""
+
+    sql: str
+    params: list
+    partition_column: str
+    empty: Callable[[], pd.DataFrame]  # 0 rows, the dtypes of any frame below
+    frame_of: Callable[[date], pd.DataFrame]  # one date's rows, as the GX route gave them
+
+
+def validate_dates(
+    con: duckdb.DuckDBPyConnection,
+    docs: Path,
+    suite: tuple[str, list[Spec], str],
+    batch: Batch,
+    dates: list[date],
+    run_ids: dict[date, str],
+) -> tuple[dict[date, list[Outcome]], dict[date, int]] | None:
+    """Outcomes of ``suite`` (name, specs, fingerprint) per date and rows per date, or None
+    when the suite is not mirrored here.
+
+    Clean dates get GX's clean outcome and one stored record (the date's run, or for several
+    dates one range record, as the GX route kept for a clean range); a date with an unexpected
+    row, or every date after a schema-level failure, gets its own GX run on its own rows."""
+    name, specs, fingerprint = suite
+    checks = compile_checks(specs, column_types(con, batch.sql, batch.params))
+    if checks is None:
+        return None
+    counts = count_by_date(con, batch.sql, batch.params, batch.partition_column, checks)
+    rows = {d: counts[d].rows if d in counts else 0 for d in dates}
+    if not specs:
+        return {d: [] for d in dates}, rows
+    tpl = gx_runner.template(docs, name, specs, fingerprint, batch.empty())
+    # every outcome of the empty frame holds for any clean rows: a date without rows is clean
+    ok = all(o.success and not o.error and not o.unexpected_count for o in tpl.outcomes)
+    dirty = [d for d in dates if not ok or (d in counts and any(counts[d].unexpected))]
+    clean_dates = [d for d in dates if d not in dirty]
+    out: dict[date, list[Outcome]] = {}
+    if clean_dates:
+        clean = _clean_outcomes(specs, checks, tpl)
+        out.update((d, clean) for d in clean_dates)
+        if len(dates) == 1:
+            record = f"{run_ids[dates[0]]}:{name}"
+        else:
+            record = f"range-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}-{uuid.uuid4().hex[:8]}:{name}"
+        summed = _summed(counts, clean_dates, checks)
+        gx_runner.store_clean(docs, name, specs, fingerprint, tpl, summed, record)
+    for d in dirty:
+        out[d] = gx_runner.run(
+            docs, name, specs, fingerprint, batch.frame_of(d), f"{run_ids[d]}:{name}"
+        )
+    return out, rows
+
+
 def validate_rows(
     con: duckdb.DuckDBPyConnection,
     docs: Path,
@@ -230,39 +288,37 @@ def validate_rows(
     dates: list[date],
     run_ids: dict[date, str],
 ) -> tuple[dict[date, list[Outcome]], dict[date, int]] | None:
-    """Row-suite outcomes per date and rows per date, or None when the suite is not mirrored.
-
-    Clean dates get GX's clean outcome and one stored record (the date's run, or for several
-    dates one range record, as the GX route kept for a clean range); a date with an unexpected
-    row, no row, or a schema-level failure gets its own GX run on its own rows, as before."""
+    """:func:`validate_dates` of the row suite over ``spec.table``; None: not mirrored."""
     params = [list(dates)]
     sql = batches.row_batch_sql(con, spec, dates, ordered=False)
-    checks = compile_checks(spec.rows, column_types(con, sql, params))
-    if checks is None:
-        return None
-    counts = count_by_date(con, sql, params, spec.partition_column, checks)
-    rows = {d: counts[d].rows if d in counts else 0 for d in dates}
-    if not spec.rows:
-        return {d: [] for d in dates}, rows
-    empty = batches.fetch(con, f"select * from ({sql}) limit 0", params)
-    tpl = gx_runner.template(docs, spec.name, spec.rows, spec.fingerprint, empty)
-    # every outcome of the empty frame holds for any clean rows: a date without rows is clean
-    ok = all(o.success and not o.error and not o.unexpected_count for o in tpl.outcomes)
-    dirty = [d for d in dates if not ok or (d in counts and any(counts[d].unexpected))]
-    clean_dates = [d for d in dates if d not in dirty]
-    out: dict[date, list[Outcome]] = {}
-    if clean_dates:
-        clean = _clean_outcomes(spec.rows, checks, tpl)
-        out.update((d, clean) for d in clean_dates)
-        if len(dates) == 1:
-            name = f"{run_ids[dates[0]]}:{spec.name}"
-        else:
-            name = f"range-{dates[0]:%Y%m%d}-{dates[-1]:%Y%m%d}-{uuid.uuid4().hex[:8]}:{spec.name}"
-        summed = _summed(counts, clean_dates, checks)
-        gx_runner.store_clean(docs, spec.name, spec.rows, spec.fingerprint, tpl, summed, name)
-    for d in dirty:
-        frame = batches.row_batch(con, spec, [d])
-        out[d] = gx_runner.run(
-            docs, spec.name, spec.rows, spec.fingerprint, frame, f"{run_ids[d]}:{spec.name}"
+    batch = Batch(
+        sql,
+        params,
+        spec.partition_column,
+        lambda: batches.fetch(con, f"select * from ({sql}) limit 0", params),
+        lambda d: batches.row_batch(con, spec, [d]),
+    )
+    return validate_dates(
+        con, docs, (spec.name, spec.rows, spec.fingerprint), batch, dates, run_ids
+    )
+
+
+def validate_profile(
+    con: duckdb.DuckDBPyConnection,
+    docs: Path,
+    spec: SuiteSpec,
+    prof: pd.DataFrame,
+    dates: list[date],
+    run_ids: dict[date, str],
+) -> dict[date, list[Outcome]] | None:
+    """:func:`validate_dates` of the profile suite over the profile rows (one per date)."""
+
+    def one(d: date) -> pd.DataFrame:
+        return prof[prof["dt"] == pd.Timestamp(d)].reset_index(drop=True)
+
+    with registered(con, "__livefin_profile", prof):
+        batch = Batch("select * from __livefin_profile", [], "dt", lambda: prof.iloc[:0], one)
+        found = validate_dates(
+            con, docs, (spec.profile_name, spec.profile, spec.fingerprint), batch, dates, run_ids
         )
-    return out, rows
+    return None if found is None else found[0]

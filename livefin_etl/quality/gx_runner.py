@@ -227,8 +227,9 @@ def template(
     from great_expectations.validator.v1_validator import Validator
 
     key = (str(docs.resolve()), name, fingerprint, tuple(map(str, empty.dtypes.items())))
-    cached = _TEMPLATES.get(key)
+    cached = _TEMPLATES.get(key) or _load_template(docs, key, specs)
     if cached is not None:
+        _TEMPLATES[key] = cached
         return cached
     vd = _definition(_context(docs), name, specs, fingerprint)
     validator = Validator(
@@ -239,7 +240,39 @@ def template(
     res = validator.validate_expectation_suite(vd.suite)
     found = Template(_outcomes(res, specs, False), validator.active_batch_id, res)
     _TEMPLATES[key] = found
+    path = _template_path(docs, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"batch_id": found.batch_id, "result": res.to_json_dict()}))
+    os.replace(tmp, path)
     return found
+
+
+def _template_path(docs: Path, key: tuple) -> Path:
+    import hashlib
+
+    import great_expectations as gx
+
+    digest = hashlib.sha256(repr((gx.__version__, key)).encode()).hexdigest()[:24]
+    return docs / "gx" / "uncommitted" / "livefin_templates" / f"{digest}.json"
+
+
+def _load_template(docs: Path, key: tuple, specs: list[Spec]) -> Template | None:
+    """A template an earlier process computed (GX's JSON of the result, read back by GX's own
+    schema): a night validates each suite once, so the in-process cache alone never hits."""
+    from great_expectations.core.expectation_validation_result import (
+        expectationSuiteValidationResultSchema,
+    )
+
+    path = _template_path(docs, key)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        res = expectationSuiteValidationResultSchema.load(data["result"])
+        return Template(_outcomes(res, specs, False), str(data["batch_id"]), res)
+    except Exception:  # noqa: BLE001 - a stale or torn file: compute the template again
+        return None
 
 
 def store_clean(

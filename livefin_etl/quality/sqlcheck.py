@@ -296,7 +296,7 @@ def validate_rows(
         params,
         spec.partition_column,
         lambda: batches.fetch(con, f"select * from ({sql}) limit 0", params),
-        lambda d: batches.row_batch(con, spec, [d]),
+        lambda as_of_date: batches.row_batch(con, spec, [as_of_date]),
     )
     return validate_dates(
         con, docs, (spec.name, spec.rows, spec.fingerprint), batch, dates, run_ids
@@ -313,8 +313,8 @@ def validate_profile(
 ) -> dict[date, list[Outcome]] | None:
     """:func:`validate_dates` of the profile suite over the profile rows (one per date)."""
 
-    def one(d: date) -> pd.DataFrame:
-        return prof[prof["dt"] == pd.Timestamp(d)].reset_index(drop=True)
+    def one(as_of_date: date) -> pd.DataFrame:
+        return prof[prof["dt"] == pd.Timestamp(as_of_date)].reset_index(drop=True)
 
     with registered(con, "__livefin_profile", prof):
         batch = Batch("select * from __livefin_profile", [], "dt", lambda: prof.iloc[:0], one)

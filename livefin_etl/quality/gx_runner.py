@@ -242,7 +242,7 @@ def template(
     _TEMPLATES[key] = found
     path = _template_path(docs, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # racing writers
     tmp.write_text(json.dumps({"batch_id": found.batch_id, "result": res.to_json_dict()}))
     os.replace(tmp, path)
     return found
@@ -305,6 +305,9 @@ def store_clean(
             unexpected_list=[],
             unexpected_index_list=[] if had_index else None,
         )["result"]
+    markers = res.meta.get("batch_markers")
+    if isinstance(markers, dict) and "ge_load_time" in markers:  # when these rows were seen
+        markers["ge_load_time"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     vd = _definition(_context(docs), name, specs, fingerprint)
     _store(_context(docs), vd, tpl.batch_id, res, run_name)
 

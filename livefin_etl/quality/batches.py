@@ -84,6 +84,13 @@ def _empty_ref() -> str:
 
 def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]) -> pd.DataFrame:
     """Rows of ``spec.table`` for ``dates`` plus the helper columns the suite expects."""
+    return fetch(con, row_batch_sql(con, spec, dates), [list(dates)])
+
+
+def row_batch_sql(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date], ordered: bool = True
+) -> str:
+    """The query behind :func:`row_batch` (one parameter: the dates); unordered for aggregates."""
     table = quote_ident(spec.table)
     if not table_exists(con, spec.table):
         raise LivefinError(f"{spec.table} does not exist: nothing was loaded for '{spec.name}' yet")
@@ -143,11 +150,8 @@ def row_batch(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, dates: list[date]
         joins.append(f"left join pk on {on}")
         outer.append(f"coalesce(pk.first_dt >= b.{pcol}, true) as _pk_first_seen")
     order = ", ".join(f"b.{quote_ident(c)}" for c in spec.order_by)
-    sql = (
-        f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)} "
-        f"order by {order}"
-    )
-    return fetch(con, sql, [list(dates)])
+    sql = f"with {', '.join(ctes)} select {', '.join(outer)} from b {' '.join(joins)}"
+    return f"{sql} order by {order}" if ordered else sql
 
 
 def _profile_exprs(spec: SuiteSpec) -> dict[str, str]:

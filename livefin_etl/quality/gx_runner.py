@@ -6,6 +6,7 @@ Data Docs site under ``settings.docs / "data_docs"``; nothing GX generates goes 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ SCHEMA_LEVEL = {
     "expect_table_columns_to_match_set",
     "expect_table_columns_to_match_ordered_list",
 }
+_SUMMARY = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 _LOCK = threading.Lock()
 _STATE: dict[str, _Gx] = {}
 
@@ -109,6 +111,9 @@ def _definition(state: _Gx, name: str, specs: list[Spec], fingerprint: str) -> A
     cached = state.definitions.get(name)
     if cached and cached[0] == fingerprint:
         return cached[1]
+    stored = _stored_definition(state, name, fingerprint, len(specs))
+    if stored is not None:
+        return stored
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -130,6 +135,22 @@ def _definition(state: _Gx, name: str, specs: list[Spec], fingerprint: str) -> A
     vd = ctx.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=name, data=bd, suite=suite)
     )
+    state.definitions[name] = (fingerprint, vd)
+    return vd
+
+
+def _stored_definition(state: _Gx, name: str, fingerprint: str, n: int) -> Any | None:
+    """The definition a previous process registered, when its suite has this fingerprint.
+
+    Re-registering rewrites and re-reads the suite: ~0.15 s per suite and process, most of a
+    small night's validation."""
+    try:
+        vd = state.context.validation_definitions.get(name)
+    except Exception:  # noqa: BLE001 - GX raises varied types for a missing or stale entry
+        return None
+    suite = vd.suite
+    if (suite.meta or {}).get("livefin_fingerprint") != fingerprint or len(suite.expectations) != n:
+        return None
     state.definitions[name] = (fingerprint, vd)
     return vd
 
@@ -172,10 +193,7 @@ def run(
 
     state = _context(docs)
     vd = _definition(state, name, specs, fingerprint)
-    fmt: dict[str, Any] = {
-        "result_format": "COMPLETE" if complete else "SUMMARY",
-        "partial_unexpected_count": 5,
-    }
+    fmt: dict[str, Any] = {**_SUMMARY, "result_format": "COMPLETE" if complete else "SUMMARY"}
     if complete:
         fmt["return_unexpected_index_query"] = False
     validator = Validator(
@@ -186,8 +204,112 @@ def run(
     res = validator.validate_expectation_suite(vd.suite)
     out = _outcomes(res, specs, complete)
     if not complete or (keep_if is not None and _clean(out) and keep_if(out)):
-        _store(state, vd, validator, res, run_name)
+        _store(state, vd, validator.active_batch_id, res, run_name)
     return out
+
+
+@dataclass
+class Template:
+    """GX's result for an empty frame of a batch's dtypes: the shape of a clean record."""
+
+    outcomes: list[Outcome]
+    batch_id: str
+    result: Any
+
+
+_TEMPLATES: dict[tuple, Template] = {}
+
+
+def template(
+    docs: Path, name: str, specs: list[Spec], fingerprint: str, empty: pd.DataFrame
+) -> Template:
+    """GX run on ``empty`` (0 rows): schema-level outcomes hold for any rows of these dtypes."""
+    from great_expectations.validator.v1_validator import Validator
+
+    key = (str(docs.resolve()), name, fingerprint, tuple(map(str, empty.dtypes.items())))
+    cached = _TEMPLATES.get(key) or _load_template(docs, key, specs)
+    if cached is not None:
+        _TEMPLATES[key] = cached
+        return cached
+    vd = _definition(_context(docs), name, specs, fingerprint)
+    validator = Validator(
+        batch_definition=vd.batch_definition,
+        batch_parameters={"dataframe": empty},
+        result_format=dict(_SUMMARY),
+    )
+    res = validator.validate_expectation_suite(vd.suite)
+    found = Template(_outcomes(res, specs, False), validator.active_batch_id, res)
+    _TEMPLATES[key] = found
+    path = _template_path(docs, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # racing writers
+    tmp.write_text(json.dumps({"batch_id": found.batch_id, "result": res.to_json_dict()}))
+    os.replace(tmp, path)
+    return found
+
+
+def _template_path(docs: Path, key: tuple) -> Path:
+    import hashlib
+
+    import great_expectations as gx
+
+    digest = hashlib.sha256(repr((gx.__version__, key)).encode()).hexdigest()[:24]
+    return docs / "gx" / "uncommitted" / "livefin_templates" / f"{digest}.json"
+
+
+def _load_template(docs: Path, key: tuple, specs: list[Spec]) -> Template | None:
+    """A template an earlier process computed (GX's JSON of the result, read back by GX's own
+    schema): a night validates each suite once, so the in-process cache alone never hits."""
+    from great_expectations.core.expectation_validation_result import (
+        expectationSuiteValidationResultSchema,
+    )
+
+    path = _template_path(docs, key)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        res = expectationSuiteValidationResultSchema.load(data["result"])
+        return Template(_outcomes(res, specs, False), str(data["batch_id"]), res)
+    except Exception:  # noqa: BLE001 - a stale or torn file: compute the template again
+        return None
+
+
+def store_clean(
+    docs: Path,
+    name: str,
+    specs: list[Spec],
+    fingerprint: str,
+    tpl: Template,
+    counts: tuple[int, list[int | None]],
+    run_name: str,
+) -> None:
+    """Keep, under ``run_name``, the record GX gives rows with no unexpected value: the template
+    with each row-level result rebuilt by GX's own formatter from (rows, nonnull per spec)."""
+    from great_expectations.expectations.expectation import _format_map_output, parse_result_format
+
+    rows, nonnull = counts
+    res = copy.deepcopy(tpl.result)
+    for r in res.results:
+        i = int(r.expectation_config.meta["livefin_key"])
+        if specs[i].type in SCHEMA_LEVEL:
+            continue
+        had_index = "partial_unexpected_index_list" in (r.result or {})
+        r.success = True
+        r.result = _format_map_output(
+            parse_result_format(dict(_SUMMARY)),
+            True,
+            element_count=rows,
+            nonnull_count=nonnull[i],
+            unexpected_count=0,
+            unexpected_list=[],
+            unexpected_index_list=[] if had_index else None,
+        )["result"]
+    markers = res.meta.get("batch_markers")
+    if isinstance(markers, dict) and "ge_load_time" in markers:  # when these rows were seen
+        markers["ge_load_time"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    vd = _definition(_context(docs), name, specs, fingerprint)
+    _store(_context(docs), vd, tpl.batch_id, res, run_name)
 
 
 def _clean(outcomes: list[Outcome]) -> bool:
@@ -195,7 +317,7 @@ def _clean(outcomes: list[Outcome]) -> bool:
     return not any(o.error or o.unexpected_count for o in outcomes)
 
 
-def _store(state: _Gx, vd: Any, validator: Any, res: Any, run_name: str) -> None:
+def _store(state: _Gx, vd: Any, batch_id: str, res: Any, run_name: str) -> None:
     """Keep a result exactly as ``ValidationDefinition.run`` would have kept it."""
     from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
     from great_expectations.core.run_identifier import RunIdentifier
@@ -216,7 +338,7 @@ def _store(state: _Gx, vd: Any, validator: Any, res: Any, run_name: str) -> None
     state.context.validation_results_store.store_validation_results(
         suite_validation_result=res,
         suite_validation_result_identifier=ValidationResultIdentifier(
-            batch_identifier=validator.active_batch_id,
+            batch_identifier=batch_id,
             expectation_suite_identifier=suite_id,
             run_id=run_id,
         ),

@@ -93,7 +93,7 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
         "active_days_90d": 10,
         "days_since_last_order": 1,
         "suspect_gmv_share_30d": 1 - 200 / 300,
-        "feature_version": "features-v3",
+        "feature_version": "features-v4",
     }  # fmt: skip
     missing = [
         k

@@ -13,6 +13,7 @@ of merchants that churned. ``--write`` puts the table in BENCHMARKS.md (bench:va
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import date
@@ -54,12 +55,15 @@ def measure(home: Path, revalue: bool = True) -> dict:
     ).fetchone()[0]
     con.close()
     truth = pd.read_parquet(home / "landing" / "_truth" / "merchants.parquet")
+    params = home / "landing" / "_truth" / "params.json"
+    sim = json.loads(params.read_text()).get("simulator_version", "?") if params.exists() else "?"
     df = v.merge(truth[["merchant_id", "quality", "churn_date"]], on="merchant_id")
     pc = valuation.partial_rank_correlation
     q, gmv = df["quality"], df["gmv_net_365d"].fillna(0.0)
     churned = pd.to_datetime(df["churn_date"]) <= pd.Timestamp(last) - pd.Timedelta(days=30)
     return {
         "last": last,
+        "sim": sim,
         "assumptions": assumptions,
         "n": len(df),
         "value": pc(df["reconciled_value"], q, gmv),
@@ -85,7 +89,7 @@ def render(r: dict) -> str:
     return "\n".join(
         [
             f"Data-asset value against the simulator's truth: `small`, seed 42, night {r['last']}, "
-            f"{r['n']:,} merchants, assumptions `{r['assumptions']}`. Spearman partial "
+            f"{r['n']:,} merchants, simulator `{r['sim']}`, assumptions `{r['assumptions']}`. Spearman partial "
             "correlation with true quality (`_truth/merchants.parquet` `quality`) given net GMV "
             f"365d (`valuation.partial_rank_correlation`). {machine_line()}.",
             "",

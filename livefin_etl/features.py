@@ -160,6 +160,7 @@ def _params(**extra: object) -> dict[str, object]:
         "ring_window_lag_days": ring_window_days() - 1,
         "ring_repeat_min": int(b["ring_repeat_min"]),
         "ring_elsewhere_repeat_days": int(b["ring_elsewhere_repeat_days"]),
+        "ring_same_category_repeat_days": int(b["ring_same_category_repeat_days"]),
         "ring_account_scale": float(b["ring_account_scale"]),
         "odd_hour_start": int(b["odd_hour_start"]),
         "odd_hour_end": int(b["odd_hour_end"]),

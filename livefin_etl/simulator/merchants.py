@@ -29,6 +29,7 @@ def init_merchants(w: World, mu: float) -> None:
     _demand_profile(w, r, mu)
     _operations(w, r)
     _lender_state(w, r)
+    _buyer_communities(w, r)
 
 
 def _identity(w: World, r: np.random.Generator) -> None:
@@ -178,6 +179,21 @@ def _lender_state(w: World, r: np.random.Generator) -> None:
     w.net_win = np.zeros((30, n))
     w.refund_win = np.zeros((30, n))
     w.net_ref = float(np.median(w.base_daily_gmv) * 30 * 0.7)
+
+
+def _buyer_communities(w: World, r: np.random.Generator) -> None:
+    """Shops of one category in random groups of ``cross_shop_community``; each group shares a
+    pool of loyal accounts (its members' shared parts of their loyal pools), so a genuine buyer
+    can repeat at several shops of the category, as a ring account does."""
+    p, n = w.p, w.N
+    order = np.lexsort((r.random(n), w.cat))  # by category, random within it
+    cat_sorted = w.cat[order]
+    within = np.arange(n) - np.searchsorted(cat_sorted, cat_sorted, side="left")
+    comm = np.empty(n, dtype=np.int64)
+    comm[order] = cat_sorted.astype(np.int64) * n + within // max(1, p.cross_shop_community)
+    _, w.community = np.unique(comm, return_inverse=True)
+    shared = np.maximum(1.0, np.round(w.pool * p.cross_shop_share))
+    w.community_pool = np.bincount(w.community, weights=shared)[w.community].astype(np.int64)
 
 
 def lifecycle(w: World, t: int) -> np.ndarray:

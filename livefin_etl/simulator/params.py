@@ -25,7 +25,7 @@ SOURCES = (
     "applications",
 )
 # Bumped whenever the simulated world changes: keys the bench caches and is written to params.json.
-SIM_VERSION = "sim-v4"  # v4: channels, shared streamers, subtle brushing; v3: priced book, applications and refusals, delinquency paths, sizes
+SIM_VERSION = "sim-v5"  # v5: order values x1.2 (sizes), loyal buyers shared across shops; v4: channels, shared streamers, subtle brushing; v3: priced book, applications and refusals, delinquency paths, sizes
 
 DEFAULT_START = date(2025, 1, 1)
 
@@ -42,7 +42,7 @@ class ScalePreset:
     default_odds: float = 1.0
     # WorldParams the preset changes (tiny: smaller, faster loans, so 300 days give >= 250
     # matured loans); applied when generate() is called without params
-    overrides: tuple[tuple[str, float], ...] = ()
+    overrides: tuple[tuple[str, float | tuple[float, ...]], ...] = ()
 
 
 SCALES: dict[str, ScalePreset] = {
@@ -59,6 +59,9 @@ SCALES: dict[str, ScalePreset] = {
             ("apply_mean_days", 4.0),
             ("renew_mean_days", 3.0),
             ("legacy_cutoff", 3.5),
+            # sim-v4's order values: tiny's brushing-score test floors were set on them, and the
+            # x1.2 of sim-v5 (a size target of small) reshuffles tiny's few brusher loans
+            ("aov", (329.0, 149.0, 229.0, 379.0, 999.0)),
         ),
     ),
     "small": ScalePreset("small", 2_000, 365, 4.0, "demo: ~2.9 M orders, about a minute"),
@@ -78,7 +81,8 @@ class WorldParams:
     # --- demand
     size_sigma: float = 0.9  # lognormal dispersion of merchant audience
     live_share: float = 0.55  # share of real orders placed inside live sessions (channels below)
-    aov: tuple[float, ...] = (329.0, 149.0, 229.0, 379.0, 999.0)  # average order value per category
+    # average order value per category (sim-v5: x1.2, toward MYbank's 72k average balance, docs)
+    aov: tuple[float, ...] = (395.0, 179.0, 275.0, 455.0, 1199.0)
     aov_sigma: float = 0.45  # within-merchant order value dispersion
     conversion: tuple[float, ...] = (0.020, 0.030, 0.025, 0.022, 0.010)  # orders/viewer at q=0.5
     conversion_q: float = 1.5  # d log(conversion) / dq
@@ -117,6 +121,11 @@ class WorldParams:
     lost: tuple[float, float] = (0.001, 0.03)  # base + slope * (1 - q)^2
     complaint: tuple[float, float] = (0.003, 0.06)  # base + slope * (1 - q)^2, x3 if shipped late
     repeat: tuple[float, float] = (0.05, 0.30)  # loyal-customer share: base + slope * q
+    # Loyal buyers shop at several shops: this share of a shop's loyal orders comes from an
+    # account pool shared by a community of cross_shop_community shops of its category (PwC 2012:
+    # 20 % of online shoppers buy at more than five web-only stores; docs/simulator.md [R11]).
+    cross_shop_share: float = 0.20
+    cross_shop_community: int = 6
     parcel_grams: tuple[float, ...] = (450.0, 1200.0, 1500.0, 350.0, 900.0)
 
     # --- streamers

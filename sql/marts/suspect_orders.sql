@@ -6,7 +6,8 @@
 -- ring_repeat_min orders within ring_window_days) and, within ring_window_days, was a repeat buyer
 -- at another merchant too: a brushing ring cycles one account pool through every shop that hires
 -- it, so its accounts repeat at several shops; a genuine customer mostly repeats at one shop, or
--- buys once at many. The history is the daily block features.buyer_daily (already holding
+-- buys once at many, or repeats at a few shops of one category (a loyal cross-shop buyer), so a
+-- repeat at another shop of the same category needs ring_same_category_repeat_days repeat days. The history is the daily block features.buyer_daily (already holding
 -- [start_day, end_day]), read only for the accounts that ordered in the range: window passes over
 -- (merchant, buyer, day) rows, no buyer self-join.
 insert into features.suspect_orders
@@ -22,10 +23,17 @@ range_buyers as (
     where day between cast({{ start_day }} as date) and cast({{ end_day }} as date)
 ),
 
+categories as (
+    select merchant_id, coalesce(category, '') as category
+    from raw.merchants
+    qualify row_number() over (partition by merchant_id order by _loaded_at desc, _dt desc) = 1
+),
+
 history as (
-    select d.merchant_id, d.buyer_key, d.day, d.orders
+    select d.merchant_id, coalesce(c.category, '') as category, d.buyer_key, d.day, d.orders
     from features.buyer_daily as d
     semi join range_buyers as r on r.buyer_key = d.buyer_key
+    left join categories as c on c.merchant_id = d.merchant_id
     where d.day >= cast({{ start_day }} as date) - {{ ring_window_lag_days }}
       and d.day <= cast({{ end_day }} as date)
 ),
@@ -33,6 +41,7 @@ history as (
 buyer_rolling as (
     select
         merchant_id,
+        category,
         buyer_key,
         day,
         sum(orders) over (
@@ -55,6 +64,10 @@ repeat_rolling as (
             range between interval {{ ring_window_lag_days }} days preceding and current row
         ) as repeat_days_here,
         sum(case when here_window >= {{ ring_repeat_min }} then 1 else 0 end) over (
+            partition by buyer_key, category order by day
+            range between interval {{ ring_window_lag_days }} days preceding and current row
+        ) as repeat_days_category,
+        sum(case when here_window >= {{ ring_repeat_min }} then 1 else 0 end) over (
             partition by buyer_key order by day
             range between interval {{ ring_window_lag_days }} days preceding and current row
         ) as repeat_days_anywhere
@@ -67,8 +80,13 @@ ring_buyer_days as (
     where day >= cast({{ start_day }} as date)
       and (
           here_30d >= {{ ring_min_orders }}
+          -- a repeat buyer at a shop of another category: what a ring serving any shop does
           or (here_window >= {{ ring_repeat_min }}
-              and repeat_days_anywhere - repeat_days_here >= {{ ring_elsewhere_repeat_days }})
+              and repeat_days_anywhere - repeat_days_category >= {{ ring_elsewhere_repeat_days }})
+          -- within its category a loyal buyer may repeat at a second shop too (the cross-shop
+          -- loyal buyer): only repeating there beyond that counts
+          or (here_window >= {{ ring_repeat_min }}
+              and repeat_days_category - repeat_days_here >= {{ ring_same_category_repeat_days }})
       )
 ),
 

@@ -93,7 +93,7 @@ def test_hand_computed_merchant(scenario_con: duckdb.DuckDBPyConnection) -> None
         "active_days_90d": 10,
         "days_since_last_order": 1,
         "suspect_gmv_share_30d": 1 - 200 / 300,
-        "feature_version": "features-v3",
+        "feature_version": "features-v4",
     }  # fmt: skip
     missing = [
         k
@@ -261,10 +261,11 @@ def test_ring_accounts_shared_across_shops(con: duckdb.DuckDBPyConnection) -> No
     """A ring's accounts repeat at the shops that hire it: an order is a ring order once its
     account is a repeat buyer here and has been a repeat buyer at another shop, judged on its own
     day only. A loyal buyer of one shop, a repeat buyer with one order elsewhere and a one-off
-    buyer of many shops are not rings."""
+    buyer of many shops are not rings; nor is a loyal buyer repeating at two shops of one category
+    (features-v4), unless it repeated at the other shop on ring_same_category_repeat_days days."""
     r = Raw()
-    for m in ("P1", "P2", "Q"):
-        r.merchant(m, "food", "2024-06-01")
+    for m, cat in (("P1", "food"), ("P2", "beauty"), ("Q", "food"), ("F1", "food"), ("F2", "food")):
+        r.merchant(m, cat, "2024-06-01")
     expected = set()
     for j in range(4):  # ring pool x0..x3, below ring_min_orders at every shop
         r.order("P1", "2025-01-01 12:00:00", f"x{j}", 30)
@@ -276,6 +277,14 @@ def test_ring_accounts_shared_across_shops(con: duckdb.DuckDBPyConnection) -> No
         r.order("Q", f"2025-01-0{k + 2} 12:00:00", "loyal", 50)  # repeats at one shop only
         for m in ("P1", "P2", "Q"):
             r.order(m, f"2025-01-0{k + 2} 13:00:00", f"once{k}", 50)  # one order per shop
+    # a loyal buyer of two food shops: a repeat at each, one repeat day elsewhere: not a ring
+    for m, dd in (("F1", 2), ("F1", 4), ("F2", 6), ("F2", 8)):
+        r.order(m, f"2025-01-0{dd} 15:00:00", "fan", 40)
+    # repeat buyer at F1 on 3 days (below ring_min_orders), then a repeat at F2: a ring order
+    for dd in (2, 3, 4, 5):
+        r.order("F1", f"2025-01-0{dd} 16:00:00", "heavy", 40)
+    r.order("F2", "2025-01-10 16:00:00", "heavy", 40)
+    expected.add(r.order("F2", "2025-01-12 16:00:00", "heavy", 40))
     r.write(con)
     as_of = date(2025, 1, 25)
     features.build_features(con, as_of)

@@ -74,3 +74,24 @@ def test_streamer_exit_hits_every_shop_of_the_streamer():
     out = shock_inputs(inputs, 0.0, True, 0.6, shares)
     assert np.allclose(out["gmv_net_adj_30d"], [10.0, 80.0, 100.0])
     assert pd.isna(out.loc[0, "top_streamer_id"])
+
+
+def test_genuine_loyal_buyers_repeat_at_several_shops_of_one_category(tiny_landing, landing_orders):
+    # sim-v5: loyal accounts are shared by a community of same-category shops, so a genuine
+    # buyer can repeat at two shops, as ring accounts do: the cross-shop ring rule has to earn it.
+    orders, _ = landing_orders
+    truth = pl.read_parquet(tiny_landing / "_truth" / "merchants.parquet")
+    genuine = truth.filter(~pl.col("brushing")).select("merchant_id", "category")
+    per = (
+        orders.filter(pl.col("status") != "已取消")
+        .join(genuine, on="merchant_id")
+        .group_by("buyer", "merchant_id")
+        .agg(pl.len().alias("n"), pl.col("category").first())
+        .filter(pl.col("n") >= 2)
+        .group_by("buyer")
+        .agg(pl.len().alias("shops"), pl.col("category").n_unique().alias("categories"))
+        .filter(pl.col("shops") >= 2)
+    )
+    assert per.height >= 5, per
+    # the shared accounts live inside a category
+    assert (per["categories"] == 1).mean() >= 0.9

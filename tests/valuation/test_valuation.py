@@ -209,3 +209,17 @@ def test_partial_rank_correlation_removes_the_control() -> None:
     gmv, q = rng.lognormal(0, 1, 3000), rng.random(3000)
     assert abs(valuation.partial_rank_correlation(gmv * 1.01, q, gmv)) < 0.05
     assert valuation.partial_rank_correlation(gmv * q**3, q, gmv) > 0.8
+
+
+def test_quality_factor_compounds_over_the_six_dimensions() -> None:
+    # valuation-v3: f(Q) = Q^6, the product of one factor per GB/T dimension when they agree, so a
+    # merchant whose six dimensions all score 0.8 keeps 0.8^6 = 26 % of a perfect merchant's value
+    s = 0.8
+    dims = {d: A.dim_floors[d] + s * (1 - A.dim_floors[d]) for d in valuation.DIMENSIONS}
+    got = valuation.value_one(A, "food", **BASE, **dims, days_since_last_order=1)
+    perfect = valuation.value_one(
+        A, "food", **BASE, **{d: 1.0 for d in valuation.DIMENSIONS}, days_since_last_order=1
+    )
+    assert got["quality_q"] == pytest.approx(s)
+    assert got["quality_factor"] == pytest.approx(math.prod([s] * len(valuation.DIMENSIONS)))
+    assert got["income_value"] == pytest.approx(s**6 * perfect["income_value"])

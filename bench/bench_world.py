@@ -1,7 +1,7 @@
 """Benchmark: the simulated world's acceptance figures (issue 16 items 1-4), from the landing
 files and the truth of a cached sample, plus the same world under a default-rate stress.
 
-    .venv/bin/python bench/bench_world.py [--scale small] [--seed 42] [--stress 3.0] [--write]
+    .venv/bin/python bench/bench_world.py [--scale demo] [--seed 42] [--stress 3.0] [--write]
 
 The stress world multiplies every PD's odds by ``--stress`` (``WorldParams.pd_odds_mult``),
 the order of magnitude of the 2009 merchant-cash-advance loss peak against a normal year
@@ -21,7 +21,7 @@ from _common import CACHE, cached_sample, machine_line, sample_tag, write_sectio
 from livefin_etl.simulator import SIM_VERSION, WorldParams, generate
 from livefin_etl.simulator.audit import audit
 
-COMMAND = ".venv/bin/python bench/bench_world.py --scale small --seed 42 --stress 5 --write"
+COMMAND = ".venv/bin/python bench/bench_world.py --scale demo --seed 42 --stress 5 --write"
 
 
 def stressed_sample(scale: str, seed: int, mult: float) -> Path:
@@ -118,7 +118,7 @@ def report(base: dict, stress: dict, mult: float, scale: str, seed: int, secs: f
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", default="small")
+    ap.add_argument("--scale", default="demo")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--stress", type=float, default=5.0)
     ap.add_argument("--write", action="store_true")

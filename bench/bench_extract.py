@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_extract.py --scale demo --days 30 --write
     .venv/bin/python bench/bench_extract.py --scale large --days 3 --write
-    .venv/bin/python bench/bench_extract.py --scale small --days 90 --backfill --write
+    .venv/bin/python bench/bench_extract.py --scale demo --days 90 --backfill --write
 
 Without ``--backfill`` every day is its own ``extract_partition`` (what a nightly task does);
 with it each source's days go through one ``extract_partitions`` call, the path of

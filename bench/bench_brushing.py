@@ -1,6 +1,6 @@
 """Brushing and channels audit of a simulated world (issue 16, items 5-6).
 
-    nice -n 10 .venv/bin/python bench/bench_brushing.py --scale small --seed 42 [--write]
+    nice -n 10 .venv/bin/python bench/bench_brushing.py --scale demo --seed 42 [--write]
 
 Generates (or reuses, under bench/.cache/brushing-<tag>) a sample and measures, from its
 landing files against _truth: every single raw per-merchant share's AUC (max(AUC, 1 - AUC),
@@ -188,7 +188,7 @@ def render(r: dict, cmd: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", default="small")
+    ap.add_argument("--scale", default="demo")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--landing", type=Path, help="an existing landing folder instead")
     ap.add_argument("--write", action="store_true")

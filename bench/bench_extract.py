@@ -1,8 +1,8 @@
 """Extract throughput vs DuckDB's own reader (the floor), on cached sample data.
 
-    .venv/bin/python bench/bench_extract.py --scale small --days 30 --write
+    .venv/bin/python bench/bench_extract.py --scale demo --days 30 --write
     .venv/bin/python bench/bench_extract.py --scale large --days 3 --write
-    .venv/bin/python bench/bench_extract.py --scale small --days 90 --backfill --write
+    .venv/bin/python bench/bench_extract.py --scale demo --days 90 --backfill --write
 
 Without ``--backfill`` every day is its own ``extract_partition`` (what a nightly task does);
 with it each source's days go through one ``extract_partitions`` call, the path of
@@ -70,7 +70,7 @@ print(json.dumps(out))
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", default="small")
+    ap.add_argument("--scale", default="demo")
     ap.add_argument("--days", type=int, default=30, help="Number of landing days to extract")
     ap.add_argument(
         "--sample-days", type=int, default=None, help="Days to generate (default: preset)"

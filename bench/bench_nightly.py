@@ -1,7 +1,7 @@
 """The nightly job at scale: sample -> backfill (ingest + train + first night) -> one incremental
 night, every stage timed in its own child process (peak RSS is the stage's own) next to its floor.
 
-    .venv/bin/python bench/bench_nightly.py --scale small --write              # 2,000 merchants, 1 year
+    .venv/bin/python bench/bench_nightly.py --scale demo --write              # 2,000 merchants, 1 year
     .venv/bin/python bench/bench_nightly.py --scale large --days 30 --write    # 100k merchants, 30 days
     .venv/bin/python bench/bench_nightly.py --growth --growth-merchants 10000,30000 --growth-days 60 --write
 
@@ -407,7 +407,7 @@ def run_once(
     if champion_from is None and len(hist) < min_train_days:
         raise SystemExit(
             f"{len(hist)} days of history are too few to train (loans must mature 180 days); run "
-            "`bench/bench_nightly.py --scale small` first (it keeps its champion in "
+            "`bench/bench_nightly.py --scale demo` first (it keeps its champion in "
             f"{CHAMPION_CACHE}) or pass --champion-from"
         )
     if champion_from is not None:
@@ -674,7 +674,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scale", default="small", help="sample preset: tiny, small, large")
+    ap.add_argument("--scale", default="demo", help="sample preset: tiny, demo, small, large")
     ap.add_argument(
         "--merchants", type=int, default=None, help="override the preset's merchant count"
     )
@@ -735,9 +735,9 @@ def main() -> None:
     body += render_profiles(res)
     print(body)
     if args.write:
-        # one section per preset and history: the small year, the large year and a short large
+        # one section per preset and history: the demo year, the large year and a short large
         # history are all kept
-        name = "nightly" if args.scale == "small" else f"nightly-{args.scale}"
+        name = "nightly" if args.scale == "demo" else f"nightly-{args.scale}"
         write_section(name if args.days is None else f"{name}-d{args.days}", body)
 
 

@@ -5,7 +5,7 @@ run; falls back to ``getrusage(RUSAGE_CHILDREN)``). ``large`` is bounded by
 ``--large-days`` and extrapolated to a full year, clearly labelled as such; a
 second bounded ``large`` run around Double 11 measures the peak-day memory.
 
-    .venv/bin/python bench/bench_sample.py --scales small,large --large-days 3 --write
+    .venv/bin/python bench/bench_sample.py --scales demo,large --large-days 3 --write
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scales", default="small,large")
+    ap.add_argument("--scales", default="demo,large")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--large-days", type=int, default=3, help="days actually generated for large")
     ap.add_argument("--large-merchants", type=int, default=None)

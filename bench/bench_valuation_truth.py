@@ -1,6 +1,6 @@
 """Does the data-asset value carry information on true data quality beyond net GMV?
 
-Reads a home after `livefin demo` (small, seed 42), re-values its last night with the current
+Reads a home after `livefin demo` (`demo` preset, seed 42), re-values its last night with the current
 config (``valuation.build_values``), joins the simulator's truth (``_truth/merchants.parquet``:
 ``quality``, ``churn_date``) and reports the Spearman partial correlation of the value with true
 quality given net GMV (``valuation.partial_rank_correlation``), per GB/T dimension, and the offers
@@ -88,7 +88,7 @@ def render(r: dict) -> str:
     dims = " · ".join(f"{d} {v:+.3f}" for d, v in r["dims"].items())
     return "\n".join(
         [
-            f"Data-asset value against the simulator's truth: `small`, seed 42, night {r['last']}, "
+            f"Data-asset value against the simulator's truth: `demo` (2,000 x 365), seed 42, night {r['last']}, "
             f"{r['n']:,} merchants, simulator `{r['sim']}`, assumptions `{r['assumptions']}`. Spearman partial "
             "correlation with true quality (`_truth/merchants.parquet` `quality`) given net GMV "
             f"365d (`valuation.partial_rank_correlation`). {machine_line()}.",

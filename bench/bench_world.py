@@ -1,11 +1,11 @@
 """Benchmark: the simulated world's acceptance figures (issue 16 items 1-4), from the landing
 files and the truth of a cached sample, plus the same world under a default-rate stress.
 
-    .venv/bin/python bench/bench_world.py [--scale small] [--seed 42] [--stress 9] [--write]
+    .venv/bin/python bench/bench_world.py [--scale demo] [--seed 42] [--stress 9] [--write]
 
 The stress world multiplies every PD's odds by ``--stress`` (``WorldParams.pd_odds_mult``).
 The default 9 is calibrated to the 2009 merchant-cash-advance loss peak against a normal year
-(12-13 % vs 3.2 %, about 4x the loss rate): on sim-v5 small it lifts principal lost 4.0x
+(12-13 % vs 3.2 %, about 4x the loss rate): on sim-v5 (the demo preset) it lifts principal lost 4.0x
 (docs/simulator.md, Economics); odds x5 lifts it only 2.7x. ``--write`` updates the ``bench:world`` section of BENCHMARKS.md.
 """
 
@@ -22,7 +22,7 @@ from _common import CACHE, cached_sample, machine_line, sample_tag, write_sectio
 from livefin_etl.simulator import SIM_VERSION, WorldParams, generate
 from livefin_etl.simulator.audit import audit
 
-COMMAND = ".venv/bin/python bench/bench_world.py --scale small --seed 42 --stress 9 --write"
+COMMAND = ".venv/bin/python bench/bench_world.py --scale demo --seed 42 --stress 9 --write"
 
 
 def stressed_sample(scale: str, seed: int, mult: float) -> Path:
@@ -119,7 +119,7 @@ def report(base: dict, stress: dict, mult: float, scale: str, seed: int, secs: f
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", default="small")
+    ap.add_argument("--scale", default="demo")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--stress", type=float, default=9.0)
     ap.add_argument("--write", action="store_true")

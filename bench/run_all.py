@@ -24,8 +24,8 @@ REPO = BENCH.parent
 
 # (name, full-size args, quick args), in run order: cheap and independent first.
 PLAN: list[tuple[str, list[str], list[str]]] = [
-    ("sample", ["--scales", "small,large", "--large-days", "3"], ["--scales", "small"]),
-    ("extract", ["--scale", "small", "--days", "30"], ["--scale", "small", "--days", "5"]),
+    ("sample", ["--scales", "demo,large", "--large-days", "3"], ["--scales", "demo"]),
+    ("extract", ["--scale", "demo", "--days", "30"], ["--scale", "demo", "--days", "5"]),
     ("quality", ["--rows", "500000"], ["--rows", "100000"]),
     ("features", [], ["--merchants", "2000"]),
     (
@@ -34,7 +34,7 @@ PLAN: list[tuple[str, list[str], list[str]]] = [
         ["--merchants", "10000", "--loans", "10000"],
     ),
     ("limits", ["--merchants", "100000"], ["--merchants", "10000"]),
-    ("nightly", ["--scale", "small"], ["--scale", "small"]),
+    ("nightly", ["--scale", "demo"], ["--scale", "demo"]),
     (
         "nightly-growth",
         ["--growth", "--growth-merchants", "10000,30000,100000", "--growth-days", "14"],

@@ -159,7 +159,7 @@ def init() -> None:
 
 @app.command()
 def sample(
-    scale: Annotated[str, typer.Option(help="tiny | small | large")] = "tiny",
+    scale: Annotated[str, typer.Option(help="tiny | demo | small | large")] = "tiny",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, byte-identical files")] = 42,
     start: Annotated[str, typer.Option(help="First business date")] = "2025-01-01",
     days: Annotated[int | None, typer.Option(help="Number of days (default: the preset's)")] = None,
@@ -367,7 +367,9 @@ def _print_tiers(s) -> None:
 
 @app.command()
 def demo(
-    scale: Annotated[str, typer.Option(help="Sample scale for the demo")] = "small",
+    scale: Annotated[
+        str, typer.Option(help="Sample scale: demo (2,000 x 1 year) or small (credit validation)")
+    ] = "demo",
     seed: Annotated[int, typer.Option(help="Sample seed")] = 42,
     nightly_days: Annotated[int, typer.Option(help="Nightly runs at the end of the history")] = 3,
 ) -> None:

@@ -492,7 +492,7 @@ def _run_night(con, settings, as_of_date, stages, report: RunReport, progress) -
 
 
 def demo(
-    scale: str = "small",
+    scale: str = "demo",
     seed: int = 42,
     nightly_days: int = 3,
     settings: Settings | None = None,

@@ -204,8 +204,20 @@ def test_gzip_delivery_is_the_plain_files_compressed(tmp_path: Path) -> None:
 
 
 def test_presets() -> None:
-    assert set(SCALES) == {"tiny", "small", "large"}
+    assert set(SCALES) == {"tiny", "demo", "small", "large"}
     assert 120 <= SCALES["tiny"].merchants <= 200 and SCALES["large"].merchants == 100_000
+    demo, small = SCALES["demo"], SCALES["small"]
+    assert (demo.merchants, demo.days) == (2_000, 365)  # what `make demo` runs
+    # small is the demo's world made bigger, nothing else: the credit figures stay comparable
+    assert (small.orders_per_merchant_day, small.default_odds, small.overrides) == (
+        demo.orders_per_merchant_day,
+        demo.default_odds,
+        demo.overrides,
+    )
+    # a 92-day out-of-time window: 90-day burn-in + train/valid (>= 92) + 92 + 180-day horizon
+    assert small.days >= 90 + 92 + 92 + 180
+    # >= 300 defaults a quarter at ~58 per 2,000 merchants needs >= 5.2x the demo's merchants
+    assert small.merchants >= 5.2 * demo.merchants
 
 
 # ------------------------------------------------------------------ layout and formats

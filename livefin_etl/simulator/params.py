@@ -69,7 +69,7 @@ SCALES: dict[str, ScalePreset] = {
     # credit validation (issue 16 item 8): the demo's world, only more merchants and days, so a
     # training run as of the last day has a 92-day out-of-time window (180-day horizon, 90-day
     # burn-in, train + valid >= 92 days) with >= 300 defaults: 12,000 merchants gave 285 in the
-    # window (sim-v5, seed 42), so 14,000 (about 330 expected; docs/credit_model.md)
+    # window (sim-v5, seed 42), 14,000 give 405 (truth; docs/credit_model.md)
     "small": ScalePreset(
         "small", 14_000, 500, 4.0, "credit validation: 92-day out-of-time window, >= 300 defaults"
     ),

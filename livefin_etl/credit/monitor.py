@@ -166,6 +166,10 @@ def stability_rows(night: Night, ref: pd.DataFrame) -> pd.DataFrame:
         [night.as_of_date, night.model.version],
     ).df()
     st = night.cfg["stability"]
+    active = st.get("active_column")
+    if active and active in scored.columns:
+        # like with like: the reference (funded loans) is all active merchants
+        scored = scored[scored[active].fillna(0) > 0]
     rows = []
     for variable in [SCORE_VARIABLE, *night.model.spec.numeric]:
         if variable not in set(ref["variable"]) or variable not in scored.columns:

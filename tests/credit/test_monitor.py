@@ -130,6 +130,9 @@ def _reference_from_night(con: duckdb.DuckDBPyConnection, night) -> str:
         "using (merchant_id, as_of_date) where as_of_date = ?",
         [night],
     ).df()
+    # the population the monitor compares (config stability.active_column)
+    active = mon.monitoring_config()["stability"]["active_column"]
+    tonight = tonight[tonight[active].fillna(0) > 0]
     rows = []
     for r in ref.itertuples():
         values = tonight[r.variable].to_numpy(dtype=float, na_value=np.nan)
@@ -267,3 +270,48 @@ def test_realised_auc_is_backfilled_beside_the_earlier_estimate() -> None:
     ).fetchone()
     assert got == (0.74, 0.79, 0.45, date(2026, 1, 5))
     assert O.backfill(night) == 0  # once only
+
+
+def test_inactive_merchants_do_not_move_the_csi(tiny_run, tmp_path) -> None:
+    """Merchants with no sales in the window (churned, refused by the churn rule) are left out
+    of PSI/CSI: the reference (funded loans) never holds them, and their empty features would
+    all land in the missing bin and read as drift."""
+    last = tiny_run["last"]
+    home = tmp_path / "inactive"
+    shutil.copytree(tiny_run["home"], home, ignore=shutil.ignore_patterns("*.lock"))
+    with livefin_env(home, LIVEFIN_LANDING=str(tiny_run["landing"])):
+        s = get_settings()
+        w = duckdb.connect(str(s.warehouse))
+        feature = _reference_from_night(w, last)
+        active = int(
+            w.execute(
+                "select count(*) from features.merchant_features f join credit.merchant_scores "
+                "using (merchant_id, as_of_date) where as_of_date = ? and orders_30d > 0",
+                [last],
+            ).fetchone()[0]
+        )
+        # a third of tonight's merchants go quiet: no orders, every window feature empty
+        w.execute(
+            f"update features.merchant_features set orders_30d = 0, {feature} = null "
+            "where as_of_date = ? and hash(merchant_id) % 3 = 0",
+            [last],
+        )
+        quiet = active - int(
+            w.execute(
+                "select count(*) from features.merchant_features f join credit.merchant_scores "
+                "using (merchant_id, as_of_date) where as_of_date = ? and orders_30d > 0",
+                [last],
+            ).fetchone()[0]
+        )
+        w.close()
+        assert quiet > 0
+        out = pipeline.run_stage(pipeline.monitor, last, s)
+        assert f"csi:{feature}" not in out["act_checks"]
+        ro = duckdb.connect(str(s.warehouse), read_only=True)
+        n_actual, band = ro.execute(
+            "select n_actual, band from monitor.stability where as_of_date = ? and variable = ?",
+            [last, feature],
+        ).fetchone()
+        ro.close()
+        assert n_actual == active - quiet
+        assert band != "act"

@@ -4,6 +4,7 @@ CBPE's expected AUC against realised outcomes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -152,14 +153,20 @@ def _reference_from_night(con: duckdb.DuckDBPyConnection, night) -> str:
     return sorted(set(spread["variable"]))[0]
 
 
-def test_shifted_feature_breaches_csi_and_status_lists_it(tiny_run, tmp_path) -> None:
-    last = tiny_run["last"]
-    home = tmp_path / "shifted"
+@contextlib.contextmanager
+def _night_referenced(tiny_run, home):
+    """A copy of the tiny home whose reference bins are the last night's own distribution:
+    yields (home, settings, a writable connection, a feature with real spread)."""
     shutil.copytree(tiny_run["home"], home, ignore=shutil.ignore_patterns("*.lock"))
     with livefin_env(home, LIVEFIN_LANDING=str(tiny_run["landing"])):
         s = get_settings()
         w = duckdb.connect(str(s.warehouse))
-        feature = _reference_from_night(w, last)
+        yield home, s, w, _reference_from_night(w, tiny_run["last"])
+
+
+def test_shifted_feature_breaches_csi_and_status_lists_it(tiny_run, tmp_path) -> None:
+    last = tiny_run["last"]
+    with _night_referenced(tiny_run, tmp_path / "shifted") as (home, s, w, feature):
         w.close()
         before = pipeline.run_stage(pipeline.monitor, last, s)
         assert f"csi:{feature}" not in before["act_checks"]
@@ -277,12 +284,7 @@ def test_inactive_merchants_do_not_move_the_csi(tiny_run, tmp_path) -> None:
     of PSI/CSI: the reference (funded loans) never holds them, and their empty features would
     all land in the missing bin and read as drift."""
     last = tiny_run["last"]
-    home = tmp_path / "inactive"
-    shutil.copytree(tiny_run["home"], home, ignore=shutil.ignore_patterns("*.lock"))
-    with livefin_env(home, LIVEFIN_LANDING=str(tiny_run["landing"])):
-        s = get_settings()
-        w = duckdb.connect(str(s.warehouse))
-        feature = _reference_from_night(w, last)
+    with _night_referenced(tiny_run, tmp_path / "inactive") as (_home, s, w, feature):
         active = int(
             w.execute(
                 "select count(*) from features.merchant_features f join credit.merchant_scores "

@@ -52,7 +52,7 @@ def measure(landing: Path) -> dict:
         "orders": orders.height,
         "brushers": int(truth["brushing"].sum()),
         "merchants": truth.height,
-        "non_live": float(orders["session_id"].is_null().mean()),
+        "non_live": float(orders["no_session"].mean()),
         "channels": dict(orders["channel"].value_counts().rows()),
         "night": float((ts.dt.hour() < 5).mean()),
         "m2359": int(((ts.dt.hour() == 23) & (ts.dt.minute() == 59)).sum()),
@@ -63,8 +63,14 @@ def measure(landing: Path) -> dict:
     }
 
 
-def warehouse_for(landing: Path) -> Path:
-    """raw.* of the landing in a warehouse beside it (extract only, cached)."""
+def warehouse_for(landing: Path, home: Path | None = None) -> Path:
+    """raw.* of the landing in a warehouse beside it (extract only, cached), or the warehouse
+    of ``home``, a LIVEFIN_HOME that already ingested every date of the landing."""
+    if home is not None:
+        os.environ.update(LIVEFIN_HOME=str(home), LIVEFIN_LANDING=str(landing))
+        from livefin_etl.config import get_settings
+
+        return get_settings().warehouse
     home = landing.parent / "home"
     os.environ.update(LIVEFIN_HOME=str(home), LIVEFIN_LANDING=str(landing))
     from livefin_etl import pipeline
@@ -90,14 +96,14 @@ def _score_auc(rows: list[tuple[float, bool]]) -> tuple[float, float, int, int]:
     return audit.auc(score, y), audit.pr_auc(score, y), int(y.sum()), int(y.size)
 
 
-def measure_score(landing: Path, min_orders: int = 30) -> dict:
+def measure_score(landing: Path, min_orders: int = 30, home: Path | None = None) -> dict:
     """The brushing score on the ordinary night (merchants with >= min_orders orders in 30
     days) and at every loan application, against truth; with the features stage's time."""
     import duckdb
 
     from livefin_etl import features
 
-    wh = warehouse_for(landing)
+    wh = warehouse_for(landing, home)
     truth = str(landing / "_truth" / "merchants.parquet")
     con = duckdb.connect(str(wh))
     try:
@@ -193,16 +199,24 @@ def main() -> None:
     ap.add_argument("--landing", type=Path, help="an existing landing folder instead")
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--no-score", action="store_true", help="only the raw-share audit")
+    ap.add_argument(
+        "--home",
+        type=Path,
+        help="score on this LIVEFIN_HOME's warehouse (every landing date ingested) instead of "
+        "extracting a copy; its feature tables are rebuilt",
+    )
     a = ap.parse_args()
     landing = a.landing or landing_for(a.scale, a.seed)
     r = measure(landing)
     if not a.no_score:
-        r["score"] = measure_score(landing)
+        r["score"] = measure_score(landing, home=a.home)
     cmd = f"nice -n 10 .venv/bin/python bench/bench_brushing.py --scale {a.scale} --seed {a.seed}"
+    if a.landing:
+        cmd += f" --landing {a.landing}" + (f" --home {a.home}" if a.home else "")
     text = render(r, cmd)
     print(text)
     if a.write:
-        write_section("brushing", text)
+        write_section("brushing" if a.scale == "demo" else f"brushing-{a.scale}", text)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from livefin_etl import valuation  # noqa: E402
 DIMS = valuation.DIMENSIONS
 
 
-def measure(home: Path, revalue: bool = True) -> dict:
+def measure(home: Path, revalue: bool = True, landing: Path | None = None) -> dict:
     con = duckdb.connect(str(home / "warehouse" / "livefin.duckdb"))
     con.execute(f"SET threads = {int(os.environ.get('LIVEFIN_THREADS', '1'))}")
     last: date = con.execute("select max(as_of_date) from valuation.data_asset_values").fetchone()[
@@ -54,9 +54,11 @@ def measure(home: Path, revalue: bool = True) -> dict:
         [last],
     ).fetchone()[0]
     con.close()
-    truth = pd.read_parquet(home / "landing" / "_truth" / "merchants.parquet")
-    params = home / "landing" / "_truth" / "params.json"
-    sim = json.loads(params.read_text()).get("simulator_version", "?") if params.exists() else "?"
+    landing = landing or home / "landing"
+    truth = pd.read_parquet(landing / "_truth" / "merchants.parquet")
+    p = json.loads((landing / "_truth" / "params.json").read_text())
+    sim = p.get("simulator_version", "?")
+    world = f"`{p.get('scale', '?')}` ({p.get('merchants', 0):,} x {p.get('days', 0)}), seed {p.get('seed')}"
     df = v.merge(truth[["merchant_id", "quality", "churn_date"]], on="merchant_id")
     pc = valuation.partial_rank_correlation
     q, gmv = df["quality"], df["gmv_net_365d"].fillna(0.0)
@@ -64,6 +66,7 @@ def measure(home: Path, revalue: bool = True) -> dict:
     return {
         "last": last,
         "sim": sim,
+        "world": world,
         "assumptions": assumptions,
         "n": len(df),
         "value": pc(df["reconciled_value"], q, gmv),
@@ -88,7 +91,7 @@ def render(r: dict) -> str:
     dims = " · ".join(f"{d} {v:+.3f}" for d, v in r["dims"].items())
     return "\n".join(
         [
-            f"Data-asset value against the simulator's truth: `demo` (2,000 x 365), seed 42, night {r['last']}, "
+            f"Data-asset value against the simulator's truth: {r['world']}, night {r['last']}, "
             f"{r['n']:,} merchants, simulator `{r['sim']}`, assumptions `{r['assumptions']}`. Spearman partial "
             "correlation with true quality (`_truth/merchants.parquet` `quality`) given net GMV "
             f"365d (`valuation.partial_rank_correlation`). {machine_line()}.",
@@ -108,8 +111,12 @@ def render(r: dict) -> str:
             "",
             f"Per measured dimension (partial correlation given net GMV): {dims}.",
             "",
-            "Command: `LIVEFIN_HOME=/tmp/demo livefin demo`, then "
-            "`.venv/bin/python bench/bench_valuation_truth.py --home /tmp/demo --write`",
+            "Command: "
+            + r.get(
+                "command",
+                "`LIVEFIN_HOME=/tmp/demo livefin demo`, then "
+                "`.venv/bin/python bench/bench_valuation_truth.py --home /tmp/demo --write`",
+            ),
         ]
     )
 
@@ -119,12 +126,21 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True, help="a LIVEFIN_HOME after livefin demo")
     ap.add_argument("--no-revalue", action="store_true", help="read the stored values as they are")
     ap.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    ap.add_argument(
+        "--landing", type=Path, help="the landing with _truth/ (default: <home>/landing)"
+    )
     args = ap.parse_args()
-    r = measure(args.home, revalue=not args.no_revalue)
+    r = measure(args.home, revalue=not args.no_revalue, landing=args.landing)
+    scale = r["world"].split("`")[1]
+    if scale != "demo":
+        r["command"] = (
+            f"a night on a `{scale}` home (docs/simulator.md), then `.venv/bin/python "
+            f"bench/bench_valuation_truth.py --home {args.home} --landing {args.landing} --write`"
+        )
     text = render(r)
     print(text)
     if args.write:
-        write_section("valuation-truth", text)
+        write_section("valuation-truth" if scale == "demo" else f"valuation-truth-{scale}", text)
 
 
 if __name__ == "__main__":

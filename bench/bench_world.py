@@ -17,17 +17,27 @@ import sys
 import time
 from pathlib import Path
 
-from _common import CACHE, cached_sample, machine_line, sample_tag, write_section
+from _common import (
+    CACHE,
+    cached_sample,
+    machine_line,
+    sample_compression,
+    sample_tag,
+    write_section,
+)
 
 from livefin_etl.simulator import SIM_VERSION, WorldParams, generate
 from livefin_etl.simulator.audit import audit
 
-COMMAND = ".venv/bin/python bench/bench_world.py --scale demo --seed 42 --stress 9 --write"
+COMMAND = (
+    ".venv/bin/python bench/bench_world.py --scale {scale} --seed {seed} --stress {mult:g} --write"
+)
 
 
 def stressed_sample(scale: str, seed: int, mult: float) -> Path:
     """The same world with every PD's odds multiplied by ``mult`` (cached next to the others)."""
     out = CACHE / f"{sample_tag(scale, seed)}-stress{mult:g}" / "landing"
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not (out / "_truth" / "params.json").exists():
         generate(
             scale,
@@ -38,6 +48,7 @@ def stressed_sample(scale: str, seed: int, mult: float) -> Path:
             force=True,
             progress=False,
             params=WorldParams(pd_odds_mult=mult),
+            compress=sample_compression(scale, None),
         )
     return out
 
@@ -99,7 +110,8 @@ def report(base: dict, stress: dict, mult: float, scale: str, seed: int, secs: f
     lines = [
         f"## Simulated world ({scale}, seed {seed}, simulator {SIM_VERSION})",
         "",
-        f"`{COMMAND}` ({machine_line()}; audit {secs:.0f} s over cached samples).",
+        f"`{COMMAND.format(scale=scale, seed=seed, mult=mult)}` ({machine_line()}; audit"
+        f" {secs:.0f} s over cached samples, both generated when missing).",
         "",
         "| figure | measured | target |",
         "|---|---|---|",
@@ -139,7 +151,8 @@ def main() -> None:
         file=sys.stderr,
     )
     if args.write:
-        write_section("world", body)
+        # the demo's section keeps its name; other presets get their own
+        write_section("world" if args.scale == "demo" else f"world-{args.scale}", body)
 
 
 if __name__ == "__main__":

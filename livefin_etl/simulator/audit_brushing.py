@@ -7,34 +7,23 @@ the truth is reported as max(AUC, 1 - AUC), so a share separates in either direc
 
 from __future__ import annotations
 
-import io
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from .writer import orders_encoding
+from .audit import read_csv_file, read_latest
 
 ODD_HOURS = (0, 5)  # [start, end) hours counted as odd
 LIGHT_GRAMS = 100.0
 FAST_SHIP_HOURS = 6.0
 
 
-def _partitions(landing: Path, source: str) -> list[tuple[date, Path]]:
-    out = []
-    for part in sorted((landing / source).glob("dt=*")):
-        for f in sorted(part.glob("*.csv")):
-            out.append((date.fromisoformat(part.name[3:]), f))
-    return out
-
-
 def read_orders(landing: Path) -> pl.DataFrame:
-    """Latest version of each order: id, merchant, buyer, time, paid, status, session, channel."""
-    frames = []
-    for as_of_date, f in _partitions(landing, "orders"):
-        text = f.read_bytes().decode(orders_encoding(as_of_date))
-        df = pl.read_csv(io.StringIO(text), infer_schema_length=0)
+    """Latest version of each order: id, merchant, buyer, time, paid, status, session, channel.
+    Columns by position: the header names drift across contract versions."""
+
+    def prepare(df: pl.DataFrame) -> pl.DataFrame:
         cols = df.columns
         keep = {
             cols[0]: "order_id",
@@ -49,24 +38,37 @@ def read_orders(landing: Path) -> pl.DataFrame:
         }
         if len(cols) > 20:
             keep[cols[20]] = "channel"
-        frames.append(df.select(list(keep)).rename(keep))
-    df = pl.concat(frames, how="diagonal")
-    return (
-        df.sort("update_ts")
-        .unique("order_id", keep="last")
-        .with_columns(
-            pl.col("order_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
-            pl.col("paid").cast(pl.Float64),
+        return (
+            df.select(list(keep))
+            .rename(keep)
+            .with_columns(
+                pl.col("order_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+                pl.col("paid").cast(pl.Float64),
+                # only "is there one" is read downstream: keep a bool, not the string
+                pl.col("session_id").is_null().alias("no_session"),
+                pl.col("as_type").is_not_null().alias("after_sale"),
+            )
+            .drop("session_id", "as_type")
         )
-    )
+
+    return read_latest(landing, "orders", prepare, key="order_id", order_by="update_ts")
 
 
 def read_fulfilment(landing: Path) -> pl.DataFrame:
-    frames = [pl.read_csv(f, infer_schema_length=0) for _, f in _partitions(landing, "fulfillment")]
-    return pl.concat(frames).with_columns(
-        pl.col("event_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
-        pl.col("parcel_weight_g").cast(pl.Float64),
-    )
+    """Shipped and complaint events (the only ones the shares read)."""
+    frames = [
+        read_csv_file(f)
+        .filter(pl.col("event_type").is_in(["shipped", "complaint"]))
+        .select(
+            "order_id",
+            "event_type",
+            pl.col("event_ts").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+            pl.col("tracking_no").is_null().alias("no_tracking"),
+            pl.col("parcel_weight_g").cast(pl.Float64),
+        )
+        for f in sorted((landing / "fulfillment").glob("dt=*/part-0.csv*"))
+    ]
+    return pl.concat(frames)
 
 
 def merchant_shares(orders: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
@@ -74,7 +76,7 @@ def merchant_shares(orders: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     ship = events.filter(pl.col("event_type") == "shipped").select(
         "order_id",
         pl.col("event_ts").alias("ship_ts"),
-        pl.col("tracking_no").is_null().alias("no_track"),
+        pl.col("no_tracking").alias("no_track"),
         (pl.col("parcel_weight_g") < LIGHT_GRAMS).fill_null(False).alias("light"),
     )
     complaints = (
@@ -101,10 +103,10 @@ def merchant_shares(orders: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         (pl.col("ship_h") < FAST_SHIP_HOURS).fill_null(False).mean().alias("fast_ship_share"),
         (pl.col("buyer_orders") >= 2).mean().alias("repeat_buyer_share"),
         (pl.col("shops") >= 2).mean().alias("shared_buyer_share"),
-        pl.col("session_id").is_null().mean().alias("non_live_share"),
+        pl.col("no_session").mean().alias("non_live_share"),
         pl.col("status").is_in(["已退款", "部分退款"]).mean().alias("refund_share"),
         (pl.col("status") == "已取消").mean().alias("cancel_share"),
-        pl.col("as_type").is_not_null().mean().alias("after_sale_share"),
+        pl.col("after_sale").mean().alias("after_sale_share"),
         pl.col("complaint").fill_null(False).mean().alias("complaint_share"),
         (pl.col("paid").std() / pl.col("paid").mean()).alias("amount_cv"),
         pl.col("ship_h").median().alias("median_ship_hours"),

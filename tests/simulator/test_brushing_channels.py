@@ -30,10 +30,10 @@ def test_no_single_raw_share_separates_brushers(tiny_landing, landing_orders):
 
 def test_non_live_share_and_channel_column(landing_orders):
     orders, _ = landing_orders
-    non_live = orders["session_id"].is_null().mean()
+    non_live = orders["no_session"].mean()
     assert 0.35 <= non_live <= 0.55
     live = orders.filter(pl.col("channel") == "直播")
-    assert live["session_id"].is_not_null().all()
+    assert not live["no_session"].any()
     assert set(orders["channel"].unique()) == {"直播", "商品卡", "短视频", "搜索"}
 
 

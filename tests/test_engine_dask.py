@@ -4,6 +4,8 @@ give the local engine's tables row for row, also when a worker is SIGKILLed mid-
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -55,7 +57,7 @@ def _export(home: Path, as_of_date) -> list[tuple]:
         return con.execute(f"select {listed} from rel order by merchant_id").fetchall()
 
 
-def _run_on_dask(tiny_run, home: Path, address: str, **env: str) -> dict:
+def _run_on_dask(tiny_run, home: Path, address: str, stages=STAGES) -> dict:
     """Copy the local run's home, drop the last night's scores and limits, rerun its stages on
     the dask engine; returns the stages' summaries."""
     import shutil
@@ -63,7 +65,7 @@ def _run_on_dask(tiny_run, home: Path, address: str, **env: str) -> dict:
     last = tiny_run["last"]
     shutil.copytree(tiny_run["home"], home, ignore=shutil.ignore_patterns("*.lock", "*.wal"))
     extra = {"LIVEFIN_LANDING": str(tiny_run["landing"]), "LIVEFIN_DASK_SCHEDULER": address}
-    with livefin_env(home, **extra, **env):
+    with livefin_env(home, **extra):
         s = with_engine(get_settings(), "dask")
         con = duckdb.connect(str(s.warehouse))
         for table in ("credit.merchant_scores", "limits.financing_limits"):
@@ -71,16 +73,18 @@ def _run_on_dask(tiny_run, home: Path, address: str, **env: str) -> dict:
         con.close()
         run_id = pipeline.new_run_id(last)
         return {
-            stage.__name__: pipeline.run_stage(stage, last, s, run_id=run_id) for stage in STAGES
+            stage.__name__: pipeline.run_stage(stage, last, s, run_id=run_id) for stage in stages
         }
 
 
-def _assert_same_as_local(tiny_run, home: Path) -> None:
+def _assert_same_as_local(tiny_run, home: Path, published: bool = True) -> None:
     last, local = tiny_run["last"], tiny_run["home"]
     for table in ("credit.merchant_scores", "limits.financing_limits"):
         want = _rows(local / "warehouse" / "livefin.duckdb", table, last)
         assert len(want) > 100
         assert _rows(home / "warehouse" / "livefin.duckdb", table, last) == want, table
+    if not published:
+        return
     assert _rows(home / "published" / "livefin.duckdb", "limits.current", last) == _rows(
         local / "published" / "livefin.duckdb", "limits.current", last
     )
@@ -97,6 +101,7 @@ def test_engine_choice_is_validated(tmp_path):
         assert engine_name(get_settings()) == "local"
 
 
+@pytest.mark.slow  # ~35 s: four stages on the cluster, then the CLI as a real process
 def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     out = _run_on_dask(tiny_run, tmp_path / "dask", scheduler)
     assert out["score"]["engine"] == out["limits"]["engine"] == "dask"
@@ -105,6 +110,24 @@ def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     _assert_same_as_local(tiny_run, tmp_path / "dask")
     # the single writer cleaned the run's inputs and parts off the lake
     assert not any((tmp_path / "dask" / "lake" / "runs").rglob("*.parquet"))
+    # the CLI's --engine flag, as a real process, on the same cluster by its address
+    env = {
+        **os.environ,
+        "LIVEFIN_HOME": str(tmp_path / "dask"),
+        "LIVEFIN_DASK_SCHEDULER": scheduler,
+    }
+    env.update(LIVEFIN_LANDING=str(tiny_run["landing"]), COLUMNS="200")
+    cp = subprocess.run(
+        [str(Path(sys.executable).parent / "livefin"), "score", "--date", str(tiny_run["last"])]
+        + ["--engine", "dask"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert "dask" in cp.stdout and "Traceback" not in cp.stderr
+    _assert_same_as_local(tiny_run, tmp_path / "dask", published=False)
 
 
 def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):
@@ -124,7 +147,7 @@ def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):
         before = set(c.run(os.getpid).values())
         c.run(set_env, arm)
         try:
-            _run_on_dask(tiny_run, tmp_path / "dask", scheduler)
+            _run_on_dask(tiny_run, tmp_path / "dask", scheduler, (pipeline.score, pipeline.limits))
         finally:
             c.run(set_env, dict.fromkeys(arm))
         killed = int(marker.read_text())
@@ -132,4 +155,5 @@ def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(killed, 0)
         assert killed not in set(c.run(os.getpid).values())
-    _assert_same_as_local(tiny_run, tmp_path / "dask")  # ... and its shard was redone
+    # ... and its shard was redone
+    _assert_same_as_local(tiny_run, tmp_path / "dask", published=False)

@@ -127,7 +127,20 @@ def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     )
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert "dask" in cp.stdout and "Traceback" not in cp.stderr
+    # the Airflow tasks' call with the DAG's `engine` param
+    run = {"business_date": str(tiny_run["last"]), "run_id": "dag-run", "engine": "dask"}
+    with livefin_env(tmp_path / "dask", **{k: env[k] for k in ("LIVEFIN_DASK_SCHEDULER",)}):
+        assert _dag_common().run_stage(run, lambda p: p.limits)["engine"] == "dask"
     _assert_same_as_local(tiny_run, tmp_path / "dask", published=False)
+
+
+def _dag_common():
+    dags = str(Path(__file__).resolve().parents[1] / "dags")
+    if dags not in sys.path:
+        sys.path.insert(0, dags)
+    import livefin_common
+
+    return livefin_common
 
 
 def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):

@@ -109,7 +109,7 @@ def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     assert out["score"]["score_rows"] == out["limits"]["merchants"] > 100
     _assert_same_as_local(tiny_run, tmp_path / "dask")
     # the single writer cleaned the run's inputs and parts off the lake
-    assert not any((tmp_path / "dask" / "lake" / "runs").rglob("*.parquet"))
+    assert not any((tmp_path / "dask" / "lake" / "runs").iterdir())
     # the CLI's --engine flag, as a real process, on the same cluster by its address
     env = {
         **os.environ,

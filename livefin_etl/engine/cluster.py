@@ -41,6 +41,8 @@ def client() -> Any:
         return cached
     from distributed import Client, LocalCluster
 
+    # Dask logs every connection at INFO: keep the run's own log readable.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         if address:
             made = Client(address, timeout="20s")

@@ -35,6 +35,16 @@ def stage_dir(settings: Settings, as_of_date: date, run_id: str, stage: str) -> 
     return path
 
 
+def clear(folder: Path) -> None:
+    """Remove a committed stage's folder, and its run and date folders once empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in (folder.parent, folder.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: another stage or run still has files there
+            break
+
+
 def part_path(folder: Path, shard: tuple[int, int]) -> Path:
     return folder / "parts" / f"shard-{shard[0]}-of-{shard[1]}.parquet"
 

@@ -8,7 +8,6 @@ the same summary, plus ``engine`` and ``shards``.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from datetime import date
@@ -60,7 +59,7 @@ def score(
     rows = lake.read_parts(cluster.map_shards(score_shard, jobs, f"score-{run_id}"), len(jobs))
     mapped = time.perf_counter() - mapped
     n = write_scores(con, rows, as_of_date) if rows is not None else 0
-    shutil.rmtree(folder, ignore_errors=True)
+    lake.clear(folder)
     return _done({"score_rows": n}, len(jobs), mapped, t0)
 
 
@@ -89,7 +88,7 @@ def limits(
     if parts is not None:
         stage_all(con, as_of_date, parts)
     result = lim.finalize_from_staging(con, settings, as_of_date, run_id)
-    shutil.rmtree(folder, ignore_errors=True)
+    lake.clear(folder)
     return _done(result, len(jobs), mapped, t0)
 
 

@@ -101,6 +101,14 @@ def test_engine_choice_is_validated(tmp_path):
         assert engine_name(get_settings()) == "local"
 
 
+def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
+    with livefin_env(
+        tmp_path, LIVEFIN_DASK_SCHEDULER="tcp://127.0.0.1:9", LIVEFIN_DASK_CONNECT_TIMEOUT="1s"
+    ):
+        with pytest.raises(LivefinError, match=r"cannot reach the dask scheduler tcp://127"):
+            cluster.client()
+
+
 @pytest.mark.slow  # ~35 s: four stages on the cluster, then the CLI as a real process
 def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     out = _run_on_dask(tiny_run, tmp_path / "dask", scheduler)

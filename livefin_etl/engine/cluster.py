@@ -45,7 +45,7 @@ def client() -> Any:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         if address:
-            made = Client(address, timeout="20s")
+            made = Client(address, timeout=os.environ.get("LIVEFIN_DASK_CONNECT_TIMEOUT", "20s"))
         else:
             cluster = LocalCluster(
                 n_workers=_local_workers(),

@@ -15,10 +15,10 @@ from typing import Any
 
 import duckdb
 
-from livefin_etl.config import Settings, StageBlocked
+from livefin_etl.config import LivefinError, Settings, StageBlocked
 from livefin_etl.engine import cluster, lake
 from livefin_etl.engine.tasks import ShardJob, limits_shard, score_shard
-from livefin_etl.warehouse import quote_literal
+from livefin_etl.warehouse import quote_literal, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,17 @@ def _jobs(settings, as_of_date, run_id, folder, source, schema, model=None) -> l
         ShardJob(settings, as_of_date, run_id, (i, n), str(source), str(folder), schema, model)
         for i in range(n)
     ]
+
+
+def _require_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> None:
+    """The local stage's errors, raised here once rather than by every shard task."""
+    if not table_exists(con, "features.merchant_features"):
+        raise LivefinError("features.merchant_features does not exist; run features first")
+    sql = "select count(*) from features.merchant_features where as_of_date = ?"
+    if not con.execute(sql, [as_of_date]).fetchone()[0]:
+        raise LivefinError(
+            f"no rows in features.merchant_features for {as_of_date}; run features first"
+        )
 
 
 def score(
@@ -42,6 +53,7 @@ def score(
     champ = credit.champion(con)
     if champ is None:
         raise StageBlocked(credit.no_champion_reason(con))
+    _require_features(con, as_of_date)
     t0 = time.perf_counter()
     folder = lake.stage_dir(settings, as_of_date, run_id, "score")
     source = folder / "input" / "features.parquet"

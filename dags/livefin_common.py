@@ -159,9 +159,17 @@ def run_stage(
     """Run the nightly stage ``pick(pipeline)`` (e.g. ``lambda p: p.features``) for this DAG
     run's business date: the stage is passed as a function, the package imported only here."""
     from livefin_etl import pipeline
+    from livefin_etl.config import get_settings
+    from livefin_etl.engine import with_engine
 
+    settings = with_engine(get_settings(), run.get("engine"))  # the DAG's `engine` param
     return guarded(
-        pipeline.run_stage, pick(pipeline), as_of_date(run), run_id=run["run_id"], shard=shard
+        pipeline.run_stage,
+        pick(pipeline),
+        as_of_date(run),
+        settings,
+        run_id=run["run_id"],
+        shard=shard,
     )
 
 

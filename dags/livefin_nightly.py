@@ -5,7 +5,8 @@ Scheduled on every ``livefin://raw/<source>`` asset (``&``) as partitioned asset
 business date D, started once every source has delivered a validated partition for D, with
 partition key D (see livefin_dates.py). A manual trigger may pass ``business_date``. Score and
 limits can be sharded by merchant hash (param ``shards`` or env LIVEFIN_SHARDS); shards run one
-at a time.
+at a time. With param ``engine`` = dask (or env LIVEFIN_ENGINE) an unsharded score/limits task
+maps its shards over the Dask cluster at LIVEFIN_DASK_SCHEDULER instead (docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def _shard(shard: list[int]) -> tuple[int, int] | None:
             description="Merchant-hash shards for score/limits "
             "(default: env LIVEFIN_SHARDS, else 1)",
         ),
+        "engine": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "local", "dask"],
+            description="local, or dask: score and limits mapped over shards on the Dask "
+            "cluster at env LIVEFIN_DASK_SCHEDULER (default: env LIVEFIN_ENGINE, else local)",
+        ),
     },
     doc_md=__doc__,
 )
@@ -64,6 +72,8 @@ def livefin_nightly() -> None:
         if n < 1:
             raise ValueError(f"shards must be >= 1, got {n}")
         run["shards"] = n
+        params = ctx.get("params") or {}
+        run["engine"] = params.get("engine") or os.environ.get("LIVEFIN_ENGINE") or "local"
         return run
 
     @task

@@ -125,6 +125,19 @@ def _date(value: str) -> date:
 
 
 DateArg = Annotated[str, typer.Option(help="Business date YYYY-MM-DD")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="local (default, env LIVEFIN_ENGINE) or dask: score and limits by shard on "
+        "LIVEFIN_DASK_SCHEDULER, else a LocalCluster of LIVEFIN_DASK_WORKERS"
+    ),
+]
+
+
+def _settings(engine: str | None = None):
+    from livefin_etl.engine import with_engine
+
+    return _call(lambda: with_engine(get_settings(), engine))
 
 
 def _call(fn: Callable[[], Any]) -> Any:
@@ -289,6 +302,7 @@ def run(
     reason: Annotated[
         str | None, typer.Option(help="Why the --allow-gap dates are skipped")
     ] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Run every stage, date by date: extract, validate, quality, features, value, score, limits,
     publish."""
@@ -297,7 +311,7 @@ def run(
     if reason and not allow_gap:
         raise typer.BadParameter("--reason goes with --allow-gap")
     gap = _call(lambda: calendar.parse_ranges(allow_gap)) if allow_gap else None
-    s = get_settings()
+    s = _settings(engine)
     with console.status("running") as status:
         report = _call(
             lambda: pipeline.run_range(
@@ -372,12 +386,13 @@ def demo(
     ] = "demo",
     seed: Annotated[int, typer.Option(help="Sample seed")] = 42,
     nightly_days: Annotated[int, typer.Option(help="Nightly runs at the end of the history")] = 3,
+    engine: EngineOpt = None,
 ) -> None:
     """The embedded default end to end: simulate a platform, ingest a year, train, run the last
     nights, stress-test the latest limits."""
     from livefin_etl import pipeline
 
-    s = get_settings()
+    s = _settings(engine)
     with console.status("running") as status:
         report, stressed = _call(
             lambda: pipeline.demo(scale, seed, nightly_days, s, progress=status.update)
@@ -410,11 +425,15 @@ def train(
 
 
 @app.command()
-def score(date_: Annotated[str, typer.Option("--date", help="Business date")]) -> None:
+def score(
+    date_: Annotated[str, typer.Option("--date", help="Business date")],
+    engine: EngineOpt = None,
+) -> None:
     """Score all active merchants with the champion model (PD, score, grade, reasons)."""
     from livefin_etl import pipeline
 
-    _print_result(lambda: pipeline.run_stage(pipeline.score, _date(date_)))
+    s = _settings(engine)
+    _print_result(lambda: pipeline.run_stage(pipeline.score, _date(date_), s))
 
 
 @app.command()

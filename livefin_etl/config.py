@@ -175,7 +175,11 @@ def config_fingerprint(data: dict[str, Any]) -> str:
 
 def fault_point(point: str) -> None:
     """Fault-injection hook for tests: ``LIVEFIN_TEST_PAUSE_AT=<point>`` pauses the process here
-    (writing ``LIVEFIN_TEST_PAUSE_MARKER``) so a test can ``kill -9`` it at a known moment."""
+    (writing ``LIVEFIN_TEST_PAUSE_MARKER``) so a test can ``kill -9`` it at a known moment;
+    ``LIVEFIN_TEST_KILL_AT=<point>`` SIGKILLs the first process to get here (a Dask worker),
+    once: it creates ``LIVEFIN_TEST_KILL_MARKER`` (holding its pid) before it dies."""
+    if os.environ.get("LIVEFIN_TEST_KILL_AT") == point:
+        _kill_once(Path(os.environ["LIVEFIN_TEST_KILL_MARKER"]))
     if os.environ.get("LIVEFIN_TEST_PAUSE_AT") != point:
         return
     import time
@@ -184,6 +188,18 @@ def fault_point(point: str) -> None:
     if marker:
         Path(marker).write_text(point)
     time.sleep(float(os.environ.get("LIVEFIN_TEST_PAUSE_SECONDS", "60")))
+
+
+def _kill_once(marker: Path) -> None:
+    import signal
+
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:  # already killed one process: this attempt runs through
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from livefin_etl import calendar
+from livefin_etl import calendar, engine
 from livefin_etl.config import (
     LivefinError,
     Settings,
@@ -367,7 +367,7 @@ def _run_one(con, settings, stage: Stage, as_of_date: date, run_id: str, shard=N
     if shard is not None and stage not in SHARDED_STAGES:
         raise LivefinError(f"stage '{stage.__name__}' cannot be sharded (only score and limits)")
     t0 = time.perf_counter()
-    out = _small(stage(con, settings, as_of_date, run_id, shard))
+    out = _small(engine.run(stage, con, settings, as_of_date, run_id, shard))
     out.update(
         stage=stage.__name__,
         as_of_date=as_of_date.isoformat(),

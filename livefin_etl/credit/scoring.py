@@ -140,9 +140,9 @@ def predict_with_reasons(
 
 
 def _scoring_features(
-    con: duckdb.DuckDBPyConnection, as_of_date: date, shard: tuple[int, int] | None
+    feats: pd.DataFrame, as_of_date: date, shard: tuple[int, int] | None
 ) -> pd.DataFrame:
-    feats = _features_for(con, as_of_date)
+    """The night's features (all merchants) narrowed to ``shard``, checked."""
     if feats.empty:
         raise LivefinError(
             f"no rows in features.merchant_features for {as_of_date}; run features first"
@@ -154,6 +154,56 @@ def _scoring_features(
     if feats["merchant_id"].duplicated().any():
         raise LivefinError(f"features.merchant_features has duplicate merchants for {as_of_date}")
     return feats
+
+
+def score_frame(
+    features: pd.DataFrame,
+    settings: Settings,
+    model: LoadedModel,
+    as_of_date: date,
+    run_id: str,
+    *,
+    device: str | None = None,
+    shard: tuple[int, int] | None = None,
+) -> pd.DataFrame | None:
+    """The rows :func:`score` writes (SCORE_COLUMNS) from the night's ``features`` (every
+    merchant, as stored): also what one shard task of the dask engine computes on a worker.
+    None when the shard has no merchants."""
+    feats = _scoring_features(features, as_of_date, shard)
+    if feats.empty:
+        return None
+    if device:
+        from livefin_etl.credit.training import resolve_device
+
+        device = resolve_device(device)
+    res = predict_with_reasons(model, feats, settings.threads, device)
+    res.insert(1, "as_of_date", pd.Timestamp(as_of_date).date())
+    res["model_version"] = model.version
+    res["run_id"] = run_id
+    return res[SCORE_COLUMNS]
+
+
+def write_scores(
+    con: duckdb.DuckDBPyConnection,
+    rows: Any,
+    as_of_date: date,
+    shard: tuple[int, int] | None = None,
+) -> int:
+    """Replace ``as_of_date`` in credit.merchant_scores with ``rows`` (pandas or Arrow) in one
+    transaction; with ``shard``, only the merchants in ``rows``."""
+    ensure_tables(con)
+    where = "as_of_date = ?"
+    if shard is not None:
+        where += " and merchant_id in (select merchant_id from _livefin_new)"
+    return replace_rows(
+        con,
+        "credit.merchant_scores",
+        rows,
+        where=where,
+        params=[as_of_date],
+        columns=SCORE_COLUMNS,
+        fault="scoring.before_commit",
+    )
 
 
 def score(
@@ -175,30 +225,12 @@ def score(
     if current_champion(con) is None:
         raise StageBlocked(f"score {as_of_date}: {no_champion_reason(con)}")
     model = load_champion(con)
-    feats = _scoring_features(con, as_of_date, shard)
-    if feats.empty:
+    run_id = run_id or f"score-{as_of_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    feats = _features_for(con, as_of_date)
+    res = score_frame(feats, settings, model, as_of_date, run_id, device=device, shard=shard)
+    if res is None:
         return 0
-    if device:
-        from livefin_etl.credit.training import resolve_device
-
-        device = resolve_device(device)
-    res = predict_with_reasons(model, feats, settings.threads, device)
-    res.insert(1, "as_of_date", pd.Timestamp(as_of_date).date())
-    res["model_version"] = model.version
-    res["run_id"] = run_id or f"score-{as_of_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    ensure_tables(con)
-    where = "as_of_date = ?"
-    if shard is not None:
-        where += " and merchant_id in (select merchant_id from _livefin_new)"
-    replace_rows(
-        con,
-        "credit.merchant_scores",
-        res[SCORE_COLUMNS],
-        where=where,
-        params=[as_of_date],
-        columns=SCORE_COLUMNS,
-        fault="scoring.before_commit",
-    )
+    write_scores(con, res, as_of_date, shard)
     log.info("scored %s merchants for %s with %s", len(res), as_of_date, model.version)
     return len(res)
 

@@ -66,13 +66,19 @@ def inputs_sql(as_of_date: date, policy: dict[str, Any]) -> str:
 
 
 def load_inputs(
-    con: duckdb.DuckDBPyConnection, as_of_date: date, policy: dict[str, Any]
+    con: duckdb.DuckDBPyConnection,
+    as_of_date: date,
+    policy: dict[str, Any],
+    *,
+    create_missing: bool = True,
 ) -> pd.DataFrame:
     """One row per merchant in features.merchant_features for ``as_of_date`` with the columns
     of INPUT_COLUMNS (score, value, quality, exposure, default and failed-partition flags, top
-    streamer). Only data before ``as_of_date``."""
+    streamer). Only data before ``as_of_date``. ``create_missing=False`` on a read-only
+    connection whose writer already ran :func:`ensure_upstream` (a dask shard task)."""
     require_features_and_scores(con, as_of_date)
-    ensure_upstream(con)
+    if create_missing:
+        ensure_upstream(con)
     try:
         return con.execute(inputs_sql(as_of_date, policy)).df()
     except duckdb.Error as exc:

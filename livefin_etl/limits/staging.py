@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.limits.build import build_limits
@@ -19,17 +20,31 @@ STAGING = quote_ident(STAGING_TABLE)
 STAGED_COLUMNS = ("staged_as_of", "staged_run_id", "staged_shard", "staged_shards")
 
 
-def stage_inputs(
-    con: duckdb.DuckDBPyConnection, as_of_date: date, run_id: str, shard: tuple[int, int]
-) -> int:
-    """Gather one merchant-hash shard's policy inputs into ``limits.limit_inputs_staging``;
-    returns the rows staged. A shard rerun replaces that shard; another run's rows go."""
-    inputs = load_inputs(con, as_of_date, load_policy())
+def shard_inputs(
+    con: duckdb.DuckDBPyConnection,
+    as_of_date: date,
+    run_id: str,
+    shard: tuple[int, int],
+    *,
+    create_missing: bool = True,
+) -> pd.DataFrame:
+    """One merchant-hash shard's policy inputs with the staging columns, read-only when
+    ``create_missing=False`` (what a dask shard task computes on a worker)."""
+    inputs = load_inputs(con, as_of_date, load_policy(), create_missing=create_missing)
     part = inputs[in_shard(inputs["merchant_id"].tolist(), shard)].copy()
     for i, (name, value) in enumerate(
         zip(STAGED_COLUMNS, (as_of_date, run_id, *shard), strict=True)
     ):
         part.insert(i, name, value)
+    return part
+
+
+def stage_inputs(
+    con: duckdb.DuckDBPyConnection, as_of_date: date, run_id: str, shard: tuple[int, int]
+) -> int:
+    """Gather one merchant-hash shard's policy inputs into ``limits.limit_inputs_staging``;
+    returns the rows staged. A shard rerun replaces that shard; another run's rows go."""
+    part = shard_inputs(con, as_of_date, run_id, shard)
     ensure_tables(con)
     with transaction(con):
         con.execute(
@@ -42,6 +57,15 @@ def stage_inputs(
         )
         insert_frame(con, STAGING_TABLE, part)
     return len(part)
+
+
+def stage_all(con: duckdb.DuckDBPyConnection, as_of_date: date, parts: Any) -> int:
+    """Replace every staged row of ``as_of_date`` with ``parts`` (all shards' rows, pandas or
+    Arrow, staging columns included) in one transaction: the dask engine's single writer."""
+    ensure_tables(con)
+    with transaction(con):
+        con.execute(f"delete from {STAGING} where staged_as_of = ?", [as_of_date])
+        return insert_frame(con, STAGING_TABLE, parts)
 
 
 def _check_all_shards_staged(con: duckdb.DuckDBPyConnection, as_of_date: date, run_id: str) -> None:

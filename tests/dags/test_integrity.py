@@ -77,6 +77,9 @@ def test_assets_wire_ingest_to_nightly(dagbag) -> None:
     assert [o.uri for o in nightly.task_dict.get("publish").outlets] == [
         "livefin://published/limits"
     ]
+    # The engine switch (issue 18): the env's choice (local) unless the run asks for dask.
+    engine = nightly.params.get_param("engine")
+    assert engine.value is None and engine.schema["enum"] == [None, "local", "dask"]
     # DuckDB has one writer: mapped shards must run one at a time.
     for tid in ("score", "limits"):
         assert nightly.task_dict.get(tid).max_active_tis_per_dagrun == 1

@@ -1,0 +1,78 @@
+"""What one shard task does on a Dask worker: read its inputs, run the stage's own per-shard
+function, write one Parquet part. It never opens the warehouse for writing.
+
+Tasks get every path in their :class:`ShardJob` (a worker does not see the driver's
+environment changes), run with the worker's thread count, and are safe to rerun: the part is
+rewritten whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from livefin_etl.config import Settings, fault_point
+from livefin_etl.engine import cluster, lake
+from livefin_etl.warehouse import connect
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    settings: Settings
+    as_of_date: date
+    run_id: str
+    shard: tuple[int, int]
+    source: str  # the input on the lake: features Parquet (score) or warehouse snapshot (limits)
+    folder: str  # the stage's lake folder (parts/ below it)
+    schema: lake.Schema  # the target table's column types
+    model: tuple[str, str] | None = None  # (artifact folder, model version) for score
+
+    def worker_settings(self) -> Settings:
+        return dataclasses.replace(
+            self.settings, threads=cluster.worker_threads(self.settings.threads)
+        )
+
+
+def _finish(job: ShardJob, frame) -> str | None:
+    """Write the shard's part (None for an empty shard)."""
+    fault_point("engine.shard_task")  # tests kill the worker here (mid-task, before the part)
+    if frame is None or len(frame) == 0:
+        return None
+    return lake.write_part(frame, lake.part_path(Path(job.folder), job.shard), job.schema)
+
+
+def score_shard(job: ShardJob) -> str | None:
+    """Scores with reason codes for one shard, from the night's features on the lake."""
+    from livefin_etl.credit.artifacts import load_model
+    from livefin_etl.credit.scoring import score_frame
+
+    artifact, version = job.model or ("", "")
+    model = load_model(artifact, version)
+    with duckdb.connect() as con:
+        # the same read as the warehouse's (scoring._features_for), from the exported file
+        features = con.execute(
+            "select * from read_parquet(?, hive_partitioning = false) "
+            "where as_of_date = ? order by merchant_id",
+            [job.source, job.as_of_date],
+        ).df()
+    frame = score_frame(
+        features, job.worker_settings(), model, job.as_of_date, job.run_id, shard=job.shard
+    )
+    return _finish(job, frame)
+
+
+def limits_shard(job: ShardJob) -> str | None:
+    """One shard's limit policy inputs (staging columns included) from a read-only snapshot."""
+    from livefin_etl.limits.staging import shard_inputs
+
+    settings = job.worker_settings()
+    con = connect(settings, read_only=True, path=Path(job.source))
+    try:
+        frame = shard_inputs(con, job.as_of_date, job.run_id, job.shard, create_missing=False)
+    finally:
+        con.close()
+    return _finish(job, frame)

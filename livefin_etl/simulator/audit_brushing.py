@@ -150,10 +150,20 @@ def single_share_aucs(shares: pl.DataFrame, truth: pl.DataFrame, min_orders: int
 
 def streamers_per_merchant(landing: Path) -> np.ndarray:
     """Number of merchants each streamer hosted sessions for (from the traffic files)."""
-    frames = [pl.read_ndjson(f).select("merchant_id", "streamer_id") for f in _traffic(landing)]
+    frames = [
+        _read_ndjson(f).select("merchant_id", "streamer_id").unique() for f in _traffic(landing)
+    ]
     df = pl.concat(frames).unique()
     return df.group_by("streamer_id").len()["len"].to_numpy()
 
 
+def _read_ndjson(f: Path) -> pl.DataFrame:
+    import gzip
+    import io
+
+    data = f.read_bytes()
+    return pl.read_ndjson(io.BytesIO(gzip.decompress(data) if f.name.endswith(".gz") else data))
+
+
 def _traffic(landing: Path) -> list[Path]:
-    return sorted((landing / "traffic").glob("dt=*/*.jsonl"))
+    return sorted((landing / "traffic").glob("dt=*/*.jsonl*"))

@@ -89,14 +89,14 @@ def memory_limit(stage: str) -> str:
 
 @contextmanager
 def stage_memory(con: duckdb.DuckDBPyConnection, stage: str) -> Generator[None, None, None]:
-    """Run a block under ``stage``'s memory_limit, then restore the connection's own limit (one
-    process may run several stages: ``livefin run``)."""
-    before = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    """Run a block under ``stage``'s memory_limit, then set the connection's default back (one
+    process may run several stages: ``livefin run``). The default is set again from the config,
+    not from current_setting, whose rounded text (``4.6 GiB``) would drift the limit."""
     con.execute(f"SET memory_limit = {quote_literal(memory_limit(stage))}")
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = {quote_literal(before)}")
+        con.execute(f"SET memory_limit = {quote_literal(memory_limit('default'))}")
 
 
 @contextmanager

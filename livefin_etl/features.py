@@ -39,6 +39,7 @@ from livefin_etl.warehouse import (
     replace_rows,
     run_ddl,
     run_sql_file,
+    stage_memory,
     table_exists,
     transaction,
 )
@@ -364,13 +365,14 @@ def build_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
     """
     as_of_date = _as_date(as_of_date)
     lookback = int(_cfg()["daily"]["lookback_days"])
-    ensure_daily(
-        con, as_of_date - timedelta(days=max(lookback, 365)), as_of_date - timedelta(days=1)
-    )
-    _prepare_common(con)
-    _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of_date)
-    _run(con, STAGING / "stg_feature_spine.sql")
-    _compute_batch(con, as_of_date, as_of_date)
+    with stage_memory(con, "features"):
+        ensure_daily(
+            con, as_of_date - timedelta(days=max(lookback, 365)), as_of_date - timedelta(days=1)
+        )
+        _prepare_common(con)
+        _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of_date)
+        _run(con, STAGING / "stg_feature_spine.sql")
+        _compute_batch(con, as_of_date, as_of_date)
     n = replace_rows(
         con,
         FEATURES_TABLE,

@@ -13,7 +13,14 @@ from typing import Any
 
 import duckdb
 
-from livefin_etl.config import SQL_DIR, LivefinError, Settings, fault_point, get_settings
+from livefin_etl.config import (
+    SQL_DIR,
+    LivefinError,
+    Settings,
+    fault_point,
+    get_settings,
+    load_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +69,34 @@ def connect(
         raise
     con.execute(f"SET threads = {settings.threads}")
     # Bounded memory on a shared 2-core/24 GB box; DuckDB spills to disk beyond it.
-    con.execute(f"SET memory_limit = '{os.environ.get('LIVEFIN_DUCKDB_MEMORY', '4GB')}'")
+    con.execute(f"SET memory_limit = {quote_literal(memory_limit('default'))}")
     con.execute("SET preserve_insertion_order = false")
     if not read_only:
         for schema in SCHEMAS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
     return con
+
+
+def memory_limit(stage: str) -> str:
+    """DuckDB memory_limit for ``stage``: LIVEFIN_DUCKDB_MEMORY if set, else
+    config/resources.yaml ``duckdb_memory_limit`` (its ``default`` for stages it does not name)."""
+    override = os.environ.get("LIVEFIN_DUCKDB_MEMORY")
+    if override:
+        return override
+    limits = load_config("resources").get("duckdb_memory_limit") or {}
+    return str(limits.get(stage) or limits.get("default") or "4GB")
+
+
+@contextmanager
+def stage_memory(con: duckdb.DuckDBPyConnection, stage: str) -> Generator[None, None, None]:
+    """Run a block under ``stage``'s memory_limit, then set the connection's default back (one
+    process may run several stages: ``livefin run``). The default is set again from the config,
+    not from current_setting, whose rounded text (``4.6 GiB``) would drift the limit."""
+    con.execute(f"SET memory_limit = {quote_literal(memory_limit(stage))}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = {quote_literal(memory_limit('default'))}")
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import xgboost as xgb
 
 from livefin_etl.config import LivefinError, Settings
 from livefin_etl.credit import registry, reject, training
+from livefin_etl.warehouse import stage_memory
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def train(
     ``psi_score``, counts, paths) plus ``model_hash``, ``metrics``, ``device``,
     ``gate_failed`` and ``already_registered``.
     """
-    fitted = training.fit(con, settings, as_of_date, **options)
+    with stage_memory(con, "train"):  # DuckDB shares the host with the training frames
+        fitted = training.fit(con, settings, as_of_date, **options)
     try:
         ri = reject.reject_inference(con, settings, as_of_date, fitted)
     except (LivefinError, ValueError, xgb.core.XGBoostError) as exc:

@@ -32,7 +32,7 @@ from livefin_etl.extract.rules import (
 )
 from livefin_etl.extract.tables import ensure_tables
 from livefin_etl.privacy import scrub
-from livefin_etl.warehouse import insert_frame, quote_ident, transaction
+from livefin_etl.warehouse import insert_frame, quote_ident, stage_memory, transaction
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,25 @@ def extract_partitions(
     :func:`extract_partition`, committing ``chunk_days`` partitions per transaction so history
     backfills do not pay per-partition overhead; a chunk is also cut at ``chunk_bytes`` of (gunzipped)
     landing data so memory stays bounded on platform-scale days. Refused partitions are left untouched
-    and reported together in :class:`ExtractErrors` after the others are committed."""
+    and reported together in :class:`ExtractErrors` after the others are committed.
+
+    DuckDB's memory is the ``extract`` limit (config/resources.yaml) meanwhile: the chunk's
+    frames live outside DuckDB."""
+    with stage_memory(con, "extract"):
+        return _extract_partitions(
+            con, settings, source, as_of_dates, force, chunk_days, chunk_bytes
+        )
+
+
+def _extract_partitions(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    source: str,
+    as_of_dates: list[date],
+    force: bool,
+    chunk_days: int,
+    chunk_bytes: int,
+) -> list[dict[str, Any]]:
     contract = load_contract(source)
     ensure_tables(con, contract)
     key = pii_key(settings)

@@ -196,10 +196,19 @@ man as (
   from meta.load_manifest
   where source = ? and dt <= (select max(dt) from req) and status is distinct from 'rejected'
   group by dt),
+-- the oldest date any requested date's history frame (below) reaches: raw rows are counted from
+-- there on, not over all history (145 M orders after a year at 100k merchants, every night)
+lo as (
+  select coalesce(min(dt), (select min(dt) from req)) as lo from (
+    select dt from man
+    where dt < (select min(dt) from req) and rows_read is not null
+    order by dt desc limit {hist_n})),
 rawc as (
   select _dt as dt, count(*) as raw_rows, {e["late"]} as late_rows,
          {e["val_sum"]} as value_sum, {e["val_n"]} as value_n
-  from {table} where _dt <= (select max(dt) from req) group by _dt),
+  from {table}
+  where _dt <= (select max(dt) from req) and _dt >= (select lo from lo)
+  group by _dt),
 q as (
   select dt, count(distinct (file, line)) as q_rows, {e["reason_cols"]}
   from meta.quarantine where source = ? and dt in (select dt from req) group by dt),

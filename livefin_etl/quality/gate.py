@@ -30,6 +30,7 @@ from livefin_etl.warehouse import (
     insert_frame,
     replace_rows,
     run_ddl,
+    stage_memory,
     table_exists,
     transaction,
 )
@@ -353,7 +354,8 @@ def _validate(
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     ensure_tables(con)
-    n_rows, suites, profile_rows = _run_suites(con, settings, spec, dates, run_ids)
+    with stage_memory(con, "validate"):
+        n_rows, suites, profile_rows = _run_suites(con, settings, spec, dates, run_ids)
     seconds = (time.perf_counter() - t0) / len(dates)
     rec = _Records()
     now = datetime.now(UTC).replace(tzinfo=None)

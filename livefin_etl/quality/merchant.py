@@ -8,7 +8,7 @@ import duckdb
 
 from livefin_etl.config import SQL_DIR, LivefinError, load_config
 from livefin_etl.quality.suites import DIMENSIONS
-from livefin_etl.warehouse import run_sql_file, table_exists, transaction
+from livefin_etl.warehouse import run_sql_file, stage_memory, table_exists, transaction
 
 SQL = SQL_DIR / "quality" / "merchant_quality.sql"
 NEEDED = ("raw.merchants", "raw.orders", "raw.traffic", "raw.fulfillment", "meta.quarantine")
@@ -48,7 +48,7 @@ def build_merchant_quality(con: duckdb.DuckDBPyConnection, as_of_date: date) -> 
 
     ensure_tables(con)
     params = _params(as_of_date)
-    with transaction(con):
+    with stage_memory(con, "features"), transaction(con):
         con.execute("DELETE FROM dq.merchant_quality WHERE as_of_date = ?", [as_of_date])
         run_sql_file(con, SQL, params)
     return int(

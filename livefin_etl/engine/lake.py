@@ -99,12 +99,3 @@ def read_parts(paths: list[str | None], expected: int) -> Any:
             f"select * from read_parquet([{listed}], hive_partitioning = false) "
             "order by merchant_id"
         ).to_arrow_table()
-
-
-def snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, folder: Path) -> Path:
-    """A read-only copy of the warehouse for shard tasks (a DuckDB file admits no reader while
-    its writer has it open): CHECKPOINT, then copy the file."""
-    con.execute("CHECKPOINT")
-    dst = folder / "input" / "warehouse.duckdb"
-    shutil.copyfile(settings.warehouse, dst)
-    return dst

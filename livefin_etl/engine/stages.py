@@ -82,18 +82,21 @@ def limits(
     the policy and the portfolio guardrails once over the whole book."""
     from livefin_etl import limits as lim
     from livefin_etl import quality
+    from livefin_etl.engine.limits_lake import export_inputs
     from livefin_etl.limits.inputs import ensure_upstream, require_features_and_scores
+    from livefin_etl.limits.policy import load_policy
     from livefin_etl.limits.staging import stage_all
 
     quality.require_passed(con, as_of_date)
     require_features_and_scores(con, as_of_date)  # fail here, clearly, not on every worker
     t0 = time.perf_counter()
-    ensure_upstream(con)  # tasks open the snapshot read-only: every table must exist already
+    ensure_upstream(con)  # every table the export reads exists (empty if its stage never ran)
     lim.ensure_tables(con)
     folder = lake.stage_dir(settings, as_of_date, run_id, "limits")
-    source = lake.snapshot(con, settings, folder)
     schema = lake.table_schema(con, "limits.limit_inputs_staging")
-    jobs = _jobs(settings, as_of_date, run_id, folder, source, schema)
+    jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema)
+    # what the inputs query reads for the night, once, split by shard (not a warehouse copy)
+    export_inputs(con, folder / "input", as_of_date, load_policy(), len(jobs))
     mapped = time.perf_counter()
     parts = lake.read_parts(cluster.map_shards(limits_shard, jobs, f"limits-{run_id}"), len(jobs))
     mapped = time.perf_counter() - mapped

@@ -17,7 +17,6 @@ import duckdb
 
 from livefin_etl.config import Settings, fault_point
 from livefin_etl.engine import cluster, lake
-from livefin_etl.warehouse import connect
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class ShardJob:
     as_of_date: date
     run_id: str
     shard: tuple[int, int]
-    source: str  # the input on the lake: features Parquet (score) or warehouse snapshot (limits)
+    source: str  # the input on the lake: features Parquet (score), inputs folder (limits)
     folder: str  # the stage's lake folder (parts/ below it)
     schema: lake.Schema  # the target table's column types
     model: tuple[str, str] | None = None  # (artifact folder, model version) for score
@@ -66,13 +65,14 @@ def score_shard(job: ShardJob) -> str | None:
 
 
 def limits_shard(job: ShardJob) -> str | None:
-    """One shard's limit policy inputs (staging columns included) from a read-only snapshot."""
-    from livefin_etl.limits.staging import shard_inputs
+    """One shard's limit policy inputs (staging columns included): the inputs query on the
+    shard's exported rows (``limits_lake``), in an in-memory DuckDB."""
+    from livefin_etl.engine.limits_lake import mount_inputs
+    from livefin_etl.limits.inputs import inputs_sql
+    from livefin_etl.limits.policy import load_policy
+    from livefin_etl.limits.staging import with_staged_columns
 
-    settings = job.worker_settings()
-    con = connect(settings, read_only=True, path=Path(job.source))
-    try:
-        frame = shard_inputs(con, job.as_of_date, job.run_id, job.shard, create_missing=False)
-    finally:
-        con.close()
-    return _finish(job, frame)
+    with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
+        mount_inputs(con, Path(job.source), job.shard[0])
+        frame = con.execute(inputs_sql(job.as_of_date, load_policy())).df()
+    return _finish(job, with_staged_columns(frame, job.as_of_date, job.run_id, job.shard))

@@ -32,6 +32,13 @@ def shard_inputs(
     ``create_missing=False`` (what a dask shard task computes on a worker)."""
     inputs = load_inputs(con, as_of_date, load_policy(), create_missing=create_missing)
     part = inputs[in_shard(inputs["merchant_id"].tolist(), shard)].copy()
+    return with_staged_columns(part, as_of_date, run_id, shard)
+
+
+def with_staged_columns(
+    part: pd.DataFrame, as_of_date: date, run_id: str, shard: tuple[int, int]
+) -> pd.DataFrame:
+    """``part`` (one shard's inputs) with the staging columns in front."""
     for i, (name, value) in enumerate(
         zip(STAGED_COLUMNS, (as_of_date, run_id, *shard), strict=True)
     ):

@@ -5,7 +5,8 @@ same query on its own merchants' rows only (no warehouse copy, no whole-book que
 Each table goes to ``input/<schema>.<table>/`` as Parquet partitioned by ``_shard`` (the stable
 merchant shard, ``warehouse.shard_of``), cut to the night's window and to the columns the query
 reads; ``dq.partition_status`` (a few rows) goes whole to every shard. A shard task mounts the
-files as views under the warehouse's table names and runs the query unchanged.
+files as views under the warehouse's table names (``lake.mount_shard``) and runs the query
+unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 import duckdb
 
-from livefin_etl.warehouse import quote_ident, quote_literal, registered, shard_of
+from livefin_etl.engine.lake import SHARD_MAP, export_by_shard
+from livefin_etl.warehouse import quote_literal
 
-SHARD_MAP = "_livefin_shard_map"
 # Sources whose failed partitions decline a merchant (the query's raw_partitions).
 FAILED_SOURCES = ("traffic", "fulfillment", "merchants")
 
@@ -97,45 +98,5 @@ def export_inputs(
             [as_of_date],
         ).fetchall()
     ]
-    import pyarrow as pa
-
-    shard_map = pa.table(
-        {"merchant_id": ids, "_shard": [shard_of(str(m), shards) for m in ids]},
-        schema=pa.schema([("merchant_id", pa.string()), ("_shard", pa.int32())]),
-    )
-    with registered(con, SHARD_MAP, shard_map):
-        for table, sql in _exports(as_of_date, policy).items():
-            target = folder / table
-            # a typed empty file: the schema of a shard that has no rows in this table (the
-            # partitioned files carry _shard in their folder name only)
-            con.execute(
-                f"copy (select * exclude (_shard) from ({sql}) limit 0) to {quote_literal(str(folder / f'{table}.empty.parquet'))} "
-                "(format parquet)"
-            )
-            con.execute(
-                f"copy ({sql}) to {quote_literal(str(target))} "
-                "(format parquet, partition_by (_shard), overwrite_or_ignore)"
-            )
-    status = quote_literal(str(folder / "dq.partition_status.parquet"))
-    con.execute(f"copy (select * from dq.partition_status) to {status} (format parquet)")
-
-
-def mount_inputs(con: duckdb.DuckDBPyConnection, folder: Path, shard: int) -> None:
-    """Views under the warehouse's names over one shard's exported files (a shard task's
-    in-memory DuckDB), so the inputs query binds as on the warehouse."""
-    tables = sorted({p.name.removesuffix(".empty.parquet") for p in folder.glob("*.empty.parquet")})
-    for schema in sorted({t.split(".")[0] for t in tables} | {"dq"}):
-        con.execute(f"create schema if not exists {quote_ident(schema)}")
-    for table in tables:
-        files = sorted((folder / table / f"_shard={shard}").glob("*.parquet"))
-        paths = [str(f) for f in files] or [str(folder / f"{table}.empty.parquet")]
-        listed = ", ".join(quote_literal(p) for p in paths)
-        con.execute(
-            f"create view {quote_ident(table)} as select * "
-            f"from read_parquet([{listed}], hive_partitioning = false)"
-        )
-    status = quote_literal(str(folder / "dq.partition_status.parquet"))
-    con.execute(
-        f"create view dq.partition_status as select * from read_parquet({status}, "
-        "hive_partitioning = false)"
-    )
+    whole = {"dq.partition_status": "select * from dq.partition_status"}
+    export_by_shard(con, folder, ids, shards, _exports(as_of_date, policy), whole)

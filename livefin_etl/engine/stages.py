@@ -17,7 +17,7 @@ import duckdb
 
 from livefin_etl.config import LivefinError, Settings, StageBlocked
 from livefin_etl.engine import cluster, lake
-from livefin_etl.engine.tasks import ShardJob, limits_shard, score_shard
+from livefin_etl.engine.tasks import ShardJob, features_shard, limits_shard, score_shard
 from livefin_etl.warehouse import quote_literal, table_exists
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,45 @@ def _require_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> None:
         raise LivefinError(
             f"no rows in features.merchant_features for {as_of_date}; run features first"
         )
+
+
+def features(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of_date: date, run_id: str
+) -> dict[str, Any]:
+    """``pipeline.features``: the daily blocks here (incremental, and the buyer graph crosses
+    merchants), the as-of features mapped over shards, committed in one transaction."""
+    from livefin_etl import features as feats
+    from livefin_etl import quality
+    from livefin_etl.engine.features_lake import export_inputs
+    from livefin_etl.warehouse import replace_rows, stage_memory
+
+    quality.require_passed(con, as_of_date)
+    t0 = time.perf_counter()
+    feats.ensure_tables(con)
+    folder = lake.stage_dir(settings, as_of_date, run_id, "features")
+    schema = lake.table_schema(con, feats.FEATURES_TABLE)
+    jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema)
+    with stage_memory(con, "features"):
+        feats.prepare_night(con, as_of_date)
+        export_inputs(con, folder / "input", as_of_date, len(jobs))
+    mapped = time.perf_counter()
+    parts = cluster.map_shards(features_shard, jobs, f"features-{run_id}")
+    rows = lake.read_parts(parts, len(jobs))
+    mapped = time.perf_counter() - mapped
+    if rows is None:  # no active merchant: the night's rows go, as on local
+        con.execute(f"delete from {feats.FEATURES_TABLE} where as_of_date = ?", [as_of_date])
+        n = 0
+    else:
+        n = replace_rows(
+            con,
+            feats.FEATURES_TABLE,
+            rows,
+            where="as_of_date = ?",
+            params=[as_of_date],
+            fault="features.before_commit",
+        )
+    lake.clear(folder)
+    return _done({"feature_rows": int(n)}, len(jobs), mapped, t0)
 
 
 def score(
@@ -114,4 +153,8 @@ def _done(result: dict[str, Any], shards: int, mapped: float, t0: float) -> dict
     return result
 
 
-DISTRIBUTED: dict[str, Callable[..., dict[str, Any]]] = {"score": score, "limits": limits}
+DISTRIBUTED: dict[str, Callable[..., dict[str, Any]]] = {
+    "features": features,
+    "score": score,
+    "limits": limits,
+}

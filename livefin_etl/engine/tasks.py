@@ -67,12 +67,22 @@ def score_shard(job: ShardJob) -> str | None:
 def limits_shard(job: ShardJob) -> str | None:
     """One shard's limit policy inputs (staging columns included): the inputs query on the
     shard's exported rows (``limits_lake``), in an in-memory DuckDB."""
-    from livefin_etl.engine.limits_lake import mount_inputs
     from livefin_etl.limits.inputs import inputs_sql
     from livefin_etl.limits.policy import load_policy
     from livefin_etl.limits.staging import with_staged_columns
 
     with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
-        mount_inputs(con, Path(job.source), job.shard[0])
+        lake.mount_shard(con, Path(job.source), job.shard[0])
         frame = con.execute(inputs_sql(job.as_of_date, load_policy())).df()
     return _finish(job, with_staged_columns(frame, job.as_of_date, job.run_id, job.shard))
+
+
+def features_shard(job: ShardJob) -> str | None:
+    """One shard's ``features.merchant_features`` rows: the as-of SQL on the shard's exported
+    daily blocks and order versions (``features_lake``), in an in-memory DuckDB."""
+    from livefin_etl.features import compute_night
+
+    with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
+        lake.mount_shard(con, Path(job.source), job.shard[0])
+        frame = compute_night(con, job.as_of_date)
+    return _finish(job, frame)

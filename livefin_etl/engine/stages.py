@@ -60,7 +60,9 @@ def features(
     jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema)
     with stage_memory(con, "features"):
         feats.prepare_night(con, as_of_date)
+        exported = time.perf_counter()
         export_inputs(con, folder / "input", as_of_date, len(jobs))
+    exported = time.perf_counter() - exported
     mapped = time.perf_counter()
     parts = cluster.map_shards(features_shard, jobs, f"features-{run_id}")
     rows = lake.read_parts(parts, len(jobs))
@@ -78,7 +80,9 @@ def features(
             fault="features.before_commit",
         )
     lake.clear(folder)
-    return _done({"feature_rows": int(n)}, len(jobs), mapped, t0)
+    return _done(
+        {"feature_rows": int(n), "export_seconds": round(exported, 3)}, len(jobs), mapped, t0
+    )
 
 
 def score(
@@ -135,13 +139,16 @@ def limits(
     schema = lake.table_schema(con, "limits.limit_inputs_staging")
     jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema)
     # what the inputs query reads for the night, once, split by shard (not a warehouse copy)
+    exported = time.perf_counter()
     export_inputs(con, folder / "input", as_of_date, load_policy(), len(jobs))
+    exported = time.perf_counter() - exported
     mapped = time.perf_counter()
     parts = lake.read_parts(cluster.map_shards(limits_shard, jobs, f"limits-{run_id}"), len(jobs))
     mapped = time.perf_counter() - mapped
     if parts is not None:
         stage_all(con, as_of_date, parts)
     result = lim.finalize_from_staging(con, settings, as_of_date, run_id)
+    result["export_seconds"] = round(exported, 3)
     lake.clear(folder)
     return _done(result, len(jobs), mapped, t0)
 

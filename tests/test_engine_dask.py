@@ -194,3 +194,37 @@ def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):
         assert killed not in set(c.run(os.getpid).values())
     # ... and its shard was redone
     _assert_same_as_local(tiny_run, tmp_path / "dask", published=False)
+
+
+def test_exported_inputs_split_by_shard(tmp_path):
+    """Each shard mounts exactly its merchants' rows under the warehouse name; a shard without
+    rows gets the table's columns and types, empty; a `whole` table reaches every shard."""
+    from livefin_etl.engine import lake
+    from livefin_etl.warehouse import shard_of
+
+    ids = [f"M{i:06d}" for i in range(40)]
+    shards = 3
+    # merchants of shard 2 have no orders: its files are the typed empty stand-in
+    with_orders = [m for m in ids if shard_of(m, shards) != 2]
+    with duckdb.connect() as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.orders (merchant_id varchar, amount decimal(18, 2))")
+        con.executemany("insert into raw.orders values (?, ?)", [(m, 1.25) for m in with_orders])
+        con.execute("create table days as select range::int as n from range(3)")
+        sharded = {
+            "raw.orders": f"select t.*, m._shard from raw.orders as t join {lake.SHARD_MAP} "
+            "as m using (merchant_id)"
+        }
+        lake.export_by_shard(con, tmp_path, ids, shards, sharded, {"days": "select * from days"})
+    seen = []
+    for i in range(shards):
+        with duckdb.connect() as con:
+            lake.mount_shard(con, tmp_path, i)
+            rows = con.execute("select merchant_id, amount from raw.orders").fetchall()
+            types = [t for _, t, *_ in con.execute("describe raw.orders").fetchall()]
+            assert types == ["VARCHAR", "DECIMAL(18,2)"]
+            assert con.execute("select count(*) from days").fetchone()[0] == 3
+        assert all(shard_of(m, shards) == i for m, _ in rows)
+        assert (len(rows) == 0) == (i == 2)
+        seen += [m for m, _ in rows]
+    assert sorted(seen) == with_orders

@@ -23,10 +23,14 @@ from livefin_etl.warehouse import quote_literal, table_exists
 log = logging.getLogger(__name__)
 
 
-def _jobs(settings, as_of_date, run_id, folder, source, schema, model=None) -> list[ShardJob]:
+def _jobs(
+    settings, as_of_date, run_id, folder, source, schema, model=None, query=None
+) -> list[ShardJob]:
     n = cluster.shard_count(cluster.client())
     return [
-        ShardJob(settings, as_of_date, run_id, (i, n), str(source), str(folder), schema, model)
+        ShardJob(
+            settings, as_of_date, run_id, (i, n), str(source), str(folder), schema, model, query
+        )
         for i in range(n)
     ]
 
@@ -126,7 +130,7 @@ def limits(
     from livefin_etl import limits as lim
     from livefin_etl import quality
     from livefin_etl.engine.limits_lake import export_inputs
-    from livefin_etl.limits.inputs import ensure_upstream, require_features_and_scores
+    from livefin_etl.limits.inputs import ensure_upstream, inputs_sql, require_features_and_scores
     from livefin_etl.limits.policy import load_policy
     from livefin_etl.limits.staging import stage_all
 
@@ -137,10 +141,13 @@ def limits(
     lim.ensure_tables(con)
     folder = lake.stage_dir(settings, as_of_date, run_id, "limits")
     schema = lake.table_schema(con, "limits.limit_inputs_staging")
-    jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema)
+    policy = load_policy()
+    # rendered here, so every shard runs the writer's policy windows and thresholds
+    query = inputs_sql(as_of_date, policy)
+    jobs = _jobs(settings, as_of_date, run_id, folder, folder / "input", schema, query=query)
     # what the inputs query reads for the night, once, split by shard (not a warehouse copy)
     exported = time.perf_counter()
-    export_inputs(con, folder / "input", as_of_date, load_policy(), len(jobs))
+    export_inputs(con, folder / "input", as_of_date, policy, len(jobs))
     exported = time.perf_counter() - exported
     mapped = time.perf_counter()
     parts = lake.read_parts(cluster.map_shards(limits_shard, jobs, f"limits-{run_id}"), len(jobs))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from livefin_etl.config import Settings, fault_point
+from livefin_etl.config import LivefinError, Settings, fault_point
 from livefin_etl.engine import cluster, lake
 
 
@@ -25,10 +25,11 @@ class ShardJob:
     as_of_date: date
     run_id: str
     shard: tuple[int, int]
-    source: str  # the input on the lake: features Parquet (score), inputs folder (limits)
+    source: str  # on the lake: features Parquet (score), or the inputs folder (features, limits)
     folder: str  # the stage's lake folder (parts/ below it)
     schema: lake.Schema  # the target table's column types
     model: tuple[str, str] | None = None  # (artifact folder, model version) for score
+    query: str | None = None  # limits: the inputs query as the writer rendered it (its policy)
 
     def worker_settings(self) -> Settings:
         return dataclasses.replace(
@@ -67,13 +68,16 @@ def score_shard(job: ShardJob) -> str | None:
 def limits_shard(job: ShardJob) -> str | None:
     """One shard's limit policy inputs (staging columns included): the inputs query on the
     shard's exported rows (``limits_lake``), in an in-memory DuckDB."""
-    from livefin_etl.limits.inputs import inputs_sql
-    from livefin_etl.limits.policy import load_policy
     from livefin_etl.limits.staging import with_staged_columns
 
+    if not job.query:
+        raise LivefinError("a limits shard job needs the writer's inputs query")
     with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
         lake.mount_shard(con, Path(job.source), job.shard[0])
-        frame = con.execute(inputs_sql(job.as_of_date, load_policy())).df()
+        try:
+            frame = con.execute(job.query).df()
+        except duckdb.Error as exc:  # the local stage's one line (limits.inputs.load_inputs)
+            raise LivefinError(f"loading limit inputs for {job.as_of_date} failed: {exc}") from exc
     return _finish(job, with_staged_columns(frame, job.as_of_date, job.run_id, job.shard))
 
 

@@ -57,7 +57,7 @@ def _shard(shard: list[int]) -> tuple[int, int] | None:
             None,
             type=["null", "string"],
             enum=[None, "local", "dask"],
-            description="local, or dask: score and limits mapped over shards on the Dask "
+            description="local, or dask: features, score and limits mapped over shards on the Dask "
             "cluster at env LIVEFIN_DASK_SCHEDULER (default: env LIVEFIN_ENGINE, else local)",
         ),
     },

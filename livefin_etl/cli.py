@@ -128,8 +128,8 @@ DateArg = Annotated[str, typer.Option(help="Business date YYYY-MM-DD")]
 EngineOpt = Annotated[
     str | None,
     typer.Option(
-        help="local (default, env LIVEFIN_ENGINE) or dask: score and limits by shard on "
-        "LIVEFIN_DASK_SCHEDULER, else a LocalCluster of LIVEFIN_DASK_WORKERS"
+        help="local (default, env LIVEFIN_ENGINE) or dask: features, score and limits by "
+        "shard on LIVEFIN_DASK_SCHEDULER, else a LocalCluster of LIVEFIN_DASK_WORKERS"
     ),
 ]
 

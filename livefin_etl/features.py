@@ -356,6 +356,24 @@ def _batch_rows(con: duckdb.DuckDBPyConnection) -> Any:
     return con.table("merchant_features_batch").to_arrow_table()
 
 
+def prepare_night(con: duckdb.DuckDBPyConnection, as_of_date: date) -> None:
+    """The daily blocks up to D - 1, then the night's temp views/tables stg_merchants,
+    stg_merchant_quality and stg_active_merchants (the spine): all but the as-of step."""
+    lookback = int(_cfg()["daily"]["lookback_days"])
+    ensure_daily(
+        con, as_of_date - timedelta(days=max(lookback, 365)), as_of_date - timedelta(days=1)
+    )
+    _prepare_common(con)
+    _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of_date)
+
+
+def compute_night(con: duckdb.DuckDBPyConnection, as_of_date: date) -> Any:
+    """The as-of step for the spine in ``_feature_spine`` as Arrow (a dask shard task runs it
+    on its shard's exported inputs)."""
+    _compute_batch(con, as_of_date, as_of_date)
+    return _batch_rows(con)
+
+
 def build_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
     """Materialise features.merchant_features for ``as_of_date``; return the row count.
 
@@ -364,13 +382,8 @@ def build_features(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
     never recomputed.
     """
     as_of_date = _as_date(as_of_date)
-    lookback = int(_cfg()["daily"]["lookback_days"])
     with stage_memory(con, "features"):
-        ensure_daily(
-            con, as_of_date - timedelta(days=max(lookback, 365)), as_of_date - timedelta(days=1)
-        )
-        _prepare_common(con)
-        _run(con, STAGING / "stg_active_merchants.sql", as_of_date=as_of_date)
+        prepare_night(con, as_of_date)
         _run(con, STAGING / "stg_feature_spine.sql")
         _compute_batch(con, as_of_date, as_of_date)
     n = replace_rows(

@@ -16,9 +16,24 @@ from livefin_etl.config import LivefinError, get_settings, livefin_env
 from livefin_etl.engine import cluster, engine_name, with_engine
 
 # Differ between any two runs by design: the run id and the wall-clock stamps.
-VOLATILE = {"run_id", "created_at", "published_at", "loaded_at"}
-# The stages the dask engine changes, then the publish that exports their tables.
-STAGES = (pipeline.score, pipeline.limits, pipeline.monitor, pipeline.publish)
+VOLATILE = {"run_id", "created_at", "published_at", "loaded_at", "built_at"}
+# The night's stages from features on: those the dask engine maps, value, monitor, and the
+# publish that exports their tables.
+STAGES = (
+    pipeline.features,
+    pipeline.value,
+    pipeline.score,
+    pipeline.limits,
+    pipeline.monitor,
+    pipeline.publish,
+)
+# The table each of those stages writes for the night, compared with the local run's.
+NIGHT_TABLES = {
+    "features": "features.merchant_features",
+    "value": "valuation.data_asset_values",
+    "score": "credit.merchant_scores",
+    "limits": "limits.financing_limits",
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +73,8 @@ def _export(home: Path, as_of_date) -> list[tuple]:
 
 
 def _run_on_dask(tiny_run, home: Path, address: str, stages=STAGES) -> dict:
-    """Copy the local run's home, drop the last night's scores and limits, rerun its stages on
-    the dask engine; returns the stages' summaries."""
+    """Copy the local run's home, drop the last night's features, values, scores and limits,
+    rerun its stages on the dask engine; returns the stages' summaries."""
     import shutil
 
     last = tiny_run["last"]
@@ -68,7 +83,7 @@ def _run_on_dask(tiny_run, home: Path, address: str, stages=STAGES) -> dict:
     with livefin_env(home, **extra):
         s = with_engine(get_settings(), "dask")
         con = duckdb.connect(str(s.warehouse))
-        for table in ("credit.merchant_scores", "limits.financing_limits"):
+        for table in (NIGHT_TABLES[f.__name__] for f in stages if f.__name__ in NIGHT_TABLES):
             con.execute(f"delete from {table} where as_of_date = ?", [last])
         con.close()
         run_id = pipeline.new_run_id(last)
@@ -79,7 +94,7 @@ def _run_on_dask(tiny_run, home: Path, address: str, stages=STAGES) -> dict:
 
 def _assert_same_as_local(tiny_run, home: Path, published: bool = True) -> None:
     last, local = tiny_run["last"], tiny_run["home"]
-    for table in ("credit.merchant_scores", "limits.financing_limits"):
+    for table in NIGHT_TABLES.values():
         want = _rows(local / "warehouse" / "livefin.duckdb", table, last)
         assert len(want) > 100
         assert _rows(home / "warehouse" / "livefin.duckdb", table, last) == want, table
@@ -109,12 +124,13 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
             cluster.client()
 
 
-@pytest.mark.slow  # ~35 s: four stages on the cluster, then the CLI as a real process
+@pytest.mark.slow  # ~50 s: six stages on the cluster, then the CLI as a real process
 def test_night_on_dask_equals_local(tiny_run, scheduler, tmp_path):
     out = _run_on_dask(tiny_run, tmp_path / "dask", scheduler)
-    assert out["score"]["engine"] == out["limits"]["engine"] == "dask"
-    assert out["score"]["shards"] == 4  # two per worker thread
-    assert out["score"]["score_rows"] == out["limits"]["merchants"] > 100
+    assert out["features"]["engine"] == out["score"]["engine"] == out["limits"]["engine"] == "dask"
+    assert out["features"]["shards"] == out["score"]["shards"] == 4  # two per worker thread
+    assert out["features"]["feature_rows"] == out["score"]["score_rows"] > 100
+    assert out["score"]["score_rows"] == out["limits"]["merchants"]
     _assert_same_as_local(tiny_run, tmp_path / "dask")
     # the single writer cleaned the run's inputs and parts off the lake
     assert not any((tmp_path / "dask" / "lake" / "runs").iterdir())
@@ -178,3 +194,37 @@ def test_worker_killed_mid_task_is_retried(tiny_run, scheduler, tmp_path):
         assert killed not in set(c.run(os.getpid).values())
     # ... and its shard was redone
     _assert_same_as_local(tiny_run, tmp_path / "dask", published=False)
+
+
+def test_exported_inputs_split_by_shard(tmp_path):
+    """Each shard mounts exactly its merchants' rows under the warehouse name; a shard without
+    rows gets the table's columns and types, empty; a `whole` table reaches every shard."""
+    from livefin_etl.engine import lake
+    from livefin_etl.warehouse import shard_of
+
+    ids = [f"M{i:06d}" for i in range(40)]
+    shards = 3
+    # merchants of shard 2 have no orders: its files are the typed empty stand-in
+    with_orders = [m for m in ids if shard_of(m, shards) != 2]
+    with duckdb.connect() as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.orders (merchant_id varchar, amount decimal(18, 2))")
+        con.executemany("insert into raw.orders values (?, ?)", [(m, 1.25) for m in with_orders])
+        con.execute("create table days as select range::int as n from range(3)")
+        sharded = {
+            "raw.orders": f"select t.*, m._shard from raw.orders as t join {lake.SHARD_MAP} "
+            "as m using (merchant_id)"
+        }
+        lake.export_by_shard(con, tmp_path, ids, shards, sharded, {"days": "select * from days"})
+    seen = []
+    for i in range(shards):
+        with duckdb.connect() as con:
+            lake.mount_shard(con, tmp_path, i)
+            rows = con.execute("select merchant_id, amount from raw.orders").fetchall()
+            types = [t for _, t, *_ in con.execute("describe raw.orders").fetchall()]
+            assert types == ["VARCHAR", "DECIMAL(18,2)"]
+            assert con.execute("select count(*) from days").fetchone()[0] == 3
+        assert all(shard_of(m, shards) == i for m, _ in rows)
+        assert (len(rows) == 0) == (i == 2)
+        seen += [m for m, _ in rows]
+    assert sorted(seen) == with_orders

@@ -2,8 +2,8 @@
 
 One code path: :func:`run` calls the stage function itself, except that on ``dask`` an
 unsharded ``score`` or ``limits`` maps its per-merchant work over merchant-hash shards on a
-Dask cluster (``stages``). Shard tasks only read (exported Parquet or a read-only warehouse
-snapshot) and write Parquet parts under the lake root (``lake``); this process, which holds the
+Dask cluster (``stages``). Shard tasks only read Parquet inputs the writer exported, split by
+shard, and write Parquet parts under the lake root (``lake``); this process, which holds the
 writer lock, commits the parts in one transaction and applies the portfolio guardrails once.
 
 Choose with ``--engine`` (CLI), the ``engine`` param (Airflow) or ``LIVEFIN_ENGINE``; the

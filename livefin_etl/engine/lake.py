@@ -17,9 +17,11 @@ from typing import Any
 import duckdb
 
 from livefin_etl.config import LivefinError, Settings
-from livefin_etl.warehouse import quote_ident, quote_literal, registered
+from livefin_etl.warehouse import quote_ident, quote_literal, registered, shard_of
 
 Schema = tuple[tuple[str, str], ...]
+# The registered (merchant_id, _shard) frame an export query joins to split its rows by shard.
+SHARD_MAP = "_livefin_shard_map"
 
 
 def lake_root(settings: Settings) -> Path:
@@ -101,10 +103,55 @@ def read_parts(paths: list[str | None], expected: int) -> Any:
         ).to_arrow_table()
 
 
-def snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, folder: Path) -> Path:
-    """A read-only copy of the warehouse for shard tasks (a DuckDB file admits no reader while
-    its writer has it open): CHECKPOINT, then copy the file."""
-    con.execute("CHECKPOINT")
-    dst = folder / "input" / "warehouse.duckdb"
-    shutil.copyfile(settings.warehouse, dst)
-    return dst
+def export_by_shard(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    merchant_ids: list[str],
+    shards: int,
+    sharded: dict[str, str],
+    whole: dict[str, str],
+) -> None:
+    """A stage's inputs under ``folder``, exported once by the single writer: each query of
+    ``sharded`` (it joins ``SHARD_MAP`` for its ``_shard`` column) as Parquet partitioned by
+    shard in ``<name>/_shard=<i>/``, plus a typed empty ``<name>.empty.parquet`` for a shard
+    without rows; each query of ``whole`` (small tables every shard reads) as one file."""
+    import pyarrow as pa
+
+    shard_map = pa.table(
+        {"merchant_id": merchant_ids, "_shard": [shard_of(str(m), shards) for m in merchant_ids]},
+        schema=pa.schema([("merchant_id", pa.string()), ("_shard", pa.int32())]),
+    )
+    with registered(con, SHARD_MAP, shard_map):
+        for name, sql in sharded.items():
+            # the partitioned files carry _shard in their folder name only
+            empty = quote_literal(str(folder / f"{name}.empty.parquet"))
+            con.execute(
+                f"copy (select * exclude (_shard) from ({sql}) limit 0) to {empty} (format parquet)"
+            )
+            con.execute(
+                f"copy ({sql}) to {quote_literal(str(folder / name))} "
+                "(format parquet, partition_by (_shard), overwrite_or_ignore)"
+            )
+    for name, sql in whole.items():
+        target = quote_literal(str(folder / f"{name}.whole.parquet"))
+        con.execute(f"copy ({sql}) to {target} (format parquet)")
+
+
+def mount_shard(con: duckdb.DuckDBPyConnection, folder: Path, shard: int) -> None:
+    """Views under the exported names (``schema.table`` or a bare name) over one shard's files,
+    in a shard task's in-memory DuckDB, so the stage's SQL binds as on the warehouse."""
+    names = {
+        p.name.removesuffix(suffix): suffix
+        for suffix in (".empty.parquet", ".whole.parquet")
+        for p in folder.glob(f"*{suffix}")
+    }
+    for schema in sorted({n.split(".")[0] for n in names if "." in n}):
+        con.execute(f"create schema if not exists {quote_ident(schema)}")
+    for name, suffix in sorted(names.items()):
+        files = sorted((folder / name / f"_shard={shard}").glob("*.parquet"))
+        paths = [str(f) for f in files] or [str(folder / f"{name}{suffix}")]
+        listed = ", ".join(quote_literal(p) for p in paths)
+        con.execute(
+            f"create view {quote_ident(name)} as select * "
+            f"from read_parquet([{listed}], hive_partitioning = false)"
+        )

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from livefin_etl.config import Settings, fault_point
+from livefin_etl.config import LivefinError, Settings, fault_point
 from livefin_etl.engine import cluster, lake
-from livefin_etl.warehouse import connect
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,11 @@ class ShardJob:
     as_of_date: date
     run_id: str
     shard: tuple[int, int]
-    source: str  # the input on the lake: features Parquet (score) or warehouse snapshot (limits)
+    source: str  # on the lake: features Parquet (score), or the inputs folder (features, limits)
     folder: str  # the stage's lake folder (parts/ below it)
     schema: lake.Schema  # the target table's column types
     model: tuple[str, str] | None = None  # (artifact folder, model version) for score
+    query: str | None = None  # limits: the inputs query as the writer rendered it (its policy)
 
     def worker_settings(self) -> Settings:
         return dataclasses.replace(
@@ -66,13 +66,27 @@ def score_shard(job: ShardJob) -> str | None:
 
 
 def limits_shard(job: ShardJob) -> str | None:
-    """One shard's limit policy inputs (staging columns included) from a read-only snapshot."""
-    from livefin_etl.limits.staging import shard_inputs
+    """One shard's limit policy inputs (staging columns included): the inputs query on the
+    shard's exported rows (``limits_lake``), in an in-memory DuckDB."""
+    from livefin_etl.limits.staging import with_staged_columns
 
-    settings = job.worker_settings()
-    con = connect(settings, read_only=True, path=Path(job.source))
-    try:
-        frame = shard_inputs(con, job.as_of_date, job.run_id, job.shard, create_missing=False)
-    finally:
-        con.close()
+    if not job.query:
+        raise LivefinError("a limits shard job needs the writer's inputs query")
+    with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
+        lake.mount_shard(con, Path(job.source), job.shard[0])
+        try:
+            frame = con.execute(job.query).df()
+        except duckdb.Error as exc:  # the local stage's one line (limits.inputs.load_inputs)
+            raise LivefinError(f"loading limit inputs for {job.as_of_date} failed: {exc}") from exc
+    return _finish(job, with_staged_columns(frame, job.as_of_date, job.run_id, job.shard))
+
+
+def features_shard(job: ShardJob) -> str | None:
+    """One shard's ``features.merchant_features`` rows: the as-of SQL on the shard's exported
+    daily blocks and order versions (``features_lake``), in an in-memory DuckDB."""
+    from livefin_etl.features import compute_night
+
+    with duckdb.connect(config={"threads": job.worker_settings().threads}) as con:
+        lake.mount_shard(con, Path(job.source), job.shard[0])
+        frame = compute_night(con, job.as_of_date)
     return _finish(job, frame)

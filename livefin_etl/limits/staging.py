@@ -14,7 +14,7 @@ from livefin_etl.limits.build import build_limits
 from livefin_etl.limits.inputs import load_inputs
 from livefin_etl.limits.policy import load_policy
 from livefin_etl.limits.store import STAGING_TABLE, ensure_tables
-from livefin_etl.warehouse import in_shard, insert_frame, quote_ident, transaction
+from livefin_etl.warehouse import in_shard, insert_frame, quote_ident, shard_of, transaction
 
 STAGING = quote_ident(STAGING_TABLE)
 STAGED_COLUMNS = ("staged_as_of", "staged_run_id", "staged_shard", "staged_shards")
@@ -32,6 +32,13 @@ def shard_inputs(
     ``create_missing=False`` (what a dask shard task computes on a worker)."""
     inputs = load_inputs(con, as_of_date, load_policy(), create_missing=create_missing)
     part = inputs[in_shard(inputs["merchant_id"].tolist(), shard)].copy()
+    return with_staged_columns(part, as_of_date, run_id, shard)
+
+
+def with_staged_columns(
+    part: pd.DataFrame, as_of_date: date, run_id: str, shard: tuple[int, int]
+) -> pd.DataFrame:
+    """``part`` (one shard's inputs) with the staging columns in front."""
     for i, (name, value) in enumerate(
         zip(STAGED_COLUMNS, (as_of_date, run_id, *shard), strict=True)
     ):
@@ -80,7 +87,12 @@ def _check_all_shards_staged(con: duckdb.DuckDBPyConnection, as_of_date: date, r
             "run the sharded limits stage first"
         )
     shards = max(r[1] for r in rows)
-    missing = sorted(set(range(shards)) - {r[0] for r in rows})
+    # a shard none of the night's merchants hash to stages no rows and is not missing
+    ids = con.execute(
+        "select merchant_id from features.merchant_features where as_of_date = ?", [as_of_date]
+    ).fetchall()
+    expected = {shard_of(str(m), shards) for (m,) in ids}
+    missing = sorted(expected - {r[0] for r in rows})
     if missing:
         raise LivefinError(f"limits for {as_of_date}: shards {missing} of {shards} were not staged")
 

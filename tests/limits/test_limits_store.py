@@ -60,6 +60,14 @@ def test_a_missing_shard_is_refused(con, bench):
         limits.finalize_from_staging(con, get_settings(), D, "r1")
 
 
+def test_an_empty_shard_is_not_a_missing_one(con, bench):
+    # 5 merchants over 16 shards: most shards have no merchant and stage no rows
+    bench.make_upstream(con, D, 5, seed=6)
+    staged = [limits.stage_inputs(con, D, "r1", (i, 16)) for i in range(16)]
+    assert sum(staged) == 5 and staged.count(0) >= 11
+    assert limits.finalize_from_staging(con, get_settings(), D, "r1")["merchants"] == 5
+
+
 def test_latest_limits_date(con, bench):
     assert limits.latest_limits_date(con) is None
     bench.make_upstream(con, D, 20)
